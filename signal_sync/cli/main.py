@@ -1,0 +1,34 @@
+"""The ``signal-sync`` command: one Typer app, one module per subcommand.
+
+Each subcommand module exposes ``register(app)``; this module only wires them and
+turns project errors into ``ErrorType: message`` plus a non-zero exit, so user
+mistakes never end in a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from signal_sync.cli import emulator
+
+app = typer.Typer(
+    name="signal-sync",
+    help="Sync analytics events from Kafka into Mautic and Mailgun.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (emulator,):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()
