@@ -11,7 +11,8 @@ import sys
 
 import typer
 
-from signal_sync.cli import emulator
+from signal_sync.cli import check_config, emulator, preview, produce, topics, worker
+from signal_sync.errors import SignalSyncError
 
 app = typer.Typer(
     name="signal-sync",
@@ -21,13 +22,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (emulator,):
+for module in (worker, preview, check_config, produce, topics, emulator):
     module.register(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point: project errors print ``ErrorType: message`` and exit 2."""
+    try:
+        app()
+    except SignalSyncError as exc:
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+# Developer and CI entry points. `.ci/run` calls `make lint` and `make test`.
+#
+# The venv is (re)installed only when pyproject.toml changes (stamp file), so `lint`
+# followed by `test` does not pip-install twice. The Kafka broker jars come from
+# Maven Central via dev/local_kafka.py and are cached in .cache/kafka/.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.signal-sync-installed
+PYTEST_FLAGS ?= -q -p no:cacheprovider --timeout=600 --durations=15
+
+.PHONY: setup test lint kafka-start kafka-stop kafka-status
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+	$(PY) dev/local_kafka.py fetch
+
+test: setup
+	$(PY) -m pytest $(PYTEST_FLAGS) tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+kafka-start: $(STAMP)
+	$(PY) dev/local_kafka.py start
+
+# stdlib only, so it works even without the venv
+kafka-stop:
+	$(PYTHON) dev/local_kafka.py stop
+
+kafka-status:
+	$(PYTHON) dev/local_kafka.py status
+
+# demo: added by the lead

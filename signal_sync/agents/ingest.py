@@ -1,0 +1,108 @@
+"""Stage 1: decode, stitch identity, drop what no integration takes, re-key by contact.
+
+Runs on the source topic's partitioning (the identity table lives there), then forwards
+each deliverable event to the internal contacts topic keyed by ``contact_id`` so every
+event of one contact is delivered in order by one worker. Drops and invalid records get
+their outcomes here and never reach stage 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from signal_sync.agents.outputs import emit
+from signal_sync.codecs.events import decode_event, peek_message_id
+from signal_sync.errors import InvalidEventError
+from signal_sync.outcomes import SourceRecord
+from signal_sync.planner import plan_event, remember, remembered_for
+from signal_sync.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def source_of(event: faust.EventT) -> SourceRecord:
+    """Position and payload of the Kafka record behind a Faust event."""
+    message = event.message
+    return SourceRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=message.timestamp * 1000 if message.timestamp else None,
+        value=message.value,
+    )
+
+
+async def reject(
+    runtime: Runtime, source: SourceRecord, error: str, status: str = "invalid", reason: str = "invalid_event"
+) -> None:
+    """A record we cannot process: one outcome and dead letter per integration."""
+    message_id = peek_message_id(source.value)
+    log.warning("%s at %s[%s]@%s: %s", reason, source.topic, source.partition, source.offset, error)
+    now = time.time()
+    for integration in runtime.integrations.values():
+        outcome = runtime.outcomes.build(
+            message_id=message_id,
+            integration=integration,
+            event_name=None,
+            email=None,
+            status=status,
+            reason=reason,
+            source=source,
+            now=now,
+            error=error,
+        )
+        await emit(runtime, outcome, source)
+
+
+async def ingest_one(runtime: Runtime, source: SourceRecord) -> None:
+    """Handle one source record completely; never raises for bad input."""
+    try:
+        event = decode_event(source.value)
+    except InvalidEventError as exc:
+        await reject(runtime, source, str(exc))
+        return
+    plan = plan_event(event, list(runtime.integrations.values()), remembered_for(event, runtime.identities))
+    remember(runtime.identities, event, plan.learned)
+    resolved = plan.resolved
+    assert event.message_id is not None
+    now = time.time()
+    for integration, reason in plan.decisions:
+        if reason is not None:
+            outcome = runtime.outcomes.build(
+                message_id=event.message_id,
+                integration=integration,
+                event_name=resolved.name,
+                email=resolved.email,
+                status="dropped",
+                reason=reason,
+                source=source,
+                now=now,
+                event=event,
+            )
+            await emit(runtime, outcome, source)
+    targets = plan.to_send
+    if targets and resolved.contact_id:
+        envelope = {
+            "raw": (source.value or b"").decode("utf-8"),
+            "traits": resolved.traits,
+            "integrations": [integration.id for integration in targets],
+            "src": [source.topic, source.partition, source.offset, source.timestamp_ms],
+        }
+        await runtime.contacts.send(key=resolved.contact_id.encode(), value=envelope)
+
+
+def attach(runtime: Runtime) -> None:
+    """Register the ingest agent on the runtime's app."""
+
+    @runtime.app.agent(runtime.source, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            source = source_of(event)
+            try:
+                await ingest_one(runtime, source)
+            except Exception as exc:  # an agent that raises skips the event for good
+                log.exception("ingest failed at %s[%s]@%s", source.topic, source.partition, source.offset)
+                await reject(runtime, source, f"{type(exc).__name__}: {exc}", "failed", "internal_error")

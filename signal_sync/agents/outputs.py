@@ -1,0 +1,23 @@
+"""Writing outcomes and dead letters from inside an agent.
+
+Sends made while an event is being processed are *attached* to that event by Faust:
+they are published, and awaited, before the event's offset is committed. That is what
+makes "an input offset is committed only after its outcomes are written" hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from signal_sync.outcomes import SourceRecord, dead_letter, encode
+from signal_sync.runtime import Runtime
+
+DEAD_LETTER_STATUSES = frozenset({"failed", "invalid"})
+
+
+async def emit(runtime: Runtime, outcome: dict[str, Any], source: SourceRecord) -> None:
+    """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed."""
+    key = (outcome["contact_id"] or outcome["message_id"]).encode()
+    await runtime.deliveries.send(key=key, value=encode(outcome))
+    if outcome["status"] in DEAD_LETTER_STATUSES:
+        await runtime.dead_letters.send(key=key, value=encode(dead_letter(outcome, source)))

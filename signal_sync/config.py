@@ -1,0 +1,313 @@
+"""Configuration: YAML file + ``${ENV}`` interpolation + ``SIGNAL_SYNC_*`` env overrides.
+
+Every field carries a description and an example because ``check-config`` and the
+README's reference are generated from these models. Secrets are ``SecretStr`` (never
+printed) and each has a ``*_file`` twin so Kubernetes secret mounts work. Validation
+errors name the field, e.g. ``integrations[0].base_url: has a trailing slash``, because
+the seeds' most common failure (404) is a wrong base URL and it should fail at start,
+not at the first delivery.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from signal_sync.errors import ConfigError
+
+MAILGUN_HOSTS = ("api.mailgun.net", "api.eu.mailgun.net")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses, the only hosts allowed over plain http."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str) -> str:
+    """Reject base URLs that would make every request 404 or leak credentials in clear text."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must start with https:// and name a host, got {url!r}")
+    if parts.path == "/":
+        raise ValueError(f"has a trailing slash; use the bare root, e.g. {url.rstrip('/')!r}")
+    if parts.path or parts.query or parts.fragment:
+        raise ValueError(f"must be the bare root without a path, got {url!r} (Signal appends the API path)")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("plain http is only allowed to a loopback host; use https")
+    return url
+
+
+class KafkaSettings(_Strict):
+    """Where to read events and write outcomes."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.", examples=["kafka:9092"]
+    )
+    source_topic: str = Field("signal.events", description="Topic with the input events.")
+    deliveries_topic: str = Field("signal.deliveries", description="Topic the delivery outcomes go to.")
+    dead_letter_topic: str = Field(
+        "signal.deliveries.dlq", description="Topic for the original record of every failed or invalid case."
+    )
+    app_id: str = Field(
+        "signal-sync",
+        description="Faust app id: the consumer group and the prefix of internal topics and changelogs.",
+    )
+    replication_factor: int = Field(
+        1, ge=1, description="Replication of internal topics and changelogs; use 3 on a production cluster."
+    )
+    partitions: int | None = Field(
+        None,
+        ge=1,
+        description="Partitions of internal topics; default: read from the source topic at start.",
+        examples=[12],
+    )
+
+
+class WorkerSettings(_Strict):
+    """How the worker process runs."""
+
+    state_dir: Path = Field(
+        Path(".signal-sync"), description="Folder for table state (rocksdb) and Faust data."
+    )
+    store: Literal["memory://", "rocksdb://"] = Field(
+        "memory://",
+        description="Table store. memory:// replays changelogs on start; rocksdb:// keeps state on disk.",
+    )
+    web_bind: str = Field("127.0.0.1", description="Address of the worker's web server (health, metrics).")
+    web_port: int = Field(6066, ge=1, le=65535, description="Port of the worker's web server.")
+    commit_interval_s: float = Field(1.0, gt=0, description="How often consumed offsets are committed.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+
+class DeliverySettings(_Strict):
+    """HTTP behaviour shared by all integrations."""
+
+    timeout_s: float = Field(10.0, gt=0, description="Total timeout of one HTTP request.")
+    max_attempts: int = Field(5, ge=1, description="Attempts for a retryable failure before it is `failed`.")
+    backoff_initial_s: float = Field(0.2, gt=0, description="First retry delay (exponential, full jitter).")
+    backoff_max_s: float = Field(10.0, gt=0, description="Largest retry delay.")
+    max_connections: int = Field(32, ge=1, description="Pooled keep-alive connections per integration.")
+
+
+class OutcomeSettings(_Strict):
+    """What outcome records contain."""
+
+    include_email: bool = Field(
+        False, description="Add the plaintext email to outcomes. Off by default: contact_id is a sha256."
+    )
+
+
+class _IntegrationBase(_Strict):
+    id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique integration id.")
+    base_url: str = Field(..., description="Root URL of the destination, scheme and host, no path.")
+    consent: list[str] = Field(
+        default_factory=lambda: ["marketing"],
+        description="Consent categories that must be explicitly true for delivery; [] disables gating.",
+        examples=[["marketing"]],
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return check_base_url(value)
+
+
+def _resolve_secret(model: BaseModel, name: str) -> SecretStr:
+    """Fill a secret from its ``*_file`` twin, and insist that one of them is set."""
+    value: SecretStr | None = getattr(model, name)
+    path: Path | None = getattr(model, f"{name}_file")
+    if value is not None and path is not None:
+        raise ValueError(f"{name}: set either {name} or {name}_file, not both")
+    if path is not None:
+        try:
+            value = SecretStr(path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ValueError(f"{name}_file: cannot read {path}: {exc.strerror}") from None
+    if value is None or not value.get_secret_value():
+        raise ValueError(f"{name}: missing secret (set {name} or {name}_file)")
+    return value
+
+
+class MauticIntegration(_IntegrationBase):
+    """Contact upsert into a Mautic instance over the REST API with Basic auth."""
+
+    type: Literal["mautic"]
+    api_user: str = Field(..., min_length=1, description="Mautic user the API calls authenticate as.")
+    api_password: SecretStr | None = Field(None, description="That user's password (secret).")
+    api_password_file: Path | None = Field(None, description="File holding api_password.")
+
+    @model_validator(mode="after")
+    def _secret(self) -> MauticIntegration:
+        object.__setattr__(self, "api_password", _resolve_secret(self, "api_password"))
+        return self
+
+    def credentials(self) -> tuple[str, str]:
+        """Basic-auth user and password."""
+        assert self.api_password is not None
+        return self.api_user, self.api_password.get_secret_value()
+
+
+class MailgunIntegration(_IntegrationBase):
+    """Mailing-list member upsert into Mailgun with Basic ``api:<key>`` auth."""
+
+    type: Literal["mailgun"]
+    api_key: SecretStr | None = Field(None, description="Mailgun Private API key (secret).")
+    api_key_file: Path | None = Field(None, description="File holding api_key.")
+    list_address: str = Field(
+        ..., description="Address of an existing mailing list.", examples=["news@mg.example.com"]
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        host = urlsplit(value).hostname or ""
+        if host not in MAILGUN_HOSTS and not is_loopback_host(host):
+            raise ValueError(
+                "must be https://api.mailgun.net (US) or https://api.eu.mailgun.net (EU), "
+                "matching the key's region"
+            )
+        return value
+
+    @field_validator("list_address")
+    @classmethod
+    def _list(cls, value: str) -> str:
+        if not _EMAIL.match(value):
+            raise ValueError(f"must be a mailing list address like newsletter@mg.example.com, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _secret(self) -> MailgunIntegration:
+        object.__setattr__(self, "api_key", _resolve_secret(self, "api_key"))
+        return self
+
+    def credentials(self) -> tuple[str, str]:
+        """Basic-auth user and password: Mailgun's user is always ``api``."""
+        assert self.api_key is not None
+        return "api", self.api_key.get_secret_value()
+
+
+Integration = Annotated[MauticIntegration | MailgunIntegration, Field(discriminator="type")]
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one worker."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNAL_SYNC_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
+    integrations: list[Integration] = Field(..., min_length=1, description="Destinations, in delivery order.")
+
+    @field_validator("integrations")
+    @classmethod
+    def _unique_ids(cls, value: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for integration in value:
+            if integration.id in seen:
+                raise ValueError(f"duplicate integration id {integration.id!r}")
+            seen.add(integration.id)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment beats the file, so a deployment can override one value without a new file."""
+        return env_settings, init_settings
+
+
+def interpolate(value: Any, path: str = "", environ: dict[str, str] | None = None) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, naming the field when VAR is unset."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {k: interpolate(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """``('integrations', 0, 'mautic', 'base_url')`` → ``integrations[0].base_url``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("mautic", "mailgun") and text.endswith("]"):
+            continue  # the discriminator tag pydantic inserts into the path
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each starting with the field it is about."""
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{format_location(item['loc']) or '(root)'}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path, environ: dict[str, str] | None = None) -> Settings:
+    """Read, interpolate and validate a config file; any problem raises ``ConfigError``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        return Settings(**interpolate(raw, environ=environ))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None

@@ -1,0 +1,97 @@
+"""Mailgun: mailing-list member upsert over ``POST {base_url}/v3/lists/{list}/members`` (seed 001).
+
+Mailgun *replaces* a member's ``vars`` when they are sent, so a page view that only
+knows ``last_page_url`` would wipe ``plan``. ``build_request`` therefore merges the new
+vars into the contact's last known vars (kept by the caller per integration and contact)
+and returns the merged vars as the state to keep once the request succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from signal_sync.config import MailgunIntegration
+from signal_sync.destinations.base import Request, basic_auth, first_text, text
+from signal_sync.identity import ResolvedEvent
+
+NAME = "mailgun"
+MAPPED_EVENTS = frozenset({"page", "Signed Up", "Identified", "Order Completed"})
+
+# The seed's troubleshooting table, by HTTP status.
+HINTS = {
+    401: "Wrong key, wrong username, or wrong region: confirm the key is the Private key and the "
+    "Base URL matches the key's region (US vs EU).",
+    404: "List does not exist, or wrong Base URL: create the mailing list in Mailgun first; verify "
+    "the Mailing List Address and region host.",
+    400: "Missing or malformed email: ensure events carry $traits.email; anonymous events have no "
+    "address to upsert.",
+}
+
+
+def members_path(list_address: str) -> str:
+    """``/v3/lists/{list}/members`` with the list address kept readable (``@`` unescaped)."""
+    return f"/v3/lists/{quote(list_address, safe='@')}/members"
+
+
+def list_path(list_address: str) -> str:
+    """``/v3/lists/{list}``, the harmless call test-connection makes."""
+    return f"/v3/lists/{quote(list_address, safe='@')}"
+
+
+def event_vars(resolved: ResolvedEvent) -> dict[str, Any]:
+    """The custom variables this event sets, per the seed's event table."""
+    event, traits, props = resolved.event, resolved.traits, resolved.event.properties
+    found: dict[str, Any] = {}
+    if resolved.name == "Identified":
+        for key in ("first_name", "last_name", "plan", "company"):
+            found[key] = text(traits.get(key))
+    elif resolved.name == "page":
+        found["last_page_url"] = event.context.page.url or text(props.get("url"))
+    elif resolved.name == "Signed Up":
+        found["signup_method"] = first_text(props, "method")
+    elif resolved.name == "Order Completed":
+        found["last_order_id"] = text(props.get("order_id"))
+        revenue = props.get("revenue")
+        found["last_order_revenue"] = revenue if isinstance(revenue, int | float) else text(revenue)
+        found["last_order_currency"] = text(props.get("currency"))
+    if event.anonymous_id:
+        found["anonymous_id"] = event.anonymous_id
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def member_name(traits: Mapping[str, Any]) -> str | None:
+    """Trait ``name``, else first and last name joined."""
+    name = text(traits.get("name"))
+    if name:
+        return name
+    parts = [text(traits.get("first_name")), text(traits.get("last_name"))]
+    return " ".join(p for p in parts if p) or None
+
+
+def build_request(
+    resolved: ResolvedEvent, integration: MailgunIntegration, known_vars: Mapping[str, Any] | None
+) -> Request:
+    """The member upsert for an event that passed the gate; ``state`` is the merged vars."""
+    merged = {**(known_vars or {}), **event_vars(resolved)}
+    form: dict[str, str] = {"address": resolved.email or ""}
+    if name := member_name(resolved.traits):
+        form["name"] = name
+    marketing = resolved.event.context.consent.canonical.get("marketing")
+    if marketing is not None:
+        form["subscribed"] = "true" if marketing else "false"
+    form["upsert"] = "true"
+    form["vars"] = orjson.dumps(merged).decode()
+    return Request(
+        method="POST",
+        url=integration.base_url + members_path(integration.list_address),
+        headers={
+            "Authorization": basic_auth(*integration.credentials()),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        form=form,
+        state=merged,
+    )

@@ -1,0 +1,111 @@
+"""Mautic: contact upsert over ``POST {base_url}/api/contacts/new`` (seed 000).
+
+Mautic merges on email, so every mapped event is the same upsert with different data.
+Personal data goes in plaintext (it is the customer's own CRM); the visitor IP goes in
+both ``ipAddress`` and ``X-Forwarded-For`` so Mautic's geo lookup sees the visitor, not us.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from signal_sync.config import MauticIntegration
+from signal_sync.destinations.base import Request, basic_auth, first_text, text
+from signal_sync.identity import ResolvedEvent
+
+NAME = "mautic"
+CONTACT_UPSERT_PATH = "/api/contacts/new"
+CONTACT_LIST_PATH = "/api/contacts"
+MAPPED_EVENTS = frozenset({"page", "Identified", "Signed Up", "Lead Captured"})
+CONSENT_TAG = "signal-marketing-consent"
+LAST_ACTIVE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# Signal trait → Mautic field alias, in the order the seed's table lists them.
+TRAIT_FIELDS = (
+    ("first_name", "firstname"),
+    ("last_name", "lastname"),
+    ("phone", "phone"),
+    ("company", "company"),
+    ("city", "city"),
+    ("state", "state"),
+    ("postal_code", "zipcode"),
+    ("country", "country"),
+)
+ADDRESS_TRAITS = frozenset({"city", "state", "postal_code", "country"})
+UTM_FIELDS = (
+    ("source", "utm_source"),
+    ("medium", "utm_medium"),
+    ("name", "utm_campaign"),
+    ("content", "utm_content"),
+    ("term", "utm_term"),
+)
+
+# The seed's troubleshooting table, by HTTP status.
+HINTS = {
+    401: "Basic Authentication is not enabled in Mautic, the credentials are wrong, or the API itself is "
+    "disabled. Re-check Settings > Configuration > API Settings.",
+    403: "The API user lacks permission to create/edit contacts. Adjust the user's role.",
+    404: "base_url is wrong or has a trailing slash. It must be the bare instance root, "
+    "e.g. https://mautic.example.com.",
+}
+
+
+def _trait(traits: dict[str, Any], key: str) -> str | None:
+    value = text(traits.get(key))
+    if value is None and key in ADDRESS_TRAITS and isinstance(traits.get("address"), dict):
+        value = text(traits["address"].get(key))
+    return value
+
+
+def utm_parameters(resolved: ResolvedEvent) -> dict[str, str]:
+    """UTM from ``context.campaign``; when it has none, from the page URL's ``utm_*`` query."""
+    campaign = resolved.event.context.campaign
+    found = {field: text(getattr(campaign, attr)) for attr, field in UTM_FIELDS}
+    if not any(found.values()):
+        url = resolved.event.context.page.url or text(resolved.event.properties.get("url"))
+        query = parse_qs(urlsplit(url).query) if url else {}
+        found = {field: text(query.get(field, [None])[0]) for _, field in UTM_FIELDS}
+    return {field: value for field, value in found.items() if value}
+
+
+def contact_fields(resolved: ResolvedEvent) -> dict[str, Any]:
+    """The flat Contact body; empty fields are omitted so they never blank stored data."""
+    event, traits = resolved.event, resolved.traits
+    body: dict[str, Any] = {"email": resolved.email}
+    for trait, alias in TRAIT_FIELDS:
+        value = _trait(traits, trait)
+        if value is not None:
+            body[alias] = value
+    if event.context.ip:
+        body["ipAddress"] = event.context.ip
+    if event.timestamp is not None:
+        stamp = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
+        body["lastActive"] = stamp.astimezone(UTC).strftime(LAST_ACTIVE_FORMAT)
+    body.update(utm_parameters(resolved))
+    if resolved.name == "Signed Up" and (method := first_text(event.properties, "method")):
+        body["signal_signup_method"] = method
+    if resolved.name == "Lead Captured" and (source := first_text(event.properties, "lead_source", "source")):
+        body["signal_lead_source"] = source
+    marketing = event.context.consent.canonical.get("marketing")
+    if marketing is not None:
+        body["tags"] = [CONSENT_TAG if marketing else f"-{CONSENT_TAG}"]
+    return body
+
+
+def build_request(resolved: ResolvedEvent, integration: MauticIntegration) -> Request:
+    """The upsert request for an event that passed the gate."""
+    headers = {
+        "Authorization": basic_auth(*integration.credentials()),
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+    if resolved.event.context.ip:
+        headers["X-Forwarded-For"] = resolved.event.context.ip
+    return Request(
+        method="POST",
+        url=integration.base_url + CONTACT_UPSERT_PATH,
+        headers=headers,
+        json=contact_fields(resolved),
+    )

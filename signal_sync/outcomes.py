@@ -1,0 +1,129 @@
+"""Building outcome and dead-letter records.
+
+Outcomes are built as plain dicts and serialized with orjson on the hot path; the
+pydantic ``Outcome`` model in ``streams.records`` is the contract they follow (tests
+validate them against it and docs/schemas is generated from it).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from signal_sync.destinations import Integration
+from signal_sync.identity import contact_id
+from signal_sync.streams.records import DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA, SignalEvent
+
+DELIVERY_NAMESPACE = uuid.UUID("6f1c1f0e-52a4-4f0e-9a55-5f1c3c1d2e77")
+
+
+def delivery_id(message_id: str, integration_id: str) -> str:
+    """Same message and integration → same id, so a replayed delivery is recognisable downstream."""
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{message_id}\x00{integration_id}"))
+
+
+def iso_utc(timestamp: float) -> str:
+    """RFC 3339 UTC with milliseconds."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_timestamp(event: SignalEvent | None) -> str | None:
+    """The event's own timestamp, normalized to UTC."""
+    if event is None or event.timestamp is None:
+        return None
+    stamp = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """Where an input record came from; dead letters point back to it."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    timestamp_ms: float | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeBuilder:
+    """Makes outcome dicts; knows whether plaintext emails may appear in them."""
+
+    include_email: bool = False
+
+    def build(
+        self,
+        *,
+        message_id: str,
+        integration: Integration,
+        event_name: str | None,
+        email: str | None,
+        status: str,
+        reason: str | None,
+        source: SourceRecord,
+        now: float,
+        event: SignalEvent | None = None,
+        http_status: int | None = None,
+        created: bool | None = None,
+        attempts: int = 0,
+        hint: str | None = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """One outcome record for (event, integration)."""
+        record: dict[str, Any] = {
+            "schema": OUTCOME_SCHEMA,
+            "delivery_id": delivery_id(message_id, integration.id),
+            "message_id": message_id,
+            "integration": integration.id,
+            "destination": integration.type,
+            "event": event_name,
+            "contact_id": contact_id(email) if email else None,
+            "status": status,
+            "reason": reason,
+            "http_status": http_status,
+            "created": created,
+            "attempts": attempts,
+            "event_timestamp": event_timestamp(event),
+            "completed_at": iso_utc(now),
+            "latency_ms": round(now * 1000 - source.timestamp_ms, 1) if source.timestamp_ms else None,
+            "hint": hint,
+            "error": error,
+        }
+        if self.include_email and email:
+            record["email"] = email
+        return record
+
+
+def dead_letter(outcome: dict[str, Any], source: SourceRecord) -> dict[str, Any]:
+    """The original record plus why it could not be delivered, for replay."""
+    raw = source.value or b""
+    try:
+        original, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        original, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return {
+        "schema": DEAD_LETTER_SCHEMA,
+        "delivery_id": outcome["delivery_id"],
+        "message_id": outcome["message_id"],
+        "integration": outcome["integration"],
+        "status": outcome["status"],
+        "reason": outcome["reason"],
+        "attempts": outcome["attempts"],
+        "error": outcome["error"],
+        "source_topic": source.topic,
+        "source_partition": source.partition,
+        "source_offset": source.offset,
+        "original": original,
+        "original_encoding": encoding,
+    }
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """Records go on the wire as compact JSON."""
+    return orjson.dumps(record)

@@ -1,0 +1,68 @@
+"""The pure pipeline: decode → stitch → gate → build, shared by the worker and ``preview``.
+
+Nothing here does I/O or reads the clock. The worker keeps the two kinds of state in
+Faust tables (identities, Mailgun vars); preview keeps them in dicts. Both call the
+same functions, so preview shows exactly what the worker would send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from signal_sync.destinations import Integration, destination_of
+from signal_sync.destinations.base import DropReason, Request, gate
+from signal_sync.identity import ResolvedEvent, identity_keys, stitch
+from signal_sync.streams.records import SignalEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Per integration, in config order: a drop reason, or None for 'send'."""
+
+    resolved: ResolvedEvent
+    decisions: tuple[tuple[Integration, DropReason | None], ...]
+    learned: dict[str, Any]
+
+    @property
+    def to_send(self) -> list[Integration]:
+        return [integration for integration, reason in self.decisions if reason is None]
+
+
+def plan_event(
+    event: SignalEvent,
+    integrations: Sequence[Integration],
+    remembered: Mapping[str, Mapping[str, Any]],
+) -> Plan:
+    """Stitch the event and decide, per integration, whether it is sent or why it is dropped."""
+    resolved, learned = stitch(event, remembered)
+    decisions = tuple(
+        (integration, gate(resolved, destination_of(integration).mapped_events, integration.consent))
+        for integration in integrations
+    )
+    return Plan(resolved, decisions, learned)
+
+
+def remembered_for(event: SignalEvent, lookup: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The stored traits for this event's identity keys, read from a table or dict."""
+    return {key: value for key in identity_keys(event) if (value := lookup.get(key))}
+
+
+def remember(store: MutableMapping[str, Any], event: SignalEvent, learned: Mapping[str, Any]) -> None:
+    """Keep what the event taught us under each of its identity keys (nothing when it taught nothing)."""
+    if learned:
+        for key in identity_keys(event):
+            store[key] = dict(learned)
+
+
+def state_key(integration: Integration, contact: str) -> str:
+    """Key of per-contact destination state (Mailgun vars) for one integration."""
+    return f"{integration.id}:{contact}"
+
+
+def build_request(
+    resolved: ResolvedEvent, integration: Integration, state: Mapping[str, Any] | None
+) -> Request:
+    """The request for an event that passed the gate."""
+    return destination_of(integration).build(resolved, integration, state)

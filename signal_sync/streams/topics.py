@@ -1,0 +1,92 @@
+"""Topic names and the Kafka admin calls the worker makes before it starts.
+
+The worker never auto-creates the user-facing topics (source, deliveries, dead letters):
+a typo in a topic name should fail at start with the name in the message, not create a
+topic nobody reads. ``signal-sync topics create`` creates them on purpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from signal_sync.config import KafkaSettings
+from signal_sync.errors import ConfigError
+
+ADMIN_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class InternalTopics:
+    """Names of the topics the worker owns, all prefixed by the app id."""
+
+    contacts: str
+    identities_table: str
+    destination_state_table: str
+
+    @classmethod
+    def for_app(cls, app_id: str) -> InternalTopics:
+        return cls(
+            contacts=f"{app_id}-contacts",
+            identities_table="identities",
+            destination_state_table="destination-state",
+        )
+
+
+def admin_client(kafka: KafkaSettings) -> AdminClient:
+    """A confluent-kafka admin client for the configured cluster."""
+    return AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+
+
+def user_topics(kafka: KafkaSettings) -> list[str]:
+    """The topics a user must provide: source, deliveries, dead letters."""
+    return [kafka.source_topic, kafka.deliveries_topic, kafka.dead_letter_topic]
+
+
+def topic_partitions(kafka: KafkaSettings) -> dict[str, int]:
+    """Partition count of each existing user topic."""
+    try:
+        metadata = admin_client(kafka).list_topics(timeout=ADMIN_TIMEOUT_S)
+    except KafkaException as exc:
+        raise ConfigError(f"kafka.bootstrap_servers: cannot reach {kafka.bootstrap_servers}: {exc}") from None
+    return {
+        name: len(metadata.topics[name].partitions)
+        for name in user_topics(kafka)
+        if name in metadata.topics and metadata.topics[name].error is None
+    }
+
+
+def check_topics(kafka: KafkaSettings) -> int:
+    """Fail with the missing topic's name, else return the source topic's partition count."""
+    found = topic_partitions(kafka)
+    fields = {kafka.source_topic: "source_topic", kafka.deliveries_topic: "deliveries_topic"}
+    for name in user_topics(kafka):
+        if name not in found:
+            field = fields.get(name, "dead_letter_topic")
+            raise ConfigError(
+                f"kafka.{field}: topic {name!r} does not exist; "
+                "create it with `signal-sync topics create -c FILE`"
+            )
+    return kafka.partitions or found[kafka.source_topic]
+
+
+def create_topics(kafka: KafkaSettings, partitions: int, replication_factor: int) -> list[str]:
+    """Create the missing user topics; returns the names created."""
+    existing = topic_partitions(kafka)
+    wanted = [
+        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+        for name in user_topics(kafka)
+        if name not in existing
+    ]
+    if not wanted:
+        return []
+    admin = admin_client(kafka)  # keep a reference: the futures die with the client
+    futures = admin.create_topics(wanted, operation_timeout=ADMIN_TIMEOUT_S)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise ConfigError(f"cannot create topic {name!r}: {exc}") from None
+    return [topic.topic for topic in wanted]
