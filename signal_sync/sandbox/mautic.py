@@ -1,0 +1,447 @@
+"""Mautic REST API emulator: the contact upsert Signal uses, as strict as Mautic itself.
+
+Only what the Mautic integration touches is emulated, but that part is enforced the way a
+real instance enforces it, so a client bug shows up here rather than in production:
+
+* ``POST /api/contacts/new`` upserts on email (case-insensitive): 201 for a new contact,
+  200 for an existing one, body ``{"contact": {...}}`` shaped like Mautic's.
+* ``GET /api/contacts`` lists contacts (``limit``, ``start``, ``search``); a harmless call
+  for a connection test.
+* Access checks in Mautic's order: API enabled, Basic auth enabled, credentials, then the
+  user's permission to edit contacts. Errors use Mautic's ``{"errors": [...]}`` JSON.
+* Anything else under ``/api/`` is Mautic's JSON 404; a base URL carrying a path
+  (``//api/...``, ``/mautic/api/...``) gets the HTML 404 of the web UI, as it would.
+* Blank values (``""``/``null``) never wipe stored values; unknown aliases are ignored
+  (custom fields must be created first, see ``custom_fields``); ``tags`` add ``foo`` and
+  remove ``-foo``; ``ipAddress`` and X-Forwarded-For are recorded; UTM parameters become
+  ``utmtags`` entries, as the Mautic API does, not contact fields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from signal_sync.sandbox.faults import FaultInjector, Faults, add_fault_routes, fault_middleware
+from signal_sync.sandbox.journal import (
+    Journal,
+    add_sandbox_routes,
+    credentials_match,
+    journal_middleware,
+    json_response,
+)
+
+KIND = "mautic"
+API_PREFIX = "/api/"
+CONTACTS_NEW = "/api/contacts/new"
+CONTACTS_LIST = "/api/contacts"
+CORE_FIELDS = ("email", "firstname", "lastname", "phone", "company", "city", "state", "zipcode", "country")
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+SPECIAL_FIELDS = ("ipAddress", "lastActive", "tags")
+DEFAULT_CUSTOM_FIELDS = ("signal_signup_method", "signal_lead_source")
+LAST_ACTIVE_FORMAT = "%Y-%m-%d %H:%M:%S"
+DEFAULT_LIST_LIMIT = 30
+
+MSG_API_DISABLED = "API disabled. You need to enable the API in the API settings of Mautic's Configuration."
+MSG_BASIC_DISABLED = (
+    "Basic authentication disabled. You need to enable HTTP basic auth in the API settings "
+    "of Mautic's Configuration."
+)
+MSG_AUTH_DENIED = "API authorization denied."
+MSG_ACCESS_DENIED = "You do not have access to the requested area/action."
+MSG_RATE_LIMITED = "You exceeded the rate limit of {limit} API calls per hour."
+RATE_LIMIT_PER_HOUR = 100
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LAST_ACTIVE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_UTM_KEYS = {
+    "utm_source": "utmSource",
+    "utm_medium": "utmMedium",
+    "utm_campaign": "utmCampaign",
+    "utm_content": "utmContent",
+    "utm_term": "utmTerm",
+}
+_DEFAULT_MESSAGES = {401: MSG_AUTH_DENIED, 403: MSG_ACCESS_DENIED}
+_HTML_404 = (
+    "<!DOCTYPE html><html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>"
+)
+
+
+def errors_response(
+    status: int, message: str, details: Any = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Mautic's error body: ``{"errors": [{"code", "message", "details"}]}``."""
+    body = {"errors": [{"code": status, "message": message, "details": [] if details is None else details}]}
+    return json_response(body, status=status, headers=headers)
+
+
+class MauticDialect:
+    """How faults are worded by Mautic: errors JSON; 429 with ``X-RateLimit-*`` headers.
+
+    Mautic's rate limiter announces the window end as a Unix time in ``X-RateLimit-Reset``
+    and sends no ``Retry-After``, so a client must understand both styles.
+    """
+
+    def error(self, status: int, message: str | None = None) -> web.Response:
+        return errors_response(status, message or _DEFAULT_MESSAGES.get(status) or HTTPStatus(status).phrase)
+
+    def rate_limited(self, retry_after_s: int, reset_at: float) -> web.Response:
+        headers = {
+            "X-RateLimit-Limit": str(RATE_LIMIT_PER_HOUR),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(math.ceil(reset_at)),
+        }
+        return errors_response(429, MSG_RATE_LIMITED.format(limit=RATE_LIMIT_PER_HOUR), headers=headers)
+
+
+@dataclass(frozen=True)
+class MauticSettings:
+    """The instance configuration the checks depend on (fixed at creation)."""
+
+    username: str
+    password: str
+    api_enabled: bool = True
+    basic_auth_enabled: bool = True
+    can_edit_contacts: bool = True
+    custom_fields: tuple[str, ...] = DEFAULT_CUSTOM_FIELDS
+
+    @property
+    def field_aliases(self) -> tuple[str, ...]:
+        """Aliases stored as contact fields, in ``fields.all`` order."""
+        return CORE_FIELDS + tuple(a for a in self.custom_fields if a not in CORE_FIELDS)
+
+
+@dataclass
+class Contact:
+    """One stored contact; rendered to Mautic's JSON by ``MauticStore.render``."""
+
+    id: int
+    date_added: str
+    date_modified: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    ip_addresses: list[str] = field(default_factory=list)
+    last_active: str | None = None
+    utmtags: list[dict[str, Any]] = field(default_factory=list)
+
+
+class BadRequest(Exception):
+    """A payload Mautic would refuse with 400; carries the message and per-field details."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def is_blank(value: Any) -> bool:
+    """Mautic skips ``""`` and ``null`` instead of overwriting a stored value with them."""
+    return value is None or value == ""
+
+
+def _field_error(alias: str, message: str) -> BadRequest:
+    return BadRequest(f"{alias}: {message}", {alias: [message]})
+
+
+def validate_payload(payload: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise ``BadRequest`` for what Mautic's contact form would reject."""
+    email = payload.get("email")
+    if is_blank(email):
+        raise _field_error("email", "A valid email is required.")
+    if not isinstance(email, str) or not _EMAIL.match(email):
+        raise _field_error("email", "A valid email is required.")
+    last_active = payload.get("lastActive")
+    if not is_blank(last_active):
+        if not isinstance(last_active, str) or not _LAST_ACTIVE.match(last_active):
+            raise _field_error("lastActive", "This value is not a valid datetime (expected Y-m-d H:i:s).")
+        try:
+            datetime.strptime(last_active, LAST_ACTIVE_FORMAT)
+        except ValueError:
+            raise _field_error("lastActive", "This value is not a valid datetime.") from None
+    for alias in known:
+        value = payload.get(alias)
+        if alias == "tags":
+            if not (is_blank(value) or isinstance(value, str) or _is_list_of_scalars(value)):
+                raise _field_error("tags", "This value should be a list or a comma separated string.")
+        elif isinstance(value, dict | list):
+            raise _field_error(alias, "This value should be of type string.")
+
+
+def _is_list_of_scalars(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str | int | float) for v in value)
+
+
+def parse_tags(value: Any) -> list[str]:
+    """Tags as Mautic reads them: a list, or one comma-separated string; blanks dropped."""
+    if is_blank(value):
+        return []
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [t.strip() for t in items if t.strip()]
+
+
+def valid_ip(value: Any) -> str | None:
+    """The IP as a string if it is one, else None (Mautic silently ignores bad IPs)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def forwarded_ip(header: str | None) -> str | None:
+    """The original client of an X-Forwarded-For chain (its first entry)."""
+    if not header:
+        return None
+    return valid_ip(header.split(",")[0])
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+class MauticStore:
+    """Contacts keyed by lowercased email, plus the tag registry that gives tags their ids."""
+
+    def __init__(self, settings: MauticSettings) -> None:
+        self.settings = settings
+        self.known = frozenset(settings.field_aliases + UTM_FIELDS + SPECIAL_FIELDS)
+        self.clear()
+
+    def clear(self) -> None:
+        self.contacts: dict[str, Contact] = {}
+        self.tag_ids: dict[str, int] = {}
+        self._next_id = 1
+
+    def upsert(
+        self, payload: Mapping[str, Any], header_ip: str | None
+    ) -> tuple[Contact, bool, dict[str, Any], list[str]]:
+        """Apply a validated payload; returns the contact, created?, what changed, what was ignored."""
+        key = str(payload["email"]).lower()
+        now = _now()
+        contact = self.contacts.get(key)
+        created = contact is None
+        if contact is None:
+            contact = Contact(id=self._next_id, date_added=now, date_modified=now)
+            self._next_id += 1
+            self.contacts[key] = contact
+        contact.date_modified = now
+        changes: dict[str, Any] = {}
+        for alias in self.settings.field_aliases:
+            value = payload.get(alias)
+            if not is_blank(value):
+                contact.fields[alias] = changes[alias] = value
+        self._apply_last_active(contact, payload.get("lastActive"), changes)
+        self._apply_utm(contact, payload, changes)
+        self._apply_tags(contact, payload.get("tags"), changes)
+        ignored = sorted(k for k in payload if k not in self.known)
+        body_ip = payload.get("ipAddress")
+        if not is_blank(body_ip) and valid_ip(body_ip) is None:
+            ignored.append("ipAddress")
+        self._apply_ips(contact, [valid_ip(body_ip), header_ip], changes)
+        return contact, created, changes, ignored
+
+    @staticmethod
+    def _apply_ips(contact: Contact, candidates: list[str | None], changes: dict[str, Any]) -> None:
+        ips = [ip for ip in candidates if ip]
+        for ip in ips:
+            if ip not in contact.ip_addresses:
+                contact.ip_addresses.append(ip)
+        if ips:
+            changes["ipAddresses"] = ips
+
+    @staticmethod
+    def _apply_last_active(contact: Contact, value: Any, changes: dict[str, Any]) -> None:
+        if is_blank(value):
+            return
+        when = datetime.strptime(value, LAST_ACTIVE_FORMAT).replace(tzinfo=UTC)
+        contact.last_active = changes["lastActive"] = when.isoformat()
+
+    @staticmethod
+    def _apply_utm(contact: Contact, payload: Mapping[str, Any], changes: dict[str, Any]) -> None:
+        utm = {alias: payload[alias] for alias in UTM_FIELDS if not is_blank(payload.get(alias))}
+        if utm:
+            contact.utmtags.append({_UTM_KEYS[k]: v for k, v in utm.items()} | {"dateAdded": _now()})
+            changes.update(utm)
+
+    def _apply_tags(self, contact: Contact, value: Any, changes: dict[str, Any]) -> None:
+        ops = parse_tags(value)
+        for op in ops:
+            if op.startswith("-"):
+                name = op[1:].strip()
+                if name in contact.tags:
+                    contact.tags.remove(name)
+            elif op not in contact.tags:
+                contact.tags.append(op)
+                self.tag_ids.setdefault(op, len(self.tag_ids) + 1)
+        if ops:
+            changes["tags"] = ops
+
+    def render(self, contact: Contact) -> dict[str, Any]:
+        """The contact as Mautic's API returns it."""
+        all_fields = {"id": contact.id} | {a: contact.fields.get(a) for a in self.settings.field_aliases}
+        return {
+            "id": contact.id,
+            "isPublished": True,
+            "dateAdded": contact.date_added,
+            "dateModified": contact.date_modified,
+            "points": 0,
+            "lastActive": contact.last_active,
+            "ipAddresses": {ip: {"ipAddress": ip, "ipDetails": {}} for ip in contact.ip_addresses},
+            "tags": [{"id": self.tag_ids.get(t, 0), "tag": t} for t in contact.tags],
+            "utmtags": list(contact.utmtags),
+            "fields": {"all": all_fields},
+        }
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every contact, in creation order."""
+        return [self.render(c) for c in sorted(self.contacts.values(), key=lambda c: c.id)]
+
+
+MAUTIC_STORE = web.AppKey("mautic_store", MauticStore)
+
+
+def check_access(request: web.Request, settings: MauticSettings, *, edit: bool) -> web.Response | None:
+    """Mautic's access checks in its order; None when the request may proceed."""
+    if not settings.api_enabled:
+        return errors_response(403, MSG_API_DISABLED)
+    if not settings.basic_auth_enabled:
+        return errors_response(403, MSG_BASIC_DISABLED)
+    if not credentials_match(request.headers.get("Authorization"), settings.username, settings.password):
+        return errors_response(401, MSG_AUTH_DENIED, headers={"WWW-Authenticate": 'Basic realm="Mautic"'})
+    if edit and not settings.can_edit_contacts:
+        return errors_response(403, MSG_ACCESS_DENIED)
+    return None
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, or ``BadRequest`` (Signal must send JSON)."""
+    if request.content_type != "application/json":
+        raise BadRequest("Request body must be JSON (Content-Type: application/json).")
+    try:
+        payload = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadRequest("Request body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    return payload
+
+
+def _non_negative_int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: must be an integer.") from None
+    if value < 0:
+        raise BadRequest(f"{name}: must not be negative.")
+    return value
+
+
+def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    @routes.post(CONTACTS_NEW)
+    async def new_contact(request: web.Request) -> web.Response:
+        denied = check_access(request, settings, edit=True)
+        if denied is not None:
+            return denied
+        try:
+            payload = await read_json_object(request)
+            validate_payload(payload, store.known)
+        except BadRequest as exc:
+            return errors_response(400, exc.message, exc.details)
+        header_ip = forwarded_ip(request.headers.get("X-Forwarded-For"))
+        contact, created, changes, ignored = store.upsert(payload, header_ip)
+        status = 201 if created else 200
+        body = {"contact": store.render(contact)}
+        journal.record_applied(
+            str(payload["email"]),
+            request=request,
+            action="created" if created else "updated",
+            status=status,
+            changes=changes,
+            state=body["contact"],
+            details={"ignored": ignored, "contact_id": contact.id},
+        )
+        return json_response(body, status=status)
+
+    @routes.get(CONTACTS_LIST)
+    async def list_contacts(request: web.Request) -> web.Response:
+        denied = check_access(request, settings, edit=False)
+        if denied is not None:
+            return denied
+        try:
+            limit = _non_negative_int(request, "limit", DEFAULT_LIST_LIMIT)
+            start = _non_negative_int(request, "start", 0)
+        except BadRequest as exc:
+            return errors_response(400, exc.message)
+        search = request.query.get("search", "").removeprefix("email:").lower()
+        matches = [
+            c for c in store.snapshot() if search in str(c["fields"]["all"].get("email") or "").lower()
+        ]
+        page = matches[start : start + limit]
+        return json_response({"total": len(matches), "contacts": {str(c["id"]): c for c in page}})
+
+    return routes
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Unknown API paths get Mautic's JSON 404; paths outside ``/api/`` get the UI's HTML 404."""
+    path = request.path
+    if path in (CONTACTS_NEW, CONTACTS_LIST):
+        return errors_response(405, f"Method {request.method} is not allowed for {path}")
+    if path.startswith(API_PREFIX):
+        return errors_response(404, f"Requested URL not found: {path}")
+    return web.Response(status=404, text=_HTML_404, content_type="text/html")
+
+
+def create_app(
+    *,
+    username: str,
+    password: str,
+    api_enabled: bool = True,
+    basic_auth_enabled: bool = True,
+    can_edit_contacts: bool = True,
+    custom_fields: Iterable[str] = DEFAULT_CUSTOM_FIELDS,
+    faults: Faults | Mapping[str, Any] | None = None,
+) -> web.Application:
+    """A Mautic emulator app; serve it with ``server.start_in_thread`` or ``server.serve``."""
+    settings = MauticSettings(
+        username=username,
+        password=password,
+        api_enabled=api_enabled,
+        basic_auth_enabled=basic_auth_enabled,
+        can_edit_contacts=can_edit_contacts,
+        custom_fields=tuple(custom_fields),
+    )
+    store = MauticStore(settings)
+    journal = Journal()
+    injector = FaultInjector(faults)
+    app = web.Application(
+        middlewares=[journal_middleware(journal), fault_middleware(injector, MauticDialect())]
+    )
+    app[MAUTIC_STORE] = store
+
+    def reset() -> None:
+        store.clear()
+        injector.restore()
+
+    add_sandbox_routes(
+        app, kind=KIND, journal=journal, state_name="contacts", snapshot=store.snapshot, reset=reset
+    )
+    add_fault_routes(app, injector)
+    app.add_routes(_routes(settings, store, journal))
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
