@@ -290,8 +290,12 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line per problem, each starting with the field it is about."""
     lines = []
     for item in error.errors():
+        location = format_location(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{format_location(item['loc']) or '(root)'}: {message}")
+        field, sep, rest = message.partition(": ")
+        if sep and field.isidentifier():  # a model-level check naming its field: move it into the path
+            location, message = f"{location}.{field}" if location else field, rest
+        lines.append(f"{location or '(root)'}: {message}")
     return "\n".join(lines)
 
 

@@ -77,9 +77,18 @@ class ResolvedEvent:
         return contact_id(email) if email else None
 
 
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
 def own_traits(event: SignalEvent) -> dict[str, Any]:
-    """The traits the event itself carries: ``context.traits`` under ``traits``."""
-    return {**normalize_traits(event.context.traits), **normalize_traits(event.traits)}
+    """The traits the event itself carries: ``context.traits`` under ``traits``.
+
+    Null and blank values are left out: an event that says ``email: null`` has no email of
+    its own, and must neither hide nor erase the one we know.
+    """
+    merged = {**normalize_traits(event.context.traits), **normalize_traits(event.traits)}
+    return {key: value for key, value in merged.items() if _present(value)}
 
 
 def stitch(

@@ -17,6 +17,7 @@ from signal_sync.config import Settings
 from signal_sync.destinations import Integration
 from signal_sync.destinations.delivery import Sender
 from signal_sync.outcomes import OutcomeBuilder
+from signal_sync.streams.replay_guard import ReplayGuard
 from signal_sync.streams.topics import InternalTopics
 
 
@@ -35,6 +36,7 @@ class Runtime:
     outcomes: OutcomeBuilder
     sender: Sender
     integrations: dict[str, Integration] = field(default_factory=dict)
+    replays: ReplayGuard = field(default_factory=ReplayGuard)
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -65,7 +67,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         table_standby_replicas=0,
     )
     names = InternalTopics.for_app(kafka.app_id)
-    table_schema = faust.Schema(key_type=str, value_type=dict, key_serializer=codec, value_serializer=codec)
+    table_schema = faust.Schema(key_serializer=codec, value_serializer=codec)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     runtime = Runtime(
         settings=settings,
@@ -86,6 +88,10 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         sender=Sender(settings.delivery),
         integrations={integration.id: integration for integration in settings.integrations},
     )
+
+    @app.on_partitions_revoked.connect
+    async def _forget_revoked(sender: faust.App, revoked: set, **_: object) -> None:
+        runtime.replays.forget(revoked)
 
     @app.on_before_shutdown.connect
     async def _close_sessions(sender: faust.App, **_: object) -> None:

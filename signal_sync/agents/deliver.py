@@ -87,7 +87,10 @@ def attach(runtime: Runtime) -> None:
 
     @runtime.app.agent(runtime.contacts, name="deliver")
     async def deliver(stream: faust.StreamT) -> None:
-        async for envelope in stream:
+        async for event in stream.events():
+            if runtime.replays.is_replay(event.message.tp, event.message.offset):
+                continue
+            envelope = event.value
             try:
                 await deliver_one(runtime, envelope)
             except Exception as exc:  # an agent that raises skips the event for good

@@ -100,6 +100,8 @@ def attach(runtime: Runtime) -> None:
     @runtime.app.agent(runtime.source, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            if runtime.replays.is_replay(event.message.tp, event.message.offset):
+                continue
             source = source_of(event)
             try:
                 await ingest_one(runtime, source)

@@ -11,6 +11,7 @@ import typer
 
 from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
+from signal_sync.errors import SignalSyncError
 from signal_sync.preview import preview_lines
 
 
@@ -24,6 +25,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print one JSON line per (event, integration): send with the request, or drop with the reason."""
         settings = load_settings(config)
+        if events != "-" and not Path(events).is_file():
+            raise SignalSyncError(f"cannot read events file {events}: no such file")
         stream = sys.stdin.buffer if events == "-" else Path(events).open("rb")  # noqa: SIM115
         with stream:
             for line in preview_lines(settings, stream):

@@ -1,0 +1,210 @@
+"""Outcome and dead-letter records: the ``signal.deliveries`` contract."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+from signal_sync.outcomes import OutcomeBuilder, SourceRecord, dead_letter, delivery_id, encode
+from signal_sync.streams.records import DeadLetter, Outcome
+from tests.unit.factories import event, mailgun, mautic
+
+CONTRACT_KEYS = {
+    "schema",
+    "delivery_id",
+    "message_id",
+    "integration",
+    "destination",
+    "event",
+    "contact_id",
+    "status",
+    "reason",
+    "http_status",
+    "created",
+    "attempts",
+    "event_timestamp",
+    "completed_at",
+    "latency_ms",
+    "hint",
+    "error",
+}
+EMAIL = "jane.doe@example.com"
+SOURCE = SourceRecord("signal.events", 3, 42, 1_780_000_000_000.0, b'{"type":"identify"}')
+NOW = 1_780_000_000.25
+
+
+def test_delivery_id_is_deterministic_and_per_integration() -> None:
+    first = delivery_id("msg-1", "mautic-main")
+    assert first == delivery_id("msg-1", "mautic-main")
+    assert uuid.UUID(first)
+    assert first != delivery_id("msg-1", "mailgun-news")
+    assert first != delivery_id("msg-2", "mautic-main")
+    # no accidental collision from naive concatenation
+    assert delivery_id("ab", "c") != delivery_id("a", "bc")
+
+
+def build(include_email: bool = False, **overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "message_id": "msg-1",
+        "integration": mautic(),
+        "event_name": "Signed Up",
+        "email": EMAIL,
+        "status": "delivered",
+        "reason": None,
+        "source": SOURCE,
+        "now": NOW,
+        "event": event(type="track", event="Signed Up", timestamp="2026-06-06T16:32:10+02:00"),
+        "http_status": 201,
+        "created": True,
+        "attempts": 1,
+    }
+    return OutcomeBuilder(include_email=include_email).build(**{**fields, **overrides})
+
+
+def test_delivered_outcome_fields() -> None:
+    record = build()
+    assert set(record) == CONTRACT_KEYS
+    assert record["schema"] == "signal.delivery/v1"
+    assert record["delivery_id"] == delivery_id("msg-1", "mautic-main")
+    assert record["integration"] == "mautic-main"
+    assert record["destination"] == "mautic"
+    assert record["event"] == "Signed Up"
+    assert (record["status"], record["http_status"], record["created"], record["attempts"]) == (
+        "delivered",
+        201,
+        True,
+        1,
+    )
+    assert record["event_timestamp"] == "2026-06-06T14:32:10Z"
+    assert record["completed_at"] == "2026-05-28T20:26:40.250Z"
+    assert record["latency_ms"] == 250.0
+
+
+def test_contact_id_is_sha256_of_the_normalized_email() -> None:
+    record = build()
+    assert record["contact_id"] == hashlib.sha256(EMAIL.encode()).hexdigest()
+    assert build(email=None, status="dropped", reason="no_email")["contact_id"] is None
+
+
+def test_no_plaintext_email_unless_configured() -> None:
+    hidden = build()
+    assert "email" not in hidden
+    assert EMAIL.encode() not in encode(hidden)
+
+    shown = build(include_email=True)
+    assert shown["email"] == EMAIL
+    assert shown["contact_id"] == hidden["contact_id"]
+
+
+def test_mailgun_destination_and_distinct_delivery_id() -> None:
+    record = build(integration=mailgun(), http_status=200, created=None)
+    assert (record["integration"], record["destination"]) == ("mailgun-news", "mailgun")
+    assert record["delivery_id"] != build()["delivery_id"]
+
+
+OUTCOME_CASES = {
+    "delivered": {},
+    "delivered-with-email": {"include_email": True},
+    "dropped": {
+        "status": "dropped",
+        "reason": "consent_denied",
+        "http_status": None,
+        "created": None,
+        "attempts": 0,
+    },
+    "dropped-no-email": {"status": "dropped", "reason": "no_email", "email": None, "http_status": None},
+    "failed": {
+        "status": "failed",
+        "reason": "http_401",
+        "http_status": 401,
+        "created": None,
+        "attempts": 1,
+        "hint": "Basic Authentication is not enabled in Mautic",
+        "error": "API authorization denied.",
+    },
+    "failed-connection": {
+        "integration": mailgun(),
+        "status": "failed",
+        "reason": "connection_error",
+        "http_status": None,
+        "created": None,
+        "attempts": 5,
+        "error": "timeout: ",
+    },
+    "invalid": {
+        "message_id": "sha256:0123",
+        "event_name": None,
+        "email": None,
+        "status": "invalid",
+        "reason": "invalid_event",
+        "event": None,
+        "http_status": None,
+        "created": None,
+        "attempts": 0,
+        "error": "not valid UTF-8 JSON",
+    },
+    "no-source-timestamp": {"source": SourceRecord("t", None, None, None, None)},
+}
+
+
+@pytest.mark.parametrize("case", list(OUTCOME_CASES))
+def test_every_outcome_validates_against_the_model_and_its_schema(case: str) -> None:
+    overrides = dict(OUTCOME_CASES[case])
+    include_email = overrides.pop("include_email", False)
+    record = build(include_email=include_email, **overrides)
+
+    model = Outcome.model_validate(record)
+    assert model.model_dump(by_alias=True, exclude_unset=True) == record
+    jsonschema.validate(orjson.loads(encode(record)), Outcome.model_json_schema(by_alias=True))
+
+
+def test_missing_timestamps_are_null() -> None:
+    record = build(event=None, source=SourceRecord("t", None, None, None, None))
+    assert record["event_timestamp"] is None and record["latency_ms"] is None
+
+
+def test_naive_event_timestamp_counts_as_utc() -> None:
+    record = build(event=event(type="page", timestamp="2026-06-06T14:32:10"))
+    assert record["event_timestamp"] == "2026-06-06T14:32:10Z"
+
+
+def test_dead_letter_keeps_utf8_text() -> None:
+    outcome = build(status="failed", reason="http_400", http_status=400, created=None, error="bad")
+    record = dead_letter(outcome, SOURCE)
+    assert record["original"] == '{"type":"identify"}'
+    assert record["original_encoding"] == "utf-8"
+    assert (record["source_topic"], record["source_partition"], record["source_offset"]) == (
+        "signal.events",
+        3,
+        42,
+    )
+    assert (record["delivery_id"], record["reason"], record["error"]) == (
+        outcome["delivery_id"],
+        "http_400",
+        "bad",
+    )
+    DeadLetter.model_validate(record)
+
+
+def test_dead_letter_base64_for_non_utf8() -> None:
+    raw = b"\xff\xfe\x00not utf-8\x80"
+    source = SourceRecord("signal.events", 0, 7, None, raw)
+    outcome = build(status="invalid", reason="invalid_event", email=None, event=None, source=source)
+    record = dead_letter(outcome, source)
+    assert record["original_encoding"] == "base64"
+    assert base64.b64decode(record["original"]) == raw
+    DeadLetter.model_validate(record)
+    orjson.dumps(record)  # serializable as is
+
+
+def test_encode_is_compact_json() -> None:
+    record = build()
+    wire = encode(record)
+    assert orjson.loads(wire) == record
+    assert b"\n" not in wire and b": " not in wire
