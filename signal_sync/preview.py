@@ -19,7 +19,11 @@ from signal_sync.planner import build_request, plan_event, remember, remembered_
 
 def request_view(request: Request) -> dict[str, Any]:
     """The request as preview prints it: credentials redacted, body as sent."""
-    view: dict[str, Any] = {"method": request.method, "url": request.url, "headers": request.redacted_headers()}
+    view: dict[str, Any] = {
+        "method": request.method,
+        "url": request.url,
+        "headers": request.redacted_headers(),
+    }
     if request.form is not None:
         view["form"] = request.form
     else:

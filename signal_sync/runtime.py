@@ -83,7 +83,9 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         deliveries=app.topic(kafka.deliveries_topic, **raw),
         dead_letters=app.topic(kafka.dead_letter_topic, **raw),
         identities=app.Table(names.identities_table, partitions=partitions, schema=table_schema),
-        destination_state=app.Table(names.destination_state_table, partitions=partitions, schema=table_schema),
+        destination_state=app.Table(
+            names.destination_state_table, partitions=partitions, schema=table_schema
+        ),
         outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
         sender=Sender(settings.delivery),
         integrations={integration.id: integration for integration in settings.integrations},
