@@ -12,23 +12,8 @@ from typing import Any
 
 from signal_sync.codecs.events import decode_event, peek_message_id
 from signal_sync.config import Settings
-from signal_sync.destinations.base import Request
 from signal_sync.errors import InvalidEventError
 from signal_sync.planner import build_request, plan_event, remember, remembered_for, state_key
-
-
-def request_view(request: Request) -> dict[str, Any]:
-    """The request as preview prints it: credentials redacted, body as sent."""
-    view: dict[str, Any] = {
-        "method": request.method,
-        "url": request.url,
-        "headers": request.redacted_headers(),
-    }
-    if request.form is not None:
-        view["form"] = request.form
-    else:
-        view["json"] = request.json
-    return view
 
 
 class Previewer:
@@ -60,7 +45,7 @@ class Previewer:
             request = build_request(resolved, integration, self.destination_state.get(key))
             if request.state is not None:
                 self.destination_state[key] = request.state
-            yield self._line(event.message_id, integration.id, resolved.name, None, request_view(request))
+            yield self._line(event.message_id, integration.id, resolved.name, None, request.view())
 
     @staticmethod
     def _line(

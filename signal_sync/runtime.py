@@ -8,7 +8,9 @@ count, because Faust requires a table's changelog to match the stream that write
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 
@@ -19,6 +21,10 @@ from signal_sync.destinations.delivery import Sender
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.streams.replay_guard import ReplayGuard
 from signal_sync.streams.topics import InternalTopics
+
+OutcomeObserver = Callable[[dict[str, Any], dict[str, Any] | None], None]
+"""Called with every outcome written and the redacted request behind it (None for drops):
+how metrics and the event debugger see deliveries without the agents knowing about them."""
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Runtime:
     sender: Sender
     integrations: dict[str, Integration] = field(default_factory=dict)
     replays: ReplayGuard = field(default_factory=ReplayGuard)
+    observers: list[OutcomeObserver] = field(default_factory=list)
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:

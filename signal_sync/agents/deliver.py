@@ -67,7 +67,7 @@ async def deliver_to(
         hint=result.hint,
         error=result.error,
     )
-    await emit(runtime, outcome, source)
+    await emit(runtime, outcome, source, request.view())
 
 
 async def deliver_one(runtime: Runtime, envelope: dict[str, Any]) -> None:

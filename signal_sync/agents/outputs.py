@@ -15,9 +15,14 @@ from signal_sync.runtime import Runtime
 DEAD_LETTER_STATUSES = frozenset({"failed", "invalid"})
 
 
-async def emit(runtime: Runtime, outcome: dict[str, Any], source: SourceRecord) -> None:
-    """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed."""
+async def emit(
+    runtime: Runtime, outcome: dict[str, Any], source: SourceRecord, request: dict[str, Any] | None = None
+) -> None:
+    """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed;
+    then tell the observers (metrics, debugger). ``request`` is the redacted request, if any."""
     key = (outcome["contact_id"] or outcome["message_id"]).encode()
     await runtime.deliveries.send(key=key, value=encode(outcome))
     if outcome["status"] in DEAD_LETTER_STATUSES:
         await runtime.dead_letters.send(key=key, value=encode(dead_letter(outcome, source)))
+    for observer in runtime.observers:
+        observer(outcome, request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 import typer
 
+from signal_sync import observability
 from signal_sync.agents import attach_all
 from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
@@ -22,4 +23,5 @@ def register(app: typer.Typer) -> None:
         partitions = check_topics(settings.kafka)
         runtime = create_runtime(settings, partitions)
         attach_all(runtime)
+        observability.install(runtime)
         faust.Worker(runtime.app, loglevel=settings.worker.log_level, quiet=True).execute_from_commandline()

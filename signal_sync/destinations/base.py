@@ -28,6 +28,15 @@ class Request:
     form: dict[str, str] | None = None
     state: dict[str, Any] | None = field(default=None, compare=False)
 
+    def view(self) -> dict[str, Any]:
+        """The request as shown to people (preview, debugger): credentials redacted, body as sent."""
+        shown: dict[str, Any] = {"method": self.method, "url": self.url, "headers": self.redacted_headers()}
+        if self.form is not None:
+            shown["form"] = self.form
+        else:
+            shown["json"] = self.json
+        return shown
+
     def redacted_headers(self) -> dict[str, str]:
         """Headers safe to print or log: the credentials are hidden."""
         return {
