@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.signal-sync-installed
 PYTEST_FLAGS ?= -q -p no:cacheprovider --timeout=600 --durations=15
 
-.PHONY: setup test lint kafka-start kafka-stop kafka-status
+.PHONY: setup test lint demo kafka-start kafka-stop kafka-status
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,4 +41,6 @@ kafka-stop:
 kafka-status:
 	$(PYTHON) dev/local_kafka.py status
 
-# demo: added by the lead
+# The end-to-end demo: local broker, sandbox Mautic/Mailgun, worker, seed events, outcomes printed.
+demo: setup
+	$(PY) dev/demo.py

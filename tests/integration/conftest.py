@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import WorkerProcess
 
 from signal_sync.sandbox import mailgun, mautic, start_in_thread
 from signal_sync.sandbox.server import RunningServer
-from tests.support.worker import WorkerProcess, write_config
+from tests.support.config import write_config
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from harness import consume_until, produce
 
 from signal_sync.identity import contact_id
 from signal_sync.streams.records import DeadLetter, Outcome
 from tests.support.scenario import build_scenario
-from tests.support.worker import consume_until, produce
 
 pytestmark = pytest.mark.integration
 

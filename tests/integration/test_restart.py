@@ -9,8 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from tests.support.worker import WorkerProcess, consume_until, produce
+from harness import WorkerProcess, consume_until, produce
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,69 @@
+"""Creating the worker's own topics before Faust starts.
+
+Faust declares internal topics itself, but on a freshly started cluster its consumer can
+subscribe before the new topic's metadata has propagated; it then logs "Ignoring
+missing topic" and never consumes it. Creating them up front, and waiting until the
+metadata shows every partition, removes that race. Changelogs are compacted, as Faust
+would make them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import NewTopic
+
+from signal_sync.config import KafkaSettings
+from signal_sync.errors import ConfigError
+from signal_sync.streams.topics import InternalTopics, admin_client
+
+READY_TIMEOUT_S = 30.0
+
+
+def internal_topic_configs(kafka: KafkaSettings) -> dict[str, dict[str, str]]:
+    """Each internal topic's name and its topic config."""
+    names = InternalTopics.for_app(kafka.app_id)
+    compacted = {"cleanup.policy": "compact"}
+    return {
+        names.contacts: {},
+        f"{kafka.app_id}-{names.identities_table}-changelog": compacted,
+        f"{kafka.app_id}-{names.destination_state_table}-changelog": compacted,
+    }
+
+
+def ensure_internal_topics(kafka: KafkaSettings, partitions: int) -> None:
+    """Create missing internal topics and wait until all are visible with ``partitions`` partitions."""
+    admin = admin_client(kafka)
+    wanted = internal_topic_configs(kafka)
+    existing = admin.list_topics(timeout=READY_TIMEOUT_S).topics
+    for name in wanted:
+        if name in existing and len(existing[name].partitions) != partitions:
+            raise ConfigError(
+                f"kafka.partitions: internal topic {name!r} has {len(existing[name].partitions)} partitions, "
+                f"the source topic {partitions}; they must match (Faust co-partitioning)"
+            )
+    missing = [
+        NewTopic(name, num_partitions=partitions, replication_factor=kafka.replication_factor, config=config)
+        for name, config in wanted.items()
+        if name not in existing
+    ]
+    if missing:
+        for name, future in admin.create_topics(missing).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise ConfigError(f"cannot create internal topic {name!r}: {exc}") from None
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=5).topics
+        if all(
+            name in topics
+            and len(topics[name].partitions) == partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in wanted
+        ):
+            return
+        time.sleep(0.2)
+    raise ConfigError(f"internal topics {sorted(wanted)} did not become ready within {READY_TIMEOUT_S:.0f}s")
