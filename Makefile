@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.signal-sync-installed
 PYTEST_FLAGS ?= -q -p no:cacheprovider --timeout=600 --durations=15
 
-.PHONY: setup test lint demo kafka-start kafka-stop kafka-status
+.PHONY: setup tools test lint demo kafka-start kafka-stop kafka-status
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ $(STAMP): pyproject.toml | $(PY)
 setup: $(STAMP)
 	$(PY) dev/local_kafka.py fetch
 
-test: setup
+# Test-only tools: helm (built with go install, cached in .cache/bin) and Debian's chromium.
+tools:
+	bash dev/install_tools.sh
+	bash dev/install_browser.sh
+
+test: setup tools
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
 
 lint: $(STAMP)

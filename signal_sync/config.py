@@ -64,6 +64,12 @@ def check_base_url(url: str) -> str:
     return url
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+
+
 class KafkaSettings(_Strict):
     """Where to read events and write outcomes."""
 
@@ -88,6 +94,61 @@ class KafkaSettings(_Strict):
         description="Partitions of internal topics; default: read from the source topic at start.",
         examples=[12],
     )
+    security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="How clients talk to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL.",
+        examples=["SASL_SSL"],
+    )
+    sasl_mechanism: SaslMechanism | None = Field(
+        None,
+        description="SASL mechanism (SASL_* protocols only); default PLAIN.",
+        examples=["SCRAM-SHA-512"],
+    )
+    sasl_username: str | None = Field(None, description="SASL user name (SASL_* protocols only).")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    sasl_password_file: Path | None = Field(None, description="File holding sasl_password.")
+    ssl_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the brokers' certificates (SSL and SASL_SSL only); "
+        "default: the system trust store.",
+        examples=["/etc/signal-sync/kafka-ca/ca.crt"],
+    )
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaSettings:
+        protocol = self.security_protocol
+        if protocol in SASL_PROTOCOLS:
+            if not self.sasl_username:
+                raise ValueError(f"sasl_username: required when security_protocol is {protocol}")
+            object.__setattr__(self, "sasl_password", _resolve_secret(self, "sasl_password"))
+            if self.sasl_mechanism is None:
+                object.__setattr__(self, "sasl_mechanism", "PLAIN")
+        else:
+            for name in ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_password_file"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name}: only used with security_protocol SASL_SSL or SASL_PLAINTEXT, "
+                        f"but security_protocol is {protocol}"
+                    )
+        if self.ssl_ca_file is not None:
+            if protocol not in TLS_PROTOCOLS:
+                raise ValueError(
+                    f"ssl_ca_file: only used with security_protocol SSL or SASL_SSL, "
+                    f"but security_protocol is {protocol}"
+                )
+            if not self.ssl_ca_file.is_file():
+                raise ValueError(f"ssl_ca_file: {self.ssl_ca_file} is not a readable file")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when the connection to the brokers is encrypted (SSL or SASL_SSL)."""
+        return self.security_protocol in TLS_PROTOCOLS
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True when clients authenticate with SASL."""
+        return self.security_protocol in SASL_PROTOCOLS
 
 
 class WorkerSettings(_Strict):
@@ -104,6 +165,18 @@ class WorkerSettings(_Strict):
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the worker's web server.")
     commit_interval_s: float = Field(1.0, gt=0, description="How often consumed offsets are committed.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="json: one JSON object per line (time, level, logger, message, fields); "
+        "text: human-readable lines. Secrets and emails are redacted in both.",
+    )
+    shutdown_grace_s: float = Field(
+        25.0,
+        gt=0,
+        description="After SIGTERM/SIGINT the worker finishes in-flight work and exits within this many "
+        "seconds, else it exits anyway (uncommitted events are redelivered). Keep the pod's "
+        "terminationGracePeriodSeconds above it.",
+    )
 
 
 class DeliverySettings(_Strict):
@@ -114,6 +187,18 @@ class DeliverySettings(_Strict):
     backoff_initial_s: float = Field(0.2, gt=0, description="First retry delay (exponential, full jitter).")
     backoff_max_s: float = Field(10.0, gt=0, description="Largest retry delay.")
     max_connections: int = Field(32, ge=1, description="Pooled keep-alive connections per integration.")
+    pause_probe_initial_s: float = Field(
+        1.0, gt=0, description="First wait before probing an integration paused by a 401/403/404 (doubles)."
+    )
+    pause_probe_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between probes of a paused integration."
+    )
+    max_in_flight: int = Field(
+        256,
+        ge=1,
+        description="Events one integration processes at once in a worker (concurrent across contacts, "
+        "sequential within one); more waits, and Kafka fetching for that integration pauses.",
+    )
 
 
 class OutcomeSettings(_Strict):
@@ -127,6 +212,17 @@ class OutcomeSettings(_Strict):
 class _IntegrationBase(_Strict):
     id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique integration id.")
     base_url: str = Field(..., description="Root URL of the destination, scheme and host, no path.")
+    max_concurrency: int = Field(32, ge=1, description="HTTP requests in flight at once to this destination.")
+    rate_limit_per_s: float | None = Field(
+        None,
+        gt=0,
+        description="Requests per second to this destination (leaky bucket); none by default.",
+        examples=[50],
+    )
+    circuit_breaker_failures: int = Field(
+        20, ge=1, description="Failed deliveries in a row that open the circuit (the integration pauses)."
+    )
+    circuit_breaker_open_s: float = Field(30.0, gt=0, description="How long an open circuit stays open.")
     consent: list[str] = Field(
         default_factory=lambda: ["marketing"],
         description="Consent categories that must be explicitly true for delivery; [] disables gating.",

@@ -8,6 +8,7 @@ validate them against it and docs/schemas is generated from it).
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,9 +101,19 @@ class OutcomeBuilder:
         return record
 
 
+DEAD_LETTER_ORIGINAL_LIMIT = 256 * 1024
+
+
 def dead_letter(outcome: dict[str, Any], source: SourceRecord) -> dict[str, Any]:
-    """The original record plus why it could not be delivered, for replay."""
-    raw = source.value or b""
+    """The original record plus why it could not be delivered, for replay.
+
+    A poison record can be far larger than a Kafka message may be (a 5 MB value was
+    accepted upstream by a topic with a raised limit); writing it whole would make the
+    dead-letter write fail and stall the partition, so only its head is kept, with the
+    size and hash of the whole.
+    """
+    whole = source.value or b""
+    raw = whole[:DEAD_LETTER_ORIGINAL_LIMIT]
     try:
         original, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -121,6 +132,9 @@ def dead_letter(outcome: dict[str, Any], source: SourceRecord) -> dict[str, Any]
         "source_offset": source.offset,
         "original": original,
         "original_encoding": encoding,
+        "original_bytes": len(whole),
+        "original_sha256": hashlib.sha256(whole).hexdigest(),
+        "original_truncated": len(whole) > DEAD_LETTER_ORIGINAL_LIMIT,
     }
 
 

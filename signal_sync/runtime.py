@@ -8,19 +8,24 @@ count, because Faust requires a table's changelog to match the stream that write
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.types.auth import CredentialsT
 
 from signal_sync.codecs import orjson_codec
-from signal_sync.config import Settings
+from signal_sync.config import KafkaSettings, Settings
 from signal_sync.destinations import Integration
 from signal_sync.destinations.delivery import Sender
+from signal_sync.engine.gate import IntegrationGate
+from signal_sync.engine.ordered import KeyOrderedScheduler
+from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder
+from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
 from signal_sync.streams.replay_guard import ReplayGuard
-from signal_sync.streams.topics import InternalTopics
 
 OutcomeObserver = Callable[[dict[str, Any], dict[str, Any] | None], None]
 """Called with every outcome written and the redacted request behind it (None for drops):
@@ -34,7 +39,7 @@ class Runtime:
     settings: Settings
     app: faust.App
     source: faust.TopicT
-    contacts: faust.TopicT
+    delivery_topics: dict[str, faust.TopicT]
     deliveries: faust.TopicT
     dead_letters: faust.TopicT
     identities: faust.Table
@@ -44,11 +49,38 @@ class Runtime:
     integrations: dict[str, Integration] = field(default_factory=dict)
     replays: ReplayGuard = field(default_factory=ReplayGuard)
     observers: list[OutcomeObserver] = field(default_factory=list)
+    gates: dict[str, IntegrationGate] = field(default_factory=dict)
+    schedulers: dict[str, KeyOrderedScheduler] = field(default_factory=dict)
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
     """``a:9092,b:9092`` → Faust's ``kafka://`` URL list."""
     return [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    """A client TLS context that verifies the brokers against ``ssl_ca_file``, else the system store."""
+    cafile = str(kafka.ssl_ca_file) if kafka.ssl_ca_file is not None else None
+    try:
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"kafka.ssl_ca_file: cannot load {cafile} as a PEM CA bundle: {exc}") from None
+
+
+def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
+    """Faust's view of ``kafka.security_protocol`` (its consumer, producer and admin all use it);
+    the confluent-kafka clients get the same settings from ``streams.topics.client_config``."""
+    if kafka.uses_sasl:
+        assert kafka.sasl_password is not None
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=ssl_context(kafka) if kafka.uses_tls else None,
+        )
+    if kafka.uses_tls:
+        return faust.SSLCredentials(ssl_context(kafka))
+    return None
 
 
 def create_runtime(settings: Settings, partitions: int) -> Runtime:
@@ -58,6 +90,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
     app = faust.App(
         kafka.app_id,
         broker=broker_urls(kafka.bootstrap_servers),
+        broker_credentials=broker_credentials(kafka),
         store=worker.store,
         datadir=str(worker.state_dir),
         autodiscover=False,
@@ -65,6 +98,8 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         topic_replication_factor=kafka.replication_factor,
         topic_disable_leader=True,
         web_enabled=True,
+        web_tables_enabled=False,  # Faust's /table pages would expose the identities table (emails)
+        web_router_enabled=False,
         web_bind=worker.web_bind,
         web_port=worker.web_port,
         web_host=worker.web_bind,
@@ -73,37 +108,53 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         producer_acks=-1,
         table_standby_replicas=0,
     )
-    names = InternalTopics.for_app(kafka.app_id)
     table_schema = faust.Schema(key_serializer=codec, value_serializer=codec)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     runtime = Runtime(
         settings=settings,
         app=app,
         source=app.topic(kafka.source_topic, **raw),
-        contacts=app.topic(
-            names.contacts,
-            partitions=partitions,
-            internal=True,
-            key_serializer="raw",
-            value_serializer=codec,
-        ),
+        delivery_topics={
+            integration.id: app.topic(
+                delivery_topic(kafka.app_id, integration.id),
+                partitions=partitions,
+                internal=True,
+                key_serializer="raw",
+                value_serializer=codec,
+            )
+            for integration in settings.integrations
+        },
         deliveries=app.topic(kafka.deliveries_topic, **raw),
         dead_letters=app.topic(kafka.dead_letter_topic, **raw),
-        identities=app.Table(names.identities_table, partitions=partitions, schema=table_schema),
-        destination_state=app.Table(
-            names.destination_state_table, partitions=partitions, schema=table_schema
-        ),
+        identities=app.Table(IDENTITIES_TABLE, partitions=partitions, schema=table_schema),
+        destination_state=app.Table(DESTINATION_STATE_TABLE, partitions=partitions, schema=table_schema),
         outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
         sender=Sender(settings.delivery),
         integrations={integration.id: integration for integration in settings.integrations},
+        gates={
+            integration.id: IntegrationGate(
+                integration.id,
+                max_in_flight=integration.max_concurrency,
+                rate_per_s=integration.rate_limit_per_s,
+                failure_threshold=integration.circuit_breaker_failures,
+                open_for_s=integration.circuit_breaker_open_s,
+                probe_initial_s=settings.delivery.pause_probe_initial_s,
+                probe_max_s=settings.delivery.pause_probe_max_s,
+            )
+            for integration in settings.integrations
+        },
     )
 
     @app.on_partitions_revoked.connect
     async def _forget_revoked(sender: faust.App, revoked: set, **_: object) -> None:
         runtime.replays.forget(revoked)
+        for scheduler in runtime.schedulers.values():
+            scheduler.forget(revoked)
 
     @app.on_before_shutdown.connect
-    async def _close_sessions(sender: faust.App, **_: object) -> None:
+    async def _finish_in_flight(sender: faust.App, **_: object) -> None:
+        for scheduler in runtime.schedulers.values():
+            await scheduler.drain(settings.worker.shutdown_grace_s * 0.8)
         await runtime.sender.close()
 
     return runtime

@@ -1,24 +1,29 @@
 """Stage 1: decode, stitch identity, drop what no integration takes, re-key by contact.
 
 Runs on the source topic's partitioning (the identity table lives there), then forwards
-each deliverable event to the internal contacts topic keyed by ``contact_id`` so every
-event of one contact is delivered in order by one worker. Drops and invalid records get
-their outcomes here and never reach stage 2.
+each deliverable event to the internal topic of every integration that takes it, keyed
+by ``contact_id``, so every event of one contact is delivered in order by one worker and
+each integration progresses on its own offsets. Drops and invalid records get their
+outcomes here and never reach stage 2.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import faust
 
 from signal_sync.agents.outputs import emit
 from signal_sync.codecs.events import decode_event, peek_message_id
+from signal_sync.destinations import Integration
 from signal_sync.errors import InvalidEventError
 from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import plan_event, remember, remembered_for
 from signal_sync.runtime import Runtime
+from signal_sync.streams.routing import replay_target
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +41,18 @@ def source_of(event: faust.EventT) -> SourceRecord:
 
 
 async def reject(
-    runtime: Runtime, source: SourceRecord, error: str, status: str = "invalid", reason: str = "invalid_event"
+    runtime: Runtime,
+    source: SourceRecord,
+    error: str,
+    status: str = "invalid",
+    reason: str = "invalid_event",
+    integrations: Iterable[Integration] | None = None,
 ) -> None:
-    """A record we cannot process: one outcome and dead letter per integration."""
+    """A record we cannot process: one outcome and dead letter per integration (default: all)."""
     message_id = peek_message_id(source.value)
     log.warning("%s at %s[%s]@%s: %s", reason, source.topic, source.partition, source.offset, error)
     now = time.time()
-    for integration in runtime.integrations.values():
+    for integration in runtime.integrations.values() if integrations is None else integrations:
         outcome = runtime.outcomes.build(
             message_id=message_id,
             integration=integration,
@@ -57,14 +67,22 @@ async def reject(
         await emit(runtime, outcome, source)
 
 
-async def ingest_one(runtime: Runtime, source: SourceRecord) -> None:
-    """Handle one source record completely; never raises for bad input."""
+def targets_of(runtime: Runtime, headers: Any) -> list[Integration]:
+    """All integrations, or only the one a ``replay-dlq`` record is addressed to."""
+    only = replay_target(headers)
+    if only is None:
+        return list(runtime.integrations.values())
+    return [runtime.integrations[only]] if only in runtime.integrations else []
+
+
+async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[Integration]) -> None:
+    """Handle one source record completely for ``integrations``; never raises for bad input."""
     try:
         event = decode_event(source.value)
     except InvalidEventError as exc:
-        await reject(runtime, source, str(exc))
+        await reject(runtime, source, str(exc), integrations=integrations)
         return
-    plan = plan_event(event, list(runtime.integrations.values()), remembered_for(event, runtime.identities))
+    plan = plan_event(event, integrations, remembered_for(event, runtime.identities))
     remember(runtime.identities, event, plan.learned)
     resolved = plan.resolved
     assert event.message_id is not None
@@ -83,15 +101,15 @@ async def ingest_one(runtime: Runtime, source: SourceRecord) -> None:
                 event=event,
             )
             await emit(runtime, outcome, source)
-    targets = plan.to_send
-    if targets and resolved.contact_id:
+    if plan.to_send and resolved.contact_id:
         envelope = {
             "raw": (source.value or b"").decode("utf-8"),
             "traits": resolved.traits,
-            "integrations": [integration.id for integration in targets],
             "src": [source.topic, source.partition, source.offset, source.timestamp_ms],
         }
-        await runtime.contacts.send(key=resolved.contact_id.encode(), value=envelope)
+        key = resolved.contact_id.encode()
+        for integration in plan.to_send:
+            await runtime.delivery_topics[integration.id].send(key=key, value=envelope)
 
 
 def attach(runtime: Runtime) -> None:
@@ -103,8 +121,10 @@ def attach(runtime: Runtime) -> None:
             if runtime.replays.is_replay(event.message.tp, event.message.offset):
                 continue
             source = source_of(event)
+            integrations = targets_of(runtime, event.message.headers)
             try:
-                await ingest_one(runtime, source)
+                await ingest_one(runtime, source, integrations)
             except Exception as exc:  # an agent that raises skips the event for good
                 log.exception("ingest failed at %s[%s]@%s", source.topic, source.partition, source.offset)
-                await reject(runtime, source, f"{type(exc).__name__}: {exc}", "failed", "internal_error")
+                error = f"{type(exc).__name__}: {exc}"
+                await reject(runtime, source, error, "failed", "internal_error", integrations)

@@ -11,7 +11,16 @@ import sys
 
 import typer
 
-from signal_sync.cli import check_config, emulator, preview, produce, topics, worker
+from signal_sync.cli import (
+    check_config,
+    emulator,
+    preview,
+    produce,
+    replay_dlq,
+    test_connection,
+    topics,
+    worker,
+)
 from signal_sync.errors import SignalSyncError
 
 app = typer.Typer(
@@ -22,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (worker, preview, check_config, produce, topics, emulator):
+for module in (worker, preview, check_config, test_connection, produce, replay_dlq, topics, emulator):
     module.register(app)
 
 

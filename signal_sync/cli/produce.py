@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError, Producer
 from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
 from signal_sync.errors import SignalSyncError
+from signal_sync.streams.topics import client_config
 
 
 def record_key(line: bytes) -> bytes | None:
@@ -39,9 +40,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Produce every non-blank line as one record, unchanged (invalid lines included, to test them)."""
         settings = load_settings(config)
-        producer = Producer(
-            {"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True}
-        )
+        producer = Producer({**client_config(settings.kafka), "enable.idempotence": True})
         count = 0
         failures: list[str] = []
 

@@ -7,6 +7,7 @@ Retries use tenacity: exponential backoff with full jitter, but a server's own
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from signal_sync.destinations.classify import Classification, Verdict, classify_
 
 _EMAIL_IN_TEXT = re.compile(r"[^\s'\"<>@]+@[^\s'\"<>@]+\.[A-Za-z]{2,}")
 ERROR_TEXT_LIMIT = 300
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,24 @@ class DeliveryResult:
     error: str | None
     hint: str | None
     fault: bool = False
+
+
+class DeliveryHooks:
+    """What the sender tells observers (metrics, readiness) about its work; every method is a no-op
+    here, so an observer overrides only what it needs. Hooks must be cheap and must not raise:
+    an exception is logged and swallowed so observability can never fail a delivery."""
+
+    def request_started(self, integration_id: str, batch_size: int) -> None:
+        """An HTTP request carrying ``batch_size`` contacts is about to be sent."""
+
+    def request_finished(self, integration_id: str, status: int | None, seconds: float) -> None:
+        """A request ended: with an HTTP ``status``, or ``None`` when no reply came (timeout, reset)."""
+
+    def retry_started(self, integration_id: str) -> None:
+        """A retryable answer came back earlier: the same request is now sent again, after its back-off."""
+
+    def delivery_finished(self, integration_id: str, result: DeliveryResult) -> None:
+        """The delivery is over (delivered, or failed after its last attempt)."""
 
 
 def redact_emails(value: str) -> str:
@@ -106,6 +127,7 @@ class Sender:
 
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
+        self.hooks: list[DeliveryHooks] = []
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._jitter = wait_random_exponential(
             multiplier=settings.backoff_initial_s, max=settings.backoff_max_s
@@ -122,6 +144,13 @@ class Sender:
             self._sessions[integration_id] = session
         return session
 
+    def _notify(self, hook: str, *args: object) -> None:
+        for hooks in self.hooks:
+            try:
+                getattr(hooks, hook)(*args)
+            except Exception:  # observability must never fail a delivery
+                log.exception("delivery hook %s failed", hook)
+
     async def attempt(self, integration_id: str, request: Request) -> Attempt:
         """One HTTP round trip, classified."""
         session = self._session(integration_id)
@@ -130,15 +159,22 @@ class Sender:
             if request.form is not None
             else (orjson.dumps(request.json) if request.json is not None else None)
         )
+        self._notify("request_started", integration_id, 1)
+        started = time.perf_counter()
+        status: int | None = None
         try:
             async with session.request(
                 request.method, request.url, headers=request.headers, data=data
             ) as reply:
+                status = reply.status
                 body = await reply.read()
                 return Attempt(classify_status(reply.status, reply.headers, time.time()), reply.status, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
+            status = None
             kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
             return Attempt(classify_exception(exc), error=redact_emails(f"{kind}: {exc}"[:ERROR_TEXT_LIMIT]))
+        finally:
+            self._notify("request_finished", integration_id, status, time.perf_counter() - started)
 
     def _wait(self, state: RetryCallState) -> float:
         attempt: Attempt | None = state.outcome.result() if state.outcome else None
@@ -158,10 +194,14 @@ class Sender:
         async def counted() -> Attempt:
             nonlocal attempts
             attempts += 1
+            if attempts > 1:
+                self._notify("retry_started", integration.id)
             return await self.attempt(integration.id, request)
 
         last: Attempt = await retrying(counted)
-        return result_of(last, attempts, destination_of(integration))
+        result = result_of(last, attempts, destination_of(integration))
+        self._notify("delivery_finished", integration.id, result)
+        return result
 
     async def close(self) -> None:
         """Close every pool; safe to call twice."""

@@ -16,26 +16,31 @@ from confluent_kafka.admin import NewTopic
 
 from signal_sync.config import KafkaSettings
 from signal_sync.errors import ConfigError
-from signal_sync.streams.topics import InternalTopics, admin_client
+from signal_sync.streams.topics import admin_client
 
 READY_TIMEOUT_S = 30.0
+IDENTITIES_TABLE = "identities"
+DESTINATION_STATE_TABLE = "destination-state"
 
 
-def internal_topic_configs(kafka: KafkaSettings) -> dict[str, dict[str, str]]:
+def delivery_topic(app_id: str, integration_id: str) -> str:
+    """The internal topic one integration delivers from (its own offsets: isolation)."""
+    return f"{app_id}-deliver-{integration_id}"
+
+
+def internal_topic_configs(kafka: KafkaSettings, integration_ids: list[str]) -> dict[str, dict[str, str]]:
     """Each internal topic's name and its topic config."""
-    names = InternalTopics.for_app(kafka.app_id)
     compacted = {"cleanup.policy": "compact"}
-    return {
-        names.contacts: {},
-        f"{kafka.app_id}-{names.identities_table}-changelog": compacted,
-        f"{kafka.app_id}-{names.destination_state_table}-changelog": compacted,
-    }
+    topics: dict[str, dict[str, str]] = {delivery_topic(kafka.app_id, i): {} for i in integration_ids}
+    topics[f"{kafka.app_id}-{IDENTITIES_TABLE}-changelog"] = compacted
+    topics[f"{kafka.app_id}-{DESTINATION_STATE_TABLE}-changelog"] = compacted
+    return topics
 
 
-def ensure_internal_topics(kafka: KafkaSettings, partitions: int) -> None:
+def ensure_internal_topics(kafka: KafkaSettings, integration_ids: list[str], partitions: int) -> None:
     """Create missing internal topics and wait until all are visible with ``partitions`` partitions."""
     admin = admin_client(kafka)
-    wanted = internal_topic_configs(kafka)
+    wanted = internal_topic_configs(kafka, integration_ids)
     existing = admin.list_topics(timeout=READY_TIMEOUT_S).topics
     for name in wanted:
         if name in existing and len(existing[name].partitions) != partitions:

@@ -108,3 +108,9 @@ class DeadLetter(BaseModel):
     source_offset: int | None
     original: str = Field(..., description="The original record value, base64 when not UTF-8 JSON text.")
     original_encoding: Literal["utf-8", "base64"]
+    original_bytes: int = Field(..., description="Size of the original value.")
+    original_sha256: str = Field(..., description="sha256 of the whole original value.")
+    original_truncated: bool = Field(
+        ...,
+        description="True when the value was larger than the dead-letter limit and only its head is kept.",
+    )

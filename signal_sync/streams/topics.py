@@ -3,11 +3,12 @@
 The worker never auto-creates the user-facing topics (source, deliveries, dead letters):
 a typo in a topic name should fail at start with the name in the message, not create a
 topic nobody reads. ``signal-sync topics create`` creates them on purpose.
+
+Every confluent-kafka client is configured through ``client_config`` so TLS and SASL
+apply to the admin calls and ``signal-sync produce`` exactly as to the worker.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -18,26 +19,24 @@ from signal_sync.errors import ConfigError
 ADMIN_TIMEOUT_S = 15.0
 
 
-@dataclass(frozen=True, slots=True)
-class InternalTopics:
-    """Names of the topics the worker owns, all prefixed by the app id."""
-
-    contacts: str
-    identities_table: str
-    destination_state_table: str
-
-    @classmethod
-    def for_app(cls, app_id: str) -> InternalTopics:
-        return cls(
-            contacts=f"{app_id}-contacts",
-            identities_table="identities",
-            destination_state_table="destination-state",
-        )
+def client_config(kafka: KafkaSettings) -> dict[str, str]:
+    """librdkafka settings every confluent-kafka client (admin, producer) starts from:
+    the bootstrap servers plus the configured TLS/SASL security. Faust's own clients get the
+    same security from ``signal_sync.runtime.broker_credentials``."""
+    config = {"bootstrap.servers": kafka.bootstrap_servers, "security.protocol": kafka.security_protocol}
+    if kafka.uses_sasl:
+        assert kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password is not None
+        config["sasl.mechanism"] = kafka.sasl_mechanism
+        config["sasl.username"] = kafka.sasl_username
+        config["sasl.password"] = kafka.sasl_password.get_secret_value()
+    if kafka.uses_tls and kafka.ssl_ca_file is not None:
+        config["ssl.ca.location"] = str(kafka.ssl_ca_file)
+    return config
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:
     """A confluent-kafka admin client for the configured cluster."""
-    return AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    return AdminClient(client_config(kafka))
 
 
 def user_topics(kafka: KafkaSettings) -> list[str]:

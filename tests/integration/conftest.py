@@ -34,10 +34,22 @@ def pipeline_topics(kafka_topics) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker_config(tmp_path: Path, kafka_bootstrap: str, pipeline_topics, sandboxes) -> Path:
+def worker_overrides() -> dict:
+    """Config sections a test overrides (parametrize or override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def worker_config(tmp_path: Path, kafka_bootstrap: str, pipeline_topics, sandboxes, worker_overrides) -> Path:
     crm, mg = sandboxes
     return write_config(
-        tmp_path / "config.yaml", kafka_bootstrap, pipeline_topics, crm.url, mg.url, tmp_path / "state"
+        tmp_path / "config.yaml",
+        kafka_bootstrap,
+        pipeline_topics,
+        crm.url,
+        mg.url,
+        tmp_path / "state",
+        **worker_overrides,
     )
 
 

@@ -27,6 +27,11 @@ def event(message_id: str, **fields: object) -> tuple[bytes, bytes]:
     return b"anon-restart", orjson.dumps(body)
 
 
+@pytest.mark.parametrize(
+    "worker_overrides",
+    [{"worker": {"store": "memory://"}}, {"worker": {"store": "rocksdb://"}}],
+    ids=["memory", "rocksdb"],
+)
 def test_state_survives_a_restart(
     tmp_path: Path, kafka_bootstrap, pipeline_topics, sandboxes, worker_config, worker
 ):

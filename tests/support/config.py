@@ -29,7 +29,14 @@ def write_config(
             "dead_letter_topic": topics["dlq"],
         },
         "worker": {"state_dir": str(state_dir), "web_port": free_port(), "commit_interval_s": 0.5},
-        "delivery": {"timeout_s": 5, "max_attempts": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.5},
+        "delivery": {
+            "timeout_s": 5,
+            "max_attempts": 4,
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.5,
+            "pause_probe_initial_s": 0.2,
+            "pause_probe_max_s": 1.0,
+        },
         "integrations": [
             {
                 "id": "mautic-main",

@@ -208,3 +208,27 @@ def test_encode_is_compact_json() -> None:
     wire = encode(record)
     assert orjson.loads(wire) == record
     assert b"\n" not in wire and b": " not in wire
+
+
+def test_dead_letter_of_an_oversized_record_keeps_its_head_size_and_hash() -> None:
+    import hashlib
+
+    from signal_sync.outcomes import DEAD_LETTER_ORIGINAL_LIMIT
+
+    raw = b'{"type":"page","pad":"' + b"x" * (5 * 1024 * 1024) + b'"}'
+    source = SourceRecord("signal.events", 0, 7, None, raw)
+    record = dead_letter(
+        {
+            "delivery_id": "d",
+            "message_id": "m",
+            "integration": "i",
+            "status": "invalid",
+            "reason": "invalid_event",
+            "attempts": 0,
+            "error": "too big",
+        },
+        source,
+    )
+    assert record["original_truncated"] is True and record["original_bytes"] == len(raw)
+    assert record["original_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert len(record["original"]) == DEAD_LETTER_ORIGINAL_LIMIT

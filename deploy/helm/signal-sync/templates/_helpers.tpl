@@ -1,0 +1,250 @@
+{{/*
+Names, labels and the worker config. Paths inside the pod are defined once here.
+*/}}
+
+{{- define "signal-sync.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "signal-sync.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "signal-sync.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "signal-sync.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "signal-sync.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "signal-sync.labels" -}}
+helm.sh/chart: {{ include "signal-sync.chart" . }}
+{{ include "signal-sync.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: worker
+app.kubernetes.io/part-of: signal-sync
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "signal-sync.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "signal-sync.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "signal-sync.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Paths in the pod. */}}
+{{- define "signal-sync.configDir" -}}/etc/signal-sync{{- end }}
+{{- define "signal-sync.configPath" -}}/etc/signal-sync/config.yaml{{- end }}
+{{- define "signal-sync.credentialsDir" -}}/var/run/secrets/signal-sync/credentials{{- end }}
+{{- define "signal-sync.kafkaCaDir" -}}/var/run/secrets/signal-sync/kafka-ca{{- end }}
+{{- define "signal-sync.kafkaCaPath" -}}/var/run/secrets/signal-sync/kafka-ca/ca.crt{{- end }}
+{{- define "signal-sync.stateDir" -}}/var/lib/signal-sync{{- end }}
+{{/* File name of the Kafka SASL password in the credentials dir. */}}
+{{- define "signal-sync.kafkaSaslPasswordFile" -}}kafka-sasl-password{{- end }}
+
+{{/* Name of the Secret holding the credentials (chart-made or existing). */}}
+{{- define "signal-sync.credentialsSecretName" -}}
+{{- default (include "signal-sync.fullname" .) .Values.credentials.existingSecret }}
+{{- end }}
+
+{{/* Name of the non-sensitive Secret with KEDA's sasl/username/tls parameters. */}}
+{{- define "signal-sync.kedaAuthName" -}}
+{{- printf "%s-keda" (include "signal-sync.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "signal-sync.securityProtocol" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- default "PLAINTEXT" $kafka.security_protocol }}
+{{- end }}
+
+{{/* "true" when the worker talks SASL to Kafka. */}}
+{{- define "signal-sync.kafkaSasl" -}}
+{{- if hasPrefix "SASL_" (include "signal-sync.securityProtocol" .) }}true{{- end }}
+{{- end }}
+
+{{/* "true" when the worker talks TLS to Kafka. */}}
+{{- define "signal-sync.kafkaTls" -}}
+{{- if has (include "signal-sync.securityProtocol" .) (list "SSL" "SASL_SSL") }}true{{- end }}
+{{- end }}
+
+{{/* "true" when the Kafka SASL password is read from the credentials Secret (not a ${VAR}). */}}
+{{- define "signal-sync.kafkaSaslPasswordFromSecret" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- if and (include "signal-sync.kafkaSasl" .) (not $kafka.sasl_password) }}true{{- end }}
+{{- end }}
+
+{{/* Secret field of an integration type. */}}
+{{- define "signal-sync.secretField" -}}
+{{- if eq .type "mailgun" }}api_key{{- else }}api_password{{- end }}
+{{- end }}
+
+{{/*
+Integrations whose secret is read from the credentials Secret, as YAML:
+  items: [{id, key, field}]   key = the Secret key, field = api_password / api_key
+*/}}
+{{- define "signal-sync.secretItems" -}}
+{{- $items := list }}
+{{- range .Values.integrations }}
+{{- $field := include "signal-sync.secretField" . }}
+{{- if not (or (get . $field) (get . (printf "%s_file" $field))) }}
+{{- $items = append $items (dict "id" .id "key" (default .id .secretKey) "field" $field) }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "items" $items) }}
+{{- end }}
+
+{{/* "true" when the pod mounts the credentials Secret. */}}
+{{- define "signal-sync.mountCredentials" -}}
+{{- $items := (include "signal-sync.secretItems" . | fromYaml).items }}
+{{- if or $items (include "signal-sync.kafkaSaslPasswordFromSecret" .) }}true{{- end }}
+{{- end }}
+
+{{/* "true" when the chart creates the credentials Secret. */}}
+{{- define "signal-sync.createSecret" -}}
+{{- if and (not .Values.credentials.existingSecret) (include "signal-sync.mountCredentials" .) }}true{{- end }}
+{{- end }}
+
+{{- define "signal-sync.shutdownGrace" -}}
+{{- $worker := default (dict) .Values.config.worker }}
+{{- if hasKey $worker "shutdown_grace_s" }}{{ $worker.shutdown_grace_s }}{{ else }}25{{ end }}
+{{- end }}
+
+{{- define "signal-sync.webPort" -}}
+{{- $worker := default (dict) .Values.config.worker }}
+{{- default 6066 $worker.web_port | int }}
+{{- end }}
+
+{{- define "signal-sync.terminationGracePeriodSeconds" -}}
+{{- $grace := include "signal-sync.shutdownGrace" . | float64 }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add (ceil $grace | int) 15 }}
+{{- else }}
+{{- if le (.Values.terminationGracePeriodSeconds | float64) $grace }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than config.worker.shutdown_grace_s (%v), or Kubernetes kills the worker before it has committed its offsets" .Values.terminationGracePeriodSeconds $grace) }}
+{{- end }}
+{{- .Values.terminationGracePeriodSeconds | int }}
+{{- end }}
+{{- end }}
+
+{{/*
+Cross-field checks values.schema.json cannot express. Included by every template that
+depends on them, so `helm template` fails with one clear message.
+*/}}
+{{- define "signal-sync.validate" -}}
+{{- $ids := list }}
+{{- range .Values.integrations }}
+{{- if has .id $ids }}
+{{- fail (printf "integrations: duplicate integration id %q" .id) }}
+{{- end }}
+{{- if eq .id (include "signal-sync.kafkaSaslPasswordFile" $) }}
+{{- fail (printf "integrations: the id %q is reserved for the Kafka SASL password file" .id) }}
+{{- end }}
+{{- $ids = append $ids .id }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled are exclusive: both would drive the Deployment's replicas" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (not (or .Values.autoscaling.targetCPUUtilizationPercentage .Values.autoscaling.targetMemoryUtilizationPercentage)) }}
+{{- fail "autoscaling.enabled: set targetCPUUtilizationPercentage and/or targetMemoryUtilizationPercentage" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and .Values.keda.enabled (gt (int .Values.keda.minReplicaCount) (int .Values.keda.maxReplicaCount)) }}
+{{- fail "keda.minReplicaCount must not exceed keda.maxReplicaCount" }}
+{{- end }}
+{{- if and .Values.kafkaTls.caSecret.name (not (include "signal-sync.kafkaTls" .)) }}
+{{- fail (printf "kafkaTls.caSecret.name is set but config.kafka.security_protocol is %s; the CA is only used with SSL or SASL_SSL" (include "signal-sync.securityProtocol" .)) }}
+{{- end }}
+{{- if not .Values.credentials.existingSecret }}
+{{- range (include "signal-sync.secretItems" . | fromYaml).items }}
+{{- if not (get $.Values.credentials.integrations .id) }}
+{{- fail (printf "credentials.integrations.%s: missing the %s of integration %q (or set credentials.existingSecret, or %s: \"${VAR}\" with extraEnv)" .id .field .id .field) }}
+{{- end }}
+{{- end }}
+{{- if and (include "signal-sync.kafkaSaslPasswordFromSecret" .) (not .Values.credentials.kafkaSaslPassword) }}
+{{- fail "credentials.kafkaSaslPassword: missing the Kafka SASL password (or set credentials.existingSecret)" }}
+{{- end }}
+{{- end }}
+{{- if .Values.keda.enabled }}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- if contains "${" (include "signal-sync.kedaBootstrapServers" .) }}
+{{- fail "keda.bootstrapServers: KEDA cannot resolve ${VAR} in config.kafka.bootstrap_servers; set keda.bootstrapServers" }}
+{{- end }}
+{{- if include "signal-sync.kafkaSasl" . }}
+{{- if contains "${" (default "" $kafka.sasl_username) }}
+{{- fail "keda.enabled: KEDA cannot resolve ${VAR} in config.kafka.sasl_username; give the user name literally" }}
+{{- end }}
+{{- if not (include "signal-sync.kafkaSaslPasswordFromSecret" .) }}
+{{- fail "keda.enabled: KEDA reads the Kafka SASL password from the credentials Secret; remove config.kafka.sasl_password" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "signal-sync.kedaBootstrapServers" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- default $kafka.bootstrap_servers .Values.keda.bootstrapServers }}
+{{- end }}
+
+{{/* KEDA's name of the SASL mechanism. */}}
+{{- define "signal-sync.kedaSasl" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512") (default "PLAIN" $kafka.sasl_mechanism) }}
+{{- end }}
+
+{{/*
+The worker's config file: values.config + values.integrations, plus the chart-managed
+fields (bind address, state dir, secret and CA file paths). Never contains a secret:
+secrets are files from the credentials Secret or ${VAR} references.
+*/}}
+{{- define "signal-sync.workerConfig" -}}
+{{- $cfg := deepCopy (default (dict) .Values.config) }}
+{{- $kafka := default (dict) (get $cfg "kafka") }}
+{{- if include "signal-sync.kafkaSaslPasswordFromSecret" . }}
+{{- $_ := set $kafka "sasl_password_file" (printf "%s/%s" (include "signal-sync.credentialsDir" .) (include "signal-sync.kafkaSaslPasswordFile" .)) }}
+{{- end }}
+{{- if .Values.kafkaTls.caSecret.name }}
+{{- $_ := set $kafka "ssl_ca_file" (include "signal-sync.kafkaCaPath" .) }}
+{{- end }}
+{{- $_ := set $cfg "kafka" $kafka }}
+{{- $worker := default (dict) (get $cfg "worker") }}
+{{- $_ := set $worker "web_bind" "0.0.0.0" }}
+{{- $_ := set $worker "state_dir" (include "signal-sync.stateDir" .) }}
+{{- $_ := set $cfg "worker" $worker }}
+{{- $fromSecret := dict }}
+{{- range (include "signal-sync.secretItems" . | fromYaml).items }}
+{{- $_ := set $fromSecret .id .field }}
+{{- end }}
+{{- $integrations := list }}
+{{- range .Values.integrations }}
+{{- $integration := omit (deepCopy .) "secretKey" }}
+{{- if hasKey $fromSecret .id }}
+{{- $_ := set $integration (printf "%s_file" (get $fromSecret .id)) (printf "%s/%s" (include "signal-sync.credentialsDir" $) .id) }}
+{{- end }}
+{{- $integrations = append $integrations $integration }}
+{{- end }}
+{{- $_ := set $cfg "integrations" $integrations }}
+{{- toYaml $cfg }}
+{{- end }}

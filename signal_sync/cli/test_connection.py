@@ -1,0 +1,98 @@
+"""``signal-sync test-connection``: one harmless authenticated call per integration.
+
+Mautic: ``GET {base_url}/api/contacts?limit=1`` (lists one contact); Mailgun:
+``GET {base_url}/v3/lists/{list_address}`` (reads the list). Nothing is written. Each
+integration prints ``OK <id>`` or ``FAIL <id>: HTTP <status>: <what to do>``, using the
+destination's troubleshooting hints for 401/403/404, so a wrong key, region, permission or
+base URL is found before the worker runs; the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from signal_sync.cli.options import ConfigOption
+from signal_sync.config import MAILGUN_HOSTS, Settings, load_settings
+from signal_sync.destinations import Integration, destination_of, mailgun, mautic
+from signal_sync.destinations.base import Request, basic_auth
+from signal_sync.destinations.classify import Verdict
+from signal_sync.destinations.delivery import Attempt, Sender, error_text
+
+MAUTIC_PROBE_QUERY = "?limit=1"
+MAILGUN_REGIONS = f"US https://{MAILGUN_HOSTS[0]} vs EU https://{MAILGUN_HOSTS[1]}"
+
+
+def probe_request(integration: Integration) -> Request:
+    """The read-only request that proves the base URL, credentials and (Mailgun) list are right."""
+    headers = {"Authorization": basic_auth(*integration.credentials()), "Accept": "application/json"}
+    if integration.type == "mautic":
+        url = integration.base_url + mautic.CONTACT_LIST_PATH + MAUTIC_PROBE_QUERY
+    else:
+        url = integration.base_url + mailgun.list_path(integration.list_address)
+    return Request(method="GET", url=url, headers=headers)
+
+
+def report(integration: Integration, attempt: Attempt) -> str:
+    """``OK <id>`` or ``FAIL <id>: ...`` for one probe."""
+    verdict = attempt.classification.verdict
+    if verdict is Verdict.DELIVERED:
+        return f"OK {integration.id}"
+    if attempt.status is None:
+        where = f"is base_url {integration.base_url} right and reachable?"
+        return f"FAIL {integration.id}: connection error: {attempt.error} ({where})"
+    advice = destination_of(integration).hints.get(attempt.status) if verdict is Verdict.FAULT else None
+    if advice is None:
+        detail = error_text(attempt.body) or "no details in the reply"
+        if verdict is Verdict.RETRY:
+            detail += " (temporary: try again later)"
+        advice = detail
+    if integration.type == "mailgun" and attempt.status == 401:
+        advice += f" Region hosts: {MAILGUN_REGIONS}; this config uses {integration.base_url}."
+    return f"FAIL {integration.id}: HTTP {attempt.status}: {advice}"
+
+
+async def probe_all(settings: Settings, integrations: list[Integration]) -> list[str]:
+    """Probe every integration concurrently; lines come back in config order."""
+    sender = Sender(settings.delivery)
+    try:
+        attempts = await asyncio.gather(
+            *(sender.attempt(integration.id, probe_request(integration)) for integration in integrations)
+        )
+    finally:
+        await sender.close()
+    return [report(integration, attempt) for integration, attempt in zip(integrations, attempts, strict=True)]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the subcommand to the CLI."""
+
+    @app.command("test-connection")
+    def test_connection(
+        config: ConfigOption,
+        integration: Annotated[
+            list[str] | None,
+            typer.Option("--integration", "-i", help="Only this integration id (repeatable)."),
+        ] = None,
+    ) -> None:
+        """Make one harmless authenticated call per integration; exit 1 if any fails."""
+        settings = load_settings(config)
+        chosen = list(settings.integrations)
+        if integration:
+            known = {i.id for i in chosen}
+            unknown = [name for name in integration if name not in known]
+            if unknown:
+                typer.echo(
+                    f"--integration: no integration {unknown[0]!r} in {config}; "
+                    f"configured: {', '.join(sorted(known))}",
+                    err=True,
+                )
+                raise typer.Exit(2)
+            chosen = [i for i in chosen if i.id in integration]
+        lines = asyncio.run(probe_all(settings, chosen))
+        for line in lines:
+            typer.echo(line)
+        if any(line.startswith("FAIL") for line in lines):
+            raise typer.Exit(1)

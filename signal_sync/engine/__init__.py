@@ -1,0 +1,1 @@
+"""The delivery engine: key-ordered concurrency, in-order commits, per-integration gates."""

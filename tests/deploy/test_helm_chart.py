@@ -1,0 +1,841 @@
+"""The Helm chart in deploy/helm/signal-sync, checked offline (no cluster).
+
+* ``helm lint --strict`` and ``helm template`` with every example values file in ``ci/``;
+* every rendered object of a core kind validated against the Kubernetes OpenAPI schemas of
+  ``KUBE_VERSION`` (``kubernetes-validate``, strict: unknown fields fail); the CRD kinds
+  (ServiceMonitor, ScaledObject, TriggerAuthentication) by assertions on their fields;
+* the rendered worker config loaded by the worker's own ``load_settings`` with the pod's
+  mounts reproduced in a temp dir, so a config path that no volume provides fails here;
+* assertions: no secret in a ConfigMap, probes, securityContext, grace period, checksum
+  roll, existingSecret, KEDA wiring, and values.schema.json / template checks that reject
+  bad values.
+
+helm comes from ``<repo>/.cache/bin/helm`` (``bash dev/install_tools.sh``) or PATH. Without
+it these tests fail when ``CI=true`` and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from signal_sync.config import (
+    DeliverySettings,
+    KafkaSettings,
+    MailgunIntegration,
+    MauticIntegration,
+    OutcomeSettings,
+    WorkerSettings,
+    load_settings,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "deploy" / "helm" / "signal-sync"
+CI_DIR = CHART / "ci"
+CI_VALUES = sorted(CI_DIR.glob("*.yaml"))
+EXPECTED_CI_FILES = {
+    "minimal-values.yaml",
+    "sasl-tls-values.yaml",
+    "keda-values.yaml",
+    "existing-secret-values.yaml",
+}
+KUBE_VERSION = "1.30.0"  # oldest Kubernetes the manifests are validated against
+RELEASE = "rel"
+NAMESPACE = "signal"
+FULLNAME = f"{RELEASE}-signal-sync"
+CONFIG_PATH = "/etc/signal-sync/config.yaml"
+DEFAULT_GRACE_S = 25.0
+
+# Kinds with a schema in kubernetes-validate; everything else must be a known CRD kind.
+CORE_KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "Secret",
+    "Service",
+    "ServiceAccount",
+}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication"}
+
+# Worker-config fields the chart sets itself (values.schema.json must not offer them).
+CHART_MANAGED = {
+    "kafka": {"ssl_ca_file", "sasl_password_file"},
+    "worker": {"web_bind", "state_dir"},
+}
+CHART_ONLY_INTEGRATION_FIELDS = {"secretKey"}
+SECTION_MODELS = {
+    "kafka": KafkaSettings,
+    "worker": WorkerSettings,
+    "delivery": DeliverySettings,
+    "outcomes": OutcomeSettings,
+}
+SCHEMA_ERROR = "values don't meet the specifications of the schema"
+
+
+def _is_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _values_id(path: Path) -> str:
+    return path.name.removesuffix(".yaml")
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+# ---------------------------------------------------------------------------- helm runner
+
+
+class HelmFailed(AssertionError):
+    """helm exited non-zero; ``stderr`` holds its message."""
+
+    def __init__(self, args: list[str], stderr: str) -> None:
+        super().__init__(f"helm {' '.join(args)} failed:\n{stderr}")
+        self.stderr = stderr
+
+
+@dataclass
+class Helm:
+    binary: str
+    env: dict[str, str]
+
+    def run(self, *args: str, chart: Path = CHART) -> str:
+        argv = list(args)
+        proc = subprocess.run(
+            [self.binary, *argv],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=chart,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise HelmFailed(argv, proc.stderr + proc.stdout)
+        return proc.stdout
+
+
+@dataclass
+class Rendered:
+    """The objects ``helm template`` produced, with lookups by kind and name."""
+
+    docs: list[dict[str, Any]]
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def get(self, kind: str, name: str | None = None) -> dict[str, Any] | None:
+        found = [d for d in self.all(kind) if name is None or d["metadata"]["name"] == name]
+        assert len(found) <= 1, f"{len(found)} objects of kind {kind} named {name}"
+        return found[0] if found else None
+
+    def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
+        found = self.get(kind, name)
+        assert found is not None, f"no {kind} {name or ''} rendered; kinds: {self.kinds()}"
+        return found
+
+    def kinds(self) -> list[str]:
+        return sorted(d["kind"] for d in self.docs)
+
+    @property
+    def deployment(self) -> dict[str, Any]:
+        return self.one("Deployment", FULLNAME)
+
+    @property
+    def pod(self) -> dict[str, Any]:
+        return self.deployment["spec"]["template"]["spec"]
+
+    @property
+    def container(self) -> dict[str, Any]:
+        (worker,) = [c for c in self.pod["containers"] if c["name"] == "worker"]
+        return worker
+
+    @property
+    def config_text(self) -> str:
+        return self.one("ConfigMap", FULLNAME)["data"]["config.yaml"]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return yaml.safe_load(self.config_text)
+
+    def secret_data(self, name: str) -> dict[str, str]:
+        secret = self.one("Secret", name)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    local = REPO_ROOT / ".cache" / "bin" / "helm"
+    binary = str(local) if local.is_file() and os.access(local, os.X_OK) else shutil.which("helm")
+    if binary is None:
+        message = "helm not found in .cache/bin or on PATH; run `bash dev/install_tools.sh`"
+        if _is_ci():
+            pytest.fail(f"{message} (CI=true, so this is a failure, not a skip)")
+        pytest.skip(message)
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "KUBECONFIG": str(home / "no-kubeconfig"),
+    }
+    return Helm(binary, env)
+
+
+@pytest.fixture(scope="session")
+def render(helm: Helm) -> Callable[..., Rendered]:
+    """``render(values_file, *extra_args)`` → Rendered; cached, every render is deterministic."""
+    cache: dict[tuple[str, ...], Rendered] = {}
+
+    def _render(values: Path | None, *extra: str) -> Rendered:
+        args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+        if values is not None:
+            args += ["--values", str(values)]
+        args += list(extra)
+        key = tuple(args)
+        if key not in cache:
+            out = helm.run(*args)
+            cache[key] = Rendered([d for d in yaml.safe_load_all(out) if d])
+        return cache[key]
+
+    return _render
+
+
+def _expect_failure(helm: Helm, values: Path | None, *extra: str) -> str:
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+    if values is not None:
+        args += ["--values", str(values)]
+    with pytest.raises(HelmFailed) as failed:
+        helm.run(*args, *extra)
+    return failed.value.stderr
+
+
+MINIMAL = CI_DIR / "minimal-values.yaml"
+SASL_TLS = CI_DIR / "sasl-tls-values.yaml"
+KEDA = CI_DIR / "keda-values.yaml"
+EXISTING = CI_DIR / "existing-secret-values.yaml"
+
+ci_values = pytest.mark.parametrize("values", CI_VALUES, ids=_values_id)
+
+
+def test_ci_values_files_present() -> None:
+    assert EXPECTED_CI_FILES <= {p.name for p in CI_VALUES}
+
+
+# ------------------------------------------------------------------------ lint and schemas
+
+
+@ci_values
+def test_lint_strict(helm: Helm, values: Path) -> None:
+    out = helm.run("lint", "--strict", str(CHART), "--values", str(values), "--kube-version", KUBE_VERSION)
+    assert "0 chart(s) failed" in out
+
+
+def test_default_values_need_an_integration(helm: Helm) -> None:
+    stderr = _expect_failure(helm, None)
+    assert SCHEMA_ERROR in stderr
+    assert "/integrations" in stderr
+
+
+@pytest.fixture(scope="session")
+def kubernetes_validate() -> Any:
+    """The kubernetes-validate package (test extra): a failure under CI=true, else a skip."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        message = "kubernetes-validate is not installed (pip install -e '.[test]')"
+        if _is_ci():
+            pytest.fail(f"{message} (CI=true, so this is a failure, not a skip)")
+        pytest.skip(message)
+    return kubernetes_validate
+
+
+@ci_values
+def test_rendered_objects_match_kubernetes_schemas(
+    render: Callable[..., Rendered], kubernetes_validate: Any, values: Path
+) -> None:
+    rendered = render(values)
+    assert {"Deployment", "ConfigMap", "Service", "ServiceAccount"} <= set(rendered.kinds())
+    problems = []
+    for doc in rendered.docs:
+        kind = doc["kind"]
+        if kind in CRD_KINDS:
+            continue  # no OpenAPI schema offline; see the CRD tests below
+        assert kind in CORE_KINDS, f"unexpected kind {kind}: add it to CORE_KINDS or CRD_KINDS"
+        assert doc["metadata"].get("namespace") in (None, NAMESPACE)
+        try:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            problems.append(f"{kind}/{doc['metadata']['name']} {path}: {exc.message}")
+    assert not problems, "\n".join(problems)
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_MODELS))
+def test_schema_offers_exactly_the_worker_fields(section: str) -> None:
+    """Drift check: a worker config field the chart cannot set (or a chart field the worker
+    rejects, its models forbid extras) fails here, naming the field."""
+    schema_fields = set(_schema()["properties"]["config"]["properties"][section]["properties"])
+    model_fields = set(SECTION_MODELS[section].model_fields)
+    managed = CHART_MANAGED.get(section, set())
+    assert schema_fields - model_fields == set(), "schema offers fields the worker does not know"
+    assert model_fields - managed - schema_fields == set(), "worker fields missing in values.schema.json"
+    assert not schema_fields & managed, "chart-managed fields must not be settable"
+
+
+@pytest.mark.parametrize(
+    ("definition", "model"),
+    [("mauticIntegration", MauticIntegration), ("mailgunIntegration", MailgunIntegration)],
+)
+def test_schema_integration_fields_match_the_worker(definition: str, model: type) -> None:
+    fields = set(_schema()["definitions"][definition]["properties"]) - CHART_ONLY_INTEGRATION_FIELDS
+    assert fields == set(model.model_fields)
+
+
+# ------------------------------------------------------------- the worker config and secrets
+
+
+def _credential_values(values: Path) -> list[str]:
+    creds = _load_yaml(values).get("credentials") or {}
+    found = [v for v in (creds.get("integrations") or {}).values() if v]
+    if creds.get("kafkaSaslPassword"):
+        found.append(creds["kafkaSaslPassword"])
+    return found
+
+
+@ci_values
+def test_no_secret_in_configmaps_or_pod_spec(render: Callable[..., Rendered], values: Path) -> None:
+    rendered = render(values)
+    secrets = set(_credential_values(values))
+    chart_secret = rendered.get("Secret", FULLNAME)
+    if chart_secret is not None:
+        secrets |= set(rendered.secret_data(FULLNAME).values())
+    assert all(len(s) >= 8 for s in secrets), "test secrets must be long enough to search for"
+    public = [yaml.safe_dump(cm) for cm in rendered.all("ConfigMap")]
+    public.append(yaml.safe_dump(rendered.deployment))
+    for text in public:
+        for secret in secrets:
+            assert secret not in text
+            assert base64.b64encode(secret.encode()).decode() not in text
+    config = rendered.config
+    for integration in config["integrations"]:
+        for field in ("api_password", "api_key"):
+            if field in integration:  # only env references may be inline
+                assert re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", integration[field])
+    if "sasl_password" in config["kafka"]:
+        assert config["kafka"]["sasl_password"].startswith("${")
+
+
+def _materialize_pod_files(rendered: Rendered, root: Path) -> dict[str, str]:
+    """Recreate the files the pod sees under ``root``; returns mount path → local path.
+
+    Secret volumes get their items (values from the chart-made Secret, else placeholders
+    named after the key), so a config path that no mounted item provides is missing.
+    """
+    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+    mounts: dict[str, str] = {}
+    for mount in rendered.container["volumeMounts"]:
+        local = root / mount["mountPath"].lstrip("/")
+        local.mkdir(parents=True, exist_ok=True)
+        mounts[mount["mountPath"]] = str(local)
+        volume = volumes[mount["name"]]
+        if "secret" in volume:
+            name = volume["secret"]["secretName"]
+            data = rendered.secret_data(name) if rendered.get("Secret", name) else {}
+            items = volume["secret"].get("items")
+            assert items, f"secret volume {mount['name']} should list the keys it needs"
+            for item in items:
+                content = data.get(item["key"], f"placeholder-for-{item['key']}")
+                if mount["name"] == "kafka-ca":
+                    content = "-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n"
+                (local / item["path"]).write_text(content, encoding="utf-8")
+    return mounts
+
+
+@ci_values
+def test_rendered_config_loads_in_the_worker(
+    render: Callable[..., Rendered], values: Path, tmp_path: Path
+) -> None:
+    """The ConfigMap is a valid worker config whose secret files are exactly the mounted items."""
+    rendered = render(values)
+    args = rendered.container["args"]
+    assert args[-2:] == ["-c", CONFIG_PATH]
+    config_mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == "config")
+    assert f"{config_mount['mountPath']}/config.yaml" == CONFIG_PATH
+    config_volume = next(v for v in rendered.pod["volumes"] if v["name"] == "config")
+    assert config_volume["configMap"]["name"] == FULLNAME
+    mounts = _materialize_pod_files(rendered, tmp_path / "pod")
+    # one pass, so a local path under /tmp is not rewritten again by the /tmp mount
+    mount_re = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+    text = re.sub(
+        rf"(?<=: )({mount_re})(?=/|$)", lambda m: mounts[m.group(1)], rendered.config_text, flags=re.M
+    )
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(text, encoding="utf-8")
+    env = {e["name"]: e.get("value", f"env-{e['name']}") for e in rendered.container.get("env", [])}
+    settings = load_settings(config_file, environ=env)
+
+    assert settings.worker.web_bind == "0.0.0.0"
+    state_mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == "state")
+    assert settings.worker.state_dir == Path(mounts[state_mount["mountPath"]])
+    chart_secret = rendered.secret_data(FULLNAME) if rendered.get("Secret", FULLNAME) else {}
+    all_creds = _load_yaml(values).get("credentials") or {}
+    creds = all_creds.get("integrations") or {}
+    if settings.kafka.security_protocol.startswith("SASL_") and all_creds.get("kafkaSaslPassword"):
+        assert settings.kafka.sasl_password is not None
+        assert settings.kafka.sasl_password.get_secret_value() == all_creds["kafkaSaslPassword"]
+    for integration in settings.integrations:
+        _, secret = integration.credentials()
+        if integration.id in creds:  # chart-made Secret: the value from values reaches the worker
+            assert secret == creds[integration.id]
+            assert secret in chart_secret.values()
+        assert secret, integration.id
+
+
+# --------------------------------------------------------------------- pod-level assertions
+
+
+@ci_values
+def test_probes_hit_health_and_ready(render: Callable[..., Rendered], values: Path) -> None:
+    rendered = render(values)
+    container = rendered.container
+    port = rendered.config["worker"]["web_port"]
+    (http,) = [p for p in container["ports"] if p["name"] == "http"]
+    assert http["containerPort"] == port
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    service = rendered.one("Service", FULLNAME)
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert (
+        service["spec"]["selector"].items()
+        <= rendered.deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+@ci_values
+def test_security_context_is_locked_down(render: Callable[..., Rendered], values: Path) -> None:
+    rendered = render(values)
+    pod_sc = rendered.pod["securityContext"]
+    assert pod_sc["runAsNonRoot"] is True
+    assert pod_sc["runAsUser"] != 0
+    assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = rendered.container["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in sc["capabilities"]
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert rendered.pod["automountServiceAccountToken"] is False
+    # writable places on a read-only root: the state dir and /tmp, both emptyDirs
+    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+    writable = {
+        m["mountPath"] for m in rendered.container["volumeMounts"] if "emptyDir" in volumes[m["name"]]
+    }
+    assert writable == {rendered.config["worker"]["state_dir"], "/tmp"}
+
+
+@ci_values
+def test_termination_grace_exceeds_worker_grace(render: Callable[..., Rendered], values: Path) -> None:
+    rendered = render(values)
+    grace = rendered.config["worker"].get("shutdown_grace_s", DEFAULT_GRACE_S)
+    assert rendered.pod["terminationGracePeriodSeconds"] > grace
+
+
+@ci_values
+def test_pods_spread_and_disruption_budget(render: Callable[..., Rendered], values: Path) -> None:
+    rendered = render(values)
+    selector = rendered.deployment["spec"]["selector"]["matchLabels"]
+    pod_labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    anti = rendered.pod["affinity"]["podAntiAffinity"]
+    terms = [t.get("podAffinityTerm", t) for terms in anti.values() for t in terms]
+    assert terms and all(t["labelSelector"]["matchLabels"] == selector for t in terms)
+    spread = rendered.pod["topologySpreadConstraints"]
+    assert spread and all(c["labelSelector"]["matchLabels"] == selector for c in spread)
+    pdb = rendered.one("PodDisruptionBudget", FULLNAME)
+    assert pdb["spec"]["selector"]["matchLabels"] == selector
+    assert ("maxUnavailable" in pdb["spec"]) != ("minAvailable" in pdb["spec"])
+
+
+def test_checksum_annotations_roll_pods_on_change(render: Callable[..., Rendered]) -> None:
+    def annotations(*extra: str) -> dict[str, str]:
+        return render(MINIMAL, *extra).deployment["spec"]["template"]["metadata"]["annotations"]
+
+    base = annotations()
+    assert re.fullmatch(r"[0-9a-f]{64}", base["checksum/config"])
+    assert re.fullmatch(r"[0-9a-f]{64}", base["checksum/secret"])
+    config_change = annotations("--set", "config.delivery.timeout_s=3")
+    assert config_change["checksum/config"] != base["checksum/config"]
+    assert config_change["checksum/secret"] == base["checksum/secret"]
+    integration_change = annotations("--set", "integrations[0].api_user=someone-else")
+    assert integration_change["checksum/config"] != base["checksum/config"]
+    secret_change = annotations("--set", "credentials.integrations.mautic-main=rotated-password-1")
+    assert secret_change["checksum/secret"] != base["checksum/secret"]
+    assert secret_change["checksum/config"] == base["checksum/config"]
+    unrelated = annotations("--set", "resources.requests.cpu=200m")
+    assert unrelated["checksum/config"] == base["checksum/config"]
+
+
+def test_existing_secret_replaces_the_chart_secret(render: Callable[..., Rendered]) -> None:
+    rendered = render(EXISTING)
+    assert rendered.all("Secret") == []
+    existing = _load_yaml(EXISTING)["credentials"]["existingSecret"]
+    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+    assert volumes["credentials"]["secret"]["secretName"] == existing
+    keys = {i["key"] for i in volumes["credentials"]["secret"]["items"]}
+    ids = {i["id"] for i in _load_yaml(EXISTING)["integrations"]}
+    assert keys == ids | {"kafka-sasl-password"}
+    annotations = rendered.deployment["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/secret" not in annotations
+    assert "checksum/config" in annotations
+    # this example also uses the HPA: replicas are left to it
+    assert rendered.get("HorizontalPodAutoscaler", FULLNAME) is not None
+    assert "replicas" not in rendered.deployment["spec"]
+
+
+def test_hpa_scales_the_deployment_on_cpu(render: Callable[..., Rendered]) -> None:
+    rendered = render(EXISTING)
+    autoscaling = _load_yaml(EXISTING)["autoscaling"]
+    hpa = rendered.one("HorizontalPodAutoscaler", FULLNAME)
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (
+        autoscaling["minReplicas"],
+        autoscaling["maxReplicas"],
+    )
+    (metric,) = spec["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["averageUtilization"] == autoscaling["targetCPUUtilizationPercentage"]
+    assert rendered.get("ScaledObject") is None
+    assert render(MINIMAL).deployment["spec"]["replicas"] == 2
+
+
+def test_existing_secret_with_keda_points_the_password_at_it(render: Callable[..., Rendered]) -> None:
+    rendered = render(KEDA, "--set", "credentials.existingSecret=kafka-creds")
+    assert rendered.get("Secret", FULLNAME) is None
+    auth = rendered.one("TriggerAuthentication")
+    refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    assert refs["password"]["name"] == "kafka-creds"
+    assert refs["password"]["key"] == "kafka-sasl-password"
+
+
+# ------------------------------------------------------------------------- Kafka security
+
+
+def test_sasl_tls_settings_and_ca_mount(render: Callable[..., Rendered]) -> None:
+    rendered = render(SASL_TLS)
+    values = _load_yaml(SASL_TLS)
+    kafka = rendered.config["kafka"]
+    assert kafka["security_protocol"] == "SASL_SSL"
+    assert kafka["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kafka["sasl_username"] == "signal-sync"
+    mounts = {m["name"]: m for m in rendered.container["volumeMounts"]}
+    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+    ca = volumes["kafka-ca"]["secret"]
+    assert ca["secretName"] == values["kafkaTls"]["caSecret"]["name"]
+    assert ca["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert kafka["ssl_ca_file"] == f"{mounts['kafka-ca']['mountPath']}/ca.crt"
+    assert kafka["sasl_password_file"].startswith(mounts["credentials"]["mountPath"] + "/")
+    assert rendered.secret_data(FULLNAME)["kafka-sasl-password"] == values["credentials"]["kafkaSaslPassword"]
+    assert all(
+        m.get("readOnly") for name, m in mounts.items() if name in {"config", "credentials", "kafka-ca"}
+    )
+    # secretKey renames the Secret key, not the file the config points at
+    items = {i["path"]: i["key"] for i in volumes["credentials"]["secret"]["items"]}
+    assert items["mautic-main"] == "mautic-password"
+
+
+def test_service_monitor_scrapes_metrics(render: Callable[..., Rendered]) -> None:
+    rendered = render(SASL_TLS)
+    monitor = rendered.one("ServiceMonitor", FULLNAME)
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "http"
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["interval"] == "15s"
+    service = rendered.one("Service", FULLNAME)
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert service["spec"]["ports"][0]["name"] == "http"
+    assert render(MINIMAL).get("ServiceMonitor") is None
+
+
+def test_keda_scales_on_consumer_lag(render: Callable[..., Rendered]) -> None:
+    rendered = render(KEDA)
+    values = _load_yaml(KEDA)
+    kafka = rendered.config["kafka"]
+    scaled = rendered.one("ScaledObject", FULLNAME)
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
+    assert spec["minReplicaCount"] == values["keda"]["minReplicaCount"]
+    assert spec["maxReplicaCount"] == values["keda"]["maxReplicaCount"]
+    assert spec["advanced"] == values["keda"]["advanced"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    meta = trigger["metadata"]
+    assert all(isinstance(v, str) for v in meta.values()), "KEDA trigger metadata values are strings"
+    assert meta["bootstrapServers"] == kafka["bootstrap_servers"]
+    assert meta["consumerGroup"] == kafka["app_id"]
+    assert meta["topic"] == kafka["source_topic"]
+    assert meta["lagThreshold"] == str(values["keda"]["lagThreshold"])
+    assert meta["allowIdleConsumers"] == "false"
+    # autoscaled: the Deployment leaves replicas to KEDA's HPA, and the chart makes no HPA itself
+    assert "replicas" not in rendered.deployment["spec"]
+    assert rendered.get("HorizontalPodAutoscaler") is None
+
+    auth = rendered.one("TriggerAuthentication")
+    assert auth["apiVersion"] == "keda.sh/v1alpha1"
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    assert set(refs) == {"sasl", "tls", "username", "password"}
+    resolved = {parameter: rendered.secret_data(ref["name"])[ref["key"]] for parameter, ref in refs.items()}
+    assert resolved == {
+        "sasl": "scram_sha256",
+        "tls": "enable",
+        "username": kafka["sasl_username"],
+        "password": values["credentials"]["kafkaSaslPassword"],
+    }
+
+
+def test_keda_with_private_ca_and_plaintext(render: Callable[..., Rendered]) -> None:
+    with_ca = render(SASL_TLS, "--set", "keda.enabled=true")
+    refs = {r["parameter"]: r for r in with_ca.one("TriggerAuthentication")["spec"]["secretTargetRef"]}
+    assert refs["ca"] == {"parameter": "ca", "name": "events-cluster-ca-cert", "key": "ca.crt"}
+    assert with_ca.secret_data(refs["sasl"]["name"])["sasl"] == "scram_sha512"
+
+    plain = render(MINIMAL, "--set", "keda.enabled=true")
+    (trigger,) = plain.one("ScaledObject")["spec"]["triggers"]
+    assert "authenticationRef" not in trigger
+    assert plain.get("TriggerAuthentication") is None
+
+
+# ---------------------------------------------------------------------- rejected values
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        pytest.param(
+            ["--set", "integrations[0].base_url=https://mautic.example.com/"],
+            "/integrations/0/base_url",
+            id="base-url-trailing-slash",
+        ),
+        pytest.param(
+            ["--set", "integrations[0].base_url=https://mautic.example.com/api"],
+            "/integrations/0/base_url",
+            id="base-url-with-path",
+        ),
+        pytest.param(
+            ["--set", "integrations[0].base_url=http://mautic.example.com"],
+            "/integrations/0/base_url",
+            id="base-url-plain-http",
+        ),
+        pytest.param(
+            ["--set", "integrations[1].base_url=https://api.mailgun.com"],
+            "/integrations/1/base_url",
+            id="mailgun-wrong-host",
+        ),
+        pytest.param(
+            [
+                "--set-json",
+                'integrations=[{"type":"mautic","base_url":"https://m.example.com","api_user":"u"}]',
+            ],
+            "missing property 'id'",
+            id="integration-without-id",
+        ),
+        pytest.param(
+            ["--set", "integrations[0].id=bad id!"], "/integrations/0/id", id="integration-id-chars"
+        ),
+        pytest.param(
+            ["--set", "integrations[0].type=hubspot"], "/integrations/0/type", id="unknown-integration-type"
+        ),
+        pytest.param(
+            ["--set", "integrations[0].api_password=hunter2-plaintext"],
+            "/integrations/0/api_password",
+            id="inline-secret",
+        ),
+        pytest.param(
+            ["--set", "integrations[1].list_address=not-an-address"],
+            "/integrations/1/list_address",
+            id="mailgun-list-address",
+        ),
+        pytest.param(["--set", "integrations[0].apiUser=typo"], "apiUser", id="unknown-integration-field"),
+        pytest.param(["--set", "replicaCount=-1"], "/replicaCount", id="negative-replicas"),
+        pytest.param(["--set", "replicas=2"], "replicas", id="unknown-top-level-key"),
+        pytest.param(["--set", "config.worker.web_bind=127.0.0.1"], "web_bind", id="chart-managed-web-bind"),
+        pytest.param(
+            ["--set", "config.kafka.ssl_ca_file=/ca.pem"], "ssl_ca_file", id="chart-managed-ca-file"
+        ),
+        pytest.param(
+            ["--set", "config.kafka.security_protocol=SASL_SSL"], "sasl_username", id="sasl-without-username"
+        ),
+        pytest.param(
+            ["--set", "config.kafka.security_protocol=TLS"],
+            "/config/kafka/security_protocol",
+            id="unknown-security-protocol",
+        ),
+        pytest.param(["--set", "config.worker.web_port=80"], "/config/worker/web_port", id="privileged-port"),
+        pytest.param(
+            ["--set", "config.kafka.source_topic=bad topic"],
+            "/config/kafka/source_topic",
+            id="bad-topic-name",
+        ),
+        pytest.param(
+            ["--set", "keda.enabled=true", "--set", "keda.lagThreshold=0"],
+            "/keda/lagThreshold",
+            id="keda-lag-threshold",
+        ),
+        pytest.param(
+            ["--set", "credentials.integrations.mailgun-news="],
+            "/credentials/integrations/mailgun-news",
+            id="empty-credential",
+        ),
+    ],
+)
+def test_schema_rejects_bad_values(helm: Helm, extra: list[str], where: str) -> None:
+    stderr = _expect_failure(helm, MINIMAL, *extra)
+    assert SCHEMA_ERROR in stderr
+    assert where in stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "extra", "message"),
+    [
+        pytest.param(
+            MINIMAL,
+            ["--set", "integrations[1].id=mautic-main"],
+            'duplicate integration id "mautic-main"',
+            id="duplicate-id",
+        ),
+        pytest.param(
+            MINIMAL,
+            ["--set", "integrations[1].id=mailgun-other"],
+            "credentials.integrations.mailgun-other: missing the api_key",
+            id="missing-credential",
+        ),
+        pytest.param(
+            KEDA,
+            ["--set", "credentials.kafkaSaslPassword="],
+            "credentials.kafkaSaslPassword",
+            id="missing-kafka-password",
+        ),
+        pytest.param(
+            MINIMAL,
+            ["--set", "terminationGracePeriodSeconds=20"],
+            "terminationGracePeriodSeconds",
+            id="grace-below-worker-grace",
+        ),
+        pytest.param(
+            SASL_TLS,
+            ["--set", "config.worker.shutdown_grace_s=60"],
+            "terminationGracePeriodSeconds",
+            id="worker-grace-above-pod-grace",
+        ),
+        pytest.param(KEDA, ["--set", "autoscaling.enabled=true"], "exclusive", id="hpa-and-keda"),
+        pytest.param(
+            MINIMAL,
+            ["--set", "kafkaTls.caSecret.name=ca"],
+            "only used with SSL or SASL_SSL",
+            id="ca-without-tls",
+        ),
+        pytest.param(
+            KEDA,
+            ["--set", "config.kafka.bootstrap_servers=${KAFKA}"],
+            "keda.bootstrapServers",
+            id="keda-env-bootstrap",
+        ),
+    ],
+)
+def test_template_rejects_inconsistent_values(
+    helm: Helm, values: Path, extra: list[str], message: str
+) -> None:
+    assert message in _expect_failure(helm, values, *extra)
+
+
+def test_env_reference_secrets_need_no_chart_secret(render: Callable[..., Rendered]) -> None:
+    rendered = render(
+        MINIMAL,
+        "--set-json",
+        'integrations=[{"id":"m","type":"mautic","base_url":"https://m.example.com","api_user":"u",'
+        '"api_password":"${MAUTIC_PASSWORD}"}]',
+        "--set-json",
+        "credentials.integrations={}",
+    )
+    assert rendered.get("Secret") is None
+    assert "credentials" not in {v["name"] for v in rendered.pod["volumes"]}
+    assert rendered.config["integrations"][0]["api_password"] == "${MAUTIC_PASSWORD}"
+
+
+# ---------------------------------------------------------------------------- docs
+
+
+@ci_values
+def test_notes_render(helm: Helm, values: Path, tmp_path: Path) -> None:
+    """NOTES.txt is not part of `helm template`; render it through a test-only template."""
+    chart = tmp_path / "signal-sync"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "zz-notes-test.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
+        '  notes: {{ include (print $.Template.BasePath "/NOTES.txt") . | toJson }}\n',
+        encoding="utf-8",
+    )
+    out = helm.run(
+        "template",
+        RELEASE,
+        str(chart),
+        "--namespace",
+        NAMESPACE,
+        "--values",
+        str(values),
+        "--show-only",
+        "templates/zz-notes-test.yaml",
+        chart=chart,
+    )
+    notes = yaml.safe_load(out)["data"]["notes"]
+    assert f"deployment/{FULLNAME}" in notes
+    assert "/debugger" in notes
+    for integration in _load_yaml(values)["integrations"]:
+        assert integration["id"] in notes
+    for secret in _credential_values(values):
+        assert secret not in notes
+
+
+# Passed to Kubernetes as they are: documented as a whole, not leaf by leaf.
+OPAQUE_VALUES = {"strategy", "podSecurityContext", "securityContext", "resources"}
+
+
+def _leaf_paths(value: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(value, dict) and value and prefix not in OPAQUE_VALUES:
+        for key, child in value.items():
+            yield from _leaf_paths(child, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix
+
+
+def test_readme_documents_every_value() -> None:
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    missing = [p for p in _leaf_paths(_load_yaml(CHART / "values.yaml")) if f"`{p}`" not in readme]
+    assert not missing, f"values without a row in the README's values table: {missing}"

@@ -1,0 +1,127 @@
+"""Key-ordered scheduling: concurrent across keys, sequential within a key, acks in offset order."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from signal_sync.engine.ordered import KeyOrderedScheduler
+
+
+async def test_events_of_one_key_run_in_order_and_other_keys_overlap() -> None:
+    acked: list[int] = []
+    started: dict[str, list[int]] = {}
+    running = 0
+    peak = 0
+
+    async def ack(event: tuple[str, int]) -> None:
+        acked.append(event[1])
+
+    async def handler(event: tuple[str, int]) -> None:
+        nonlocal running, peak
+        key, offset = event
+        started.setdefault(key, []).append(offset)
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(random.uniform(0, 0.005))
+        running -= 1
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=16)
+    rng = random.Random(3)
+    events = [(f"k{rng.randrange(8)}", offset) for offset in range(200)]
+    for key, offset in events:
+        await scheduler.submit("p0", offset, key, (key, offset), handler)
+    assert await scheduler.drain(5)
+
+    for key, offsets in started.items():
+        assert offsets == sorted(offsets), f"{key} ran out of order"
+    assert acked == list(range(200)), "acks must follow offset order exactly"
+    assert peak > 1, "different keys should run concurrently"
+
+
+async def test_a_slow_key_holds_back_only_the_commit_point_not_other_keys() -> None:
+    acked: list[int] = []
+    release = asyncio.Event()
+    finished: list[int] = []
+
+    async def ack(event: tuple[str, int]) -> None:
+        acked.append(event[1])
+
+    async def handler(event: tuple[str, int]) -> None:
+        if event[0] == "slow":
+            await release.wait()
+        finished.append(event[1])
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=8)
+    await scheduler.submit("p0", 0, "slow", ("slow", 0), handler)
+    for offset in range(1, 5):
+        await scheduler.submit("p0", offset, f"fast{offset}", (f"fast{offset}", offset), handler)
+    await asyncio.wait_for(_until(lambda: len(finished) == 4), 2)
+    assert finished == [1, 2, 3, 4] and acked == [], "nothing may be acked past the unfinished offset 0"
+    release.set()
+    assert await scheduler.drain(2)
+    assert acked == [0, 1, 2, 3, 4]
+
+
+async def test_partitions_commit_independently() -> None:
+    acked: list[tuple[str, int]] = []
+    release = asyncio.Event()
+
+    async def ack(event: tuple[str, int]) -> None:
+        acked.append(event)
+
+    async def handler(event: tuple[str, int]) -> None:
+        if event[0] == "p0":
+            await release.wait()
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=8)
+    await scheduler.submit("p0", 10, "a", ("p0", 10), handler)
+    await scheduler.submit("p1", 20, "b", ("p1", 20), handler)
+    await asyncio.wait_for(_until(lambda: ("p1", 20) in acked), 2)
+    assert ("p0", 10) not in acked
+    release.set()
+    assert await scheduler.drain(2)
+
+
+async def test_submit_waits_when_max_in_flight_is_reached_and_drain_times_out() -> None:
+    release = asyncio.Event()
+
+    async def ack(_: object) -> None:
+        return None
+
+    async def handler(_: object) -> None:
+        await release.wait()
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=2)
+    await scheduler.submit("p", 0, "a", 0, handler)
+    await scheduler.submit("p", 1, "b", 1, handler)
+    third = asyncio.create_task(scheduler.submit("p", 2, "c", 2, handler))
+    await asyncio.sleep(0.01)
+    assert not third.done() and scheduler.in_flight == 2
+    assert not await scheduler.drain(0.01)
+    release.set()
+    await asyncio.wait_for(third, 1)
+    assert await scheduler.drain(1)
+
+
+async def test_a_failing_handler_does_not_stall_the_key() -> None:
+    order: list[int] = []
+
+    async def ack(_: object) -> None:
+        return None
+
+    async def handler(event: int) -> None:
+        order.append(event)
+        if event == 0:
+            raise RuntimeError("boom")
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=4)
+    await scheduler.submit("p", 0, "k", 0, handler)
+    await scheduler.submit("p", 1, "k", 1, handler)
+    await scheduler.drain(1)
+    assert order == [0, 1]
+
+
+async def _until(condition) -> None:  # type: ignore[no-untyped-def]
+    while not condition():
+        await asyncio.sleep(0.001)

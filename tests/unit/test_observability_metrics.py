@@ -1,0 +1,278 @@
+"""Prometheus metrics: what each source (outcomes, delivery hooks, consumer) adds, and the rendering."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP
+from prometheus_client.parser import text_string_to_metric_families
+
+from signal_sync.config import DeliverySettings, MauticIntegration
+from signal_sync.destinations.base import Request, basic_auth
+from signal_sync.destinations.delivery import DeliveryHooks, DeliveryResult, Sender
+from signal_sync.observability.metrics import (
+    ConsumedSensor,
+    Metrics,
+    agent_topics,
+    paused_integrations,
+    read_lag,
+    status_class,
+)
+from signal_sync.sandbox import mautic, start_in_thread
+from tests.unit.factories import MAUTIC_RAW
+
+INTEGRATIONS = ("mautic-main", "mailgun-news")
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Parse the rendered text back, so the tests check what Prometheus would read."""
+    found = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return samples(metrics).get((name, tuple(sorted(labels.items()))))
+
+
+def outcome(integration: str, status: str, reason: str | None) -> dict[str, Any]:
+    return {"integration": integration, "status": status, "reason": reason}
+
+
+def test_every_metric_is_rendered_with_integration_series_ready_before_traffic() -> None:
+    metrics = Metrics(INTEGRATIONS)
+    text = metrics.render().decode()
+    for name in (
+        "signal_sync_events_consumed_total",
+        "signal_sync_outcomes_total",
+        "signal_sync_dead_letters_total",
+        "signal_sync_http_request_duration_seconds",
+        "signal_sync_http_retries_total",
+        "signal_sync_http_requests_in_flight",
+        "signal_sync_delivery_batch_size",
+        "signal_sync_integration_paused",
+        "signal_sync_integration_fault",
+        "signal_sync_consumer_lag",
+        "signal_sync_assigned_partitions",
+    ):
+        assert f"# TYPE {name.removesuffix('_total')}" in text, name
+    for integration in INTEGRATIONS:
+        assert value(metrics, "signal_sync_integration_paused", integration=integration) == 0
+        assert value(metrics, "signal_sync_integration_fault", integration=integration) == 0
+        assert value(metrics, "signal_sync_http_requests_in_flight", integration=integration) == 0
+        assert value(metrics, "signal_sync_http_retries_total", integration=integration) == 0
+
+
+def test_registries_are_per_instance() -> None:
+    first, second = Metrics(INTEGRATIONS), Metrics(INTEGRATIONS)
+    first.count_consumed("signal.events")
+    assert value(first, "signal_sync_events_consumed_total", topic="signal.events") == 1
+    assert value(second, "signal_sync_events_consumed_total", topic="signal.events") is None
+
+
+def test_outcomes_counted_by_integration_status_reason_and_dead_letters_for_failed_and_invalid() -> None:
+    metrics = Metrics(INTEGRATIONS)
+    for item in (
+        outcome("mautic-main", "delivered", None),
+        outcome("mautic-main", "delivered", None),
+        outcome("mautic-main", "dropped", "consent_denied"),
+        outcome("mailgun-news", "failed", "http_401"),
+        outcome("mailgun-news", "invalid", "invalid_event"),
+    ):
+        metrics.observe_outcome(item, None)
+
+    assert (
+        value(
+            metrics,
+            "signal_sync_outcomes_total",
+            integration="mautic-main",
+            status="delivered",
+            reason="none",
+        )
+        == 2
+    )
+    assert (
+        value(
+            metrics,
+            "signal_sync_outcomes_total",
+            integration="mautic-main",
+            status="dropped",
+            reason="consent_denied",
+        )
+        == 1
+    )
+    assert (
+        value(metrics, "signal_sync_dead_letters_total", integration="mailgun-news", reason="http_401") == 1
+    )
+    assert (
+        value(metrics, "signal_sync_dead_letters_total", integration="mailgun-news", reason="invalid_event")
+        == 1
+    )
+    dead = [k for k in samples(metrics) if k[0] == "signal_sync_dead_letters_total"]
+    assert len(dead) == 2, "drops and deliveries never become dead letters"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(200, "2xx"), (201, "2xx"), (401, "4xx"), (429, "4xx"), (503, "5xx"), (None, "error")],
+)
+def test_status_class(status: int | None, expected: str) -> None:
+    assert status_class(status) == expected
+
+
+def test_delivery_hooks_feed_latency_in_flight_batch_retries_and_fault() -> None:
+    metrics = Metrics(INTEGRATIONS)
+    metrics.request_started("mautic-main", 1)
+    assert value(metrics, "signal_sync_http_requests_in_flight", integration="mautic-main") == 1
+    metrics.request_finished("mautic-main", 503, 0.02)
+    metrics.retry_started("mautic-main")
+    metrics.request_started("mautic-main", 1)
+    metrics.request_finished("mautic-main", 201, 0.3)
+    metrics.request_started("mautic-main", 1)
+    metrics.request_finished("mautic-main", None, 5.0)
+
+    assert value(metrics, "signal_sync_http_requests_in_flight", integration="mautic-main") == 0
+    count = "signal_sync_http_request_duration_seconds_count"
+    assert value(metrics, count, integration="mautic-main", status_class="5xx") == 1
+    assert value(metrics, count, integration="mautic-main", status_class="2xx") == 1
+    assert value(metrics, count, integration="mautic-main", status_class="error") == 1
+    bucket = "signal_sync_http_request_duration_seconds_bucket"
+    assert value(metrics, bucket, integration="mautic-main", status_class="2xx", le="0.25") == 0
+    assert value(metrics, bucket, integration="mautic-main", status_class="2xx", le="0.5") == 1
+    assert value(metrics, "signal_sync_http_retries_total", integration="mautic-main") == 1
+    assert value(metrics, "signal_sync_delivery_batch_size_count", integration="mautic-main") == 3
+    assert value(metrics, "signal_sync_delivery_batch_size_sum", integration="mautic-main") == 3
+
+    fault = DeliveryResult("failed", 401, None, 1, "http_401", "Unauthorized", "hint", fault=True)
+    failed = DeliveryResult("failed", 400, None, 1, "http_400", "bad", None)
+    delivered = DeliveryResult("delivered", 200, False, 1, None, None, None)
+    metrics.delivery_finished("mautic-main", fault)
+    assert value(metrics, "signal_sync_integration_fault", integration="mautic-main") == 1
+    metrics.delivery_finished("mautic-main", failed)
+    assert value(metrics, "signal_sync_integration_fault", integration="mautic-main") == 1
+    metrics.delivery_finished("mautic-main", delivered)
+    assert value(metrics, "signal_sync_integration_fault", integration="mautic-main") == 0
+
+
+def test_lag_samples_are_replaced_not_accumulated() -> None:
+    metrics = Metrics(INTEGRATIONS)
+    metrics.set_lag({("signal.events", 0): 5, ("signal.events", 1): 0})
+    assert value(metrics, "signal_sync_consumer_lag", topic="signal.events", partition="0") == 5
+    assert value(metrics, "signal_sync_assigned_partitions") == 2
+    metrics.set_lag({("signal.events", 1): 2})
+    assert value(metrics, "signal_sync_consumer_lag", topic="signal.events", partition="0") is None
+    assert value(metrics, "signal_sync_consumer_lag", topic="signal.events", partition="1") == 2
+    assert value(metrics, "signal_sync_assigned_partitions") == 1
+
+
+class FakeConsumer:
+    def __init__(self, assigned: set[TP], ends: dict[TP, int], positions: dict[TP, int | None]) -> None:
+        self._assigned, self._ends, self._positions = assigned, ends, positions
+
+    def assignment(self) -> set[TP]:
+        return self._assigned
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self._ends[tp] for tp in tps if tp in self._ends}
+
+    async def position(self, tp: TP) -> int | None:
+        return self._positions.get(tp)
+
+
+async def test_read_lag_is_end_minus_position_for_agent_topics_only() -> None:
+    src0, src1, contacts0 = TP("signal.events", 0), TP("signal.events", 1), TP("app-contacts", 0)
+    changelog = TP("app-identities-changelog", 0)
+    consumer = FakeConsumer(
+        {src0, src1, contacts0, changelog},
+        {src0: 10, src1: 4, contacts0: 7, changelog: 99},
+        {src0: 7, src1: None, contacts0: 7, changelog: 0},
+    )
+    app = SimpleNamespace(consumer=consumer)
+    lags = await read_lag(app, {"signal.events", "app-contacts"})
+    assert lags == {("signal.events", 0): 3, ("app-contacts", 0): 0}, (
+        "unknown positions and changelogs left out"
+    )
+
+
+def test_agent_topics_and_sensor_count_only_what_agents_read() -> None:
+    app = SimpleNamespace(
+        agents={
+            "ingest": SimpleNamespace(channel=SimpleNamespace(topics=["signal.events"])),
+            "deliver": SimpleNamespace(channel=SimpleNamespace(topics=["app-contacts"])),
+        }
+    )
+    assert agent_topics(app) == {"signal.events", "app-contacts"}
+    metrics = Metrics(INTEGRATIONS)
+    sensor = ConsumedSensor(metrics, app)
+    for tp in (TP("signal.events", 0), TP("signal.events", 3), TP("app-contacts", 1), TP("x-changelog", 0)):
+        sensor.on_message_in(tp, 0, None)
+    assert value(metrics, "signal_sync_events_consumed_total", topic="signal.events") == 2
+    assert value(metrics, "signal_sync_events_consumed_total", topic="app-contacts") == 1
+    assert value(metrics, "signal_sync_events_consumed_total", topic="x-changelog") is None
+
+
+def test_paused_state_comes_from_engine_gates_when_present() -> None:
+    runtime = SimpleNamespace(integrations={"a": None, "b": None})
+    assert paused_integrations(runtime) == {"a": False, "b": False}
+    runtime.gates = {"a": SimpleNamespace(state=SimpleNamespace(paused=True))}
+    assert paused_integrations(runtime) == {"a": True, "b": False}
+    metrics = Metrics(["a", "b"])
+    metrics.set_paused(paused_integrations(runtime))
+    assert value(metrics, "signal_sync_integration_paused", integration="a") == 1
+    assert value(metrics, "signal_sync_integration_paused", integration="b") == 0
+
+
+class Recorder(DeliveryHooks):
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def request_started(self, integration_id: str, batch_size: int) -> None:
+        self.calls.append(("started", integration_id, batch_size))
+
+    def request_finished(self, integration_id: str, status: int | None, seconds: float) -> None:
+        assert seconds >= 0
+        self.calls.append(("finished", integration_id, status))
+
+    def retry_started(self, integration_id: str) -> None:
+        self.calls.append(("retry", integration_id))
+
+    def delivery_finished(self, integration_id: str, result: DeliveryResult) -> None:
+        self.calls.append(("done", integration_id, result.status, result.attempts))
+
+
+class Broken(DeliveryHooks):
+    def request_started(self, integration_id: str, batch_size: int) -> None:
+        raise RuntimeError("observer bug")
+
+
+async def test_sender_reports_each_attempt_retry_and_result_to_hooks() -> None:
+    """Against the sandbox Mautic on loopback: one 429, then the upsert succeeds."""
+    faults = {"rate_limit": {"burst": 1, "retry_after_s": 0}}
+    with start_in_thread(mautic.create_app(username="signal", password="pw-1234", faults=faults)) as server:
+        integration = MauticIntegration(**{**MAUTIC_RAW, "base_url": server.url, "api_password": "pw-1234"})
+        sender = Sender(DeliverySettings(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.02))
+        recorder = Recorder()
+        sender.hooks.extend([Broken(), recorder])
+        upsert = Request(
+            "POST",
+            f"{server.url}/api/contacts/new",
+            {"Authorization": basic_auth("signal", "pw-1234"), "Content-Type": "application/json"},
+            json={"email": "hook@example.com"},
+        )
+        try:
+            result = await sender.deliver(integration, upsert)
+        finally:
+            await sender.close()
+    assert result.status == "delivered" and result.attempts == 2
+    assert recorder.calls == [
+        ("started", "mautic-main", 1),
+        ("finished", "mautic-main", 429),
+        ("retry", "mautic-main"),
+        ("started", "mautic-main", 1),
+        ("finished", "mautic-main", 201),
+        ("done", "mautic-main", "delivered", 2),
+    ], "a broken hook is logged and skipped, the others still run"
