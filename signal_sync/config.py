@@ -187,6 +187,9 @@ class DeliverySettings(_Strict):
     backoff_initial_s: float = Field(0.2, gt=0, description="First retry delay (exponential, full jitter).")
     backoff_max_s: float = Field(10.0, gt=0, description="Largest retry delay.")
     max_connections: int = Field(32, ge=1, description="Pooled keep-alive connections per integration.")
+    batch_linger_ms: float = Field(
+        20.0, ge=0, description="How long a batch waits for more contacts before it is sent."
+    )
     pause_probe_initial_s: float = Field(
         1.0, gt=0, description="First wait before probing an integration paused by a 401/403/404 (doubles)."
     )
@@ -194,7 +197,7 @@ class DeliverySettings(_Strict):
         30.0, gt=0, description="Longest wait between probes of a paused integration."
     )
     max_in_flight: int = Field(
-        256,
+        1024,
         ge=1,
         description="Events one integration processes at once in a worker (concurrent across contacts, "
         "sequential within one); more waits, and Kafka fetching for that integration pauses.",
@@ -213,6 +216,12 @@ class _IntegrationBase(_Strict):
     id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique integration id.")
     base_url: str = Field(..., description="Root URL of the destination, scheme and host, no path.")
     max_concurrency: int = Field(32, ge=1, description="HTTP requests in flight at once to this destination.")
+    batch_max_items: int | None = Field(
+        None,
+        ge=1,
+        description="Contacts per bulk request; default the destination's safe maximum (Mautic 200, "
+        "Mailgun 100); 1 sends every upsert on its own.",
+    )
     rate_limit_per_s: float | None = Field(
         None,
         gt=0,

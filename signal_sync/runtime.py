@@ -20,6 +20,7 @@ from signal_sync.codecs import orjson_codec
 from signal_sync.config import KafkaSettings, Settings
 from signal_sync.destinations import Integration
 from signal_sync.destinations.delivery import Sender
+from signal_sync.engine.batcher import Batcher
 from signal_sync.engine.gate import IntegrationGate
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.errors import ConfigError
@@ -51,6 +52,9 @@ class Runtime:
     observers: list[OutcomeObserver] = field(default_factory=list)
     gates: dict[str, IntegrationGate] = field(default_factory=dict)
     schedulers: dict[str, KeyOrderedScheduler] = field(default_factory=dict)
+    batchers: dict[str, Batcher] = field(default_factory=dict)
+    pending_state: dict[str, Any] = field(default_factory=dict)
+    """Per-contact destination state (Mailgun vars) of requests built but not yet answered."""
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:

@@ -11,6 +11,7 @@ successful delivery, written to the destination-state table on the same partitio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -20,10 +21,12 @@ import faust
 from signal_sync.agents.ingest import reject
 from signal_sync.agents.outputs import emit
 from signal_sync.codecs.events import decode_event
-from signal_sync.destinations import Integration
+from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import Request
 from signal_sync.destinations.delivery import DeliveryResult
-from signal_sync.engine.gate import IntegrationGate
+from signal_sync.engine.batch_send import make_send_batch
+from signal_sync.engine.batcher import Batcher
+from signal_sync.engine.gate import send_through_gate
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.identity import ResolvedEvent
 from signal_sync.outcomes import SourceRecord
@@ -39,26 +42,21 @@ def source_of_envelope(envelope: dict[str, Any]) -> SourceRecord:
     return SourceRecord(topic, partition, offset, timestamp_ms, envelope["raw"].encode("utf-8"))
 
 
-async def send_through_gate(
-    runtime: Runtime, gate: IntegrationGate, integration: Integration, request: Request
-) -> DeliveryResult:
-    """Deliver once admitted; on an integration fault pause the integration and probe until it answers."""
-    while True:
-        async with gate.admitted():
-            result = await runtime.sender.deliver(integration, request)
-        if not result.fault:
-            gate.resume()
-            return result
-        gate.pause(result.reason or "fault", result.hint)
-        async with gate.probe_lock:  # one prober; the others wait for the gate to reopen
-            if not gate.state.paused:
-                continue
-            for delay in gate.probe_delays():
-                await asyncio.sleep(delay)
-                result = await runtime.sender.deliver(integration, request)
-                if not result.fault:
-                    gate.resume()
-                    return result
+async def send(
+    runtime: Runtime, integration: Integration, contact: str, request: Request
+) -> tuple[DeliveryResult, bool]:
+    """Deliver through the integration's batcher (coalesced with the contact's neighbours) or on its
+    own; returns the event's result and whether it is the last of its contact's group."""
+    batcher = runtime.batchers.get(integration.id)
+    if batcher is None:
+        return await send_through_gate(
+            runtime.sender, runtime.gates[integration.id], integration, request
+        ), True
+    placed = await batcher.submit(contact, destination_of(integration).batch.item_of(request))
+    result = placed.result
+    if not placed.first and result.created:  # one upsert: only the group's first event created the contact
+        result = dataclasses.replace(result, created=False)
+    return result, placed.last
 
 
 async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[str, Any]) -> None:
@@ -69,9 +67,14 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
         contact = resolved.contact_id
         assert contact is not None and resolved.event.message_id is not None
         key = state_key(integration, contact)
-        request = build_request(resolved, integration, runtime.destination_state.get(key))
-        gate = runtime.gates[integration.id]
-        result = await send_through_gate(runtime, gate, integration, request)
+        # Mailgun vars of a contact's earlier event still in flight come first: it is applied before us.
+        known = (
+            runtime.pending_state[key] if key in runtime.pending_state else runtime.destination_state.get(key)
+        )
+        request = build_request(resolved, integration, known)
+        if request.state is not None:
+            runtime.pending_state[key] = request.state
+        result, last_of_contact = await send(runtime, integration, contact, request)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a handler that raises would be acked without an outcome
@@ -80,9 +83,12 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
             runtime, source, f"{type(exc).__name__}: {exc}", "failed", "internal_error", [integration]
         )
         return
+    gate = runtime.gates[integration.id]
+    if request.state is not None and runtime.pending_state.get(key) is request.state:
+        del runtime.pending_state[key]
     if result.status == "delivered":
         gate.record_delivered()
-        if request.state is not None:
+        if request.state is not None and last_of_contact:
             runtime.destination_state[key] = request.state
     else:
         gate.record_failed()
@@ -116,14 +122,21 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
     """Register the delivery agent of one integration."""
     topic = runtime.delivery_topics[integration.id]
     settings = runtime.settings.delivery
+    batch_size = integration.batch_max_items or destination_of(integration).batch.max_items
+    if batch_size > 1:
+        gate = runtime.gates[integration.id]
+        runtime.batchers[integration.id] = Batcher(
+            make_send_batch(runtime.sender, gate, integration), batch_size, settings.batch_linger_ms / 1000
+        )
 
     async def deliver(stream: faust.StreamT) -> None:
         stream = stream.noack()
         scheduler = KeyOrderedScheduler(ack=stream.ack, max_in_flight=settings.max_in_flight)
         runtime.schedulers[integration.id] = scheduler
+        batching = integration.id in runtime.batchers
 
-        async def handle(envelope: dict[str, Any]) -> None:
-            await deliver_to(runtime, integration, envelope)
+        async def handle(event: faust.EventT) -> None:
+            await deliver_to(runtime, integration, event.value)
 
         async def skip(_: Any) -> None:
             return None
@@ -131,13 +144,10 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         async for event in stream.events():
             message = event.message
             replay = runtime.replays.is_replay(message.tp, message.offset)
-            await scheduler.submit(
-                message.tp,
-                message.offset,
-                ("replay", message.offset) if replay else message.key,
-                event,
-                skip if replay else (lambda e: handle(e.value)),
-            )
+            # With batching the batcher keeps each contact's order (and coalesces); without it the
+            # scheduler runs a contact's events one after another.
+            key = (message.tp, message.offset) if replay or batching else message.key
+            await scheduler.submit(message.tp, message.offset, key, event, skip if replay else handle)
 
     runtime.app.agent(topic, name=f"deliver-{integration.id}")(deliver)
 

@@ -15,6 +15,20 @@ Integration = MauticIntegration | MailgunIntegration
 
 
 @dataclass(frozen=True, slots=True)
+class BatchFormat:
+    """How a destination batches: item shape, coalescing, validation, requests, per-item answers."""
+
+    max_items: int
+    item_of: Callable[[Request], dict[str, Any]]
+    merge: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    invalid: Callable[[dict[str, Any]], str | None]
+    single_request: Callable[[Any, dict[str, Any]], Request]
+    batch_request: Callable[[Any, list[dict[str, Any]]], Request]
+    item_results: Callable[[Any, int], list[tuple[int, str | None]]] | None
+    """Per-item (status, error) from the batch answer; None: every item shares the call's status."""
+
+
+@dataclass(frozen=True, slots=True)
 class Destination:
     """One destination type: its mapped events, request builder, hints and reply reading."""
 
@@ -23,6 +37,7 @@ class Destination:
     hints: Mapping[int, str]
     build: Callable[[ResolvedEvent, Any, Mapping[str, Any] | None], Request]
     created: Callable[[int], bool | None]
+    batch: BatchFormat
 
 
 DESTINATIONS: dict[str, Destination] = {
@@ -32,6 +47,15 @@ DESTINATIONS: dict[str, Destination] = {
         hints=mautic.HINTS,
         build=lambda resolved, integration, _state: mautic.build_request(resolved, integration),
         created=lambda status: {201: True, 200: False}.get(status),
+        batch=BatchFormat(
+            max_items=mautic.BATCH_MAX_ITEMS,
+            item_of=lambda request: dict(request.json or {}),  # type: ignore[arg-type]
+            merge=mautic.merge_contacts,
+            invalid=lambda _item: None,
+            single_request=mautic.single_request,
+            batch_request=mautic.build_batch_request,
+            item_results=mautic.batch_item_results,
+        ),
     ),
     "mailgun": Destination(
         name=mailgun.NAME,
@@ -39,6 +63,15 @@ DESTINATIONS: dict[str, Destination] = {
         hints=mailgun.HINTS,
         build=mailgun.build_request,
         created=lambda _status: None,
+        batch=BatchFormat(
+            max_items=mailgun.BATCH_MAX_ITEMS,
+            item_of=mailgun.member_of,
+            merge=mailgun.merge_members,
+            invalid=mailgun.invalid_member,
+            single_request=mailgun.single_request,
+            batch_request=mailgun.build_batch_request,
+            item_results=None,
+        ),
     ),
 }
 

@@ -24,9 +24,11 @@ class Request:
     method: str
     url: str
     headers: dict[str, str]
-    json: dict[str, Any] | None = None
+    json: dict[str, Any] | list[dict[str, Any]] | None = None
     form: dict[str, str] | None = None
     state: dict[str, Any] | None = field(default=None, compare=False)
+    contacts: int = field(default=1, compare=False)
+    """Contacts this request upserts (more than one for a bulk request)."""
 
     def view(self) -> dict[str, Any]:
         """The request as shown to people (preview, debugger): credentials redacted, body as sent."""

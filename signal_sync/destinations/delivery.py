@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import aiohttp
@@ -56,6 +56,7 @@ class DeliveryResult:
     error: str | None
     hint: str | None
     fault: bool = False
+    reply: bytes = field(default=b"", repr=False, compare=False)
 
 
 class DeliveryHooks:
@@ -105,7 +106,9 @@ def result_of(attempt: Attempt, attempts: int, destination: Destination) -> Deli
     status = attempt.status
     if attempt.classification.verdict is Verdict.DELIVERED:
         assert status is not None
-        return DeliveryResult("delivered", status, destination.created(status), attempts, None, None, None)
+        return DeliveryResult(
+            "delivered", status, destination.created(status), attempts, None, None, None, reply=attempt.body
+        )
     if status is None:
         reason, error = "connection_error", attempt.error
     else:
@@ -159,7 +162,7 @@ class Sender:
             if request.form is not None
             else (orjson.dumps(request.json) if request.json is not None else None)
         )
-        self._notify("request_started", integration_id, 1)
+        self._notify("request_started", integration_id, request.contacts)
         started = time.perf_counter()
         status: int | None = None
         try:

@@ -95,3 +95,76 @@ def build_request(
         form=form,
         state=merged,
     )
+
+
+# --- batching: POST /v3/lists/{list}/members.json -------------------------------------
+
+BATCH_MAX_ITEMS = 100  # more is processed asynchronously by Mailgun, with no per-member result
+
+
+def members_json_path(list_address: str) -> str:
+    """``/v3/lists/{list}/members.json``, the bulk upsert."""
+    return members_path(list_address) + ".json"
+
+
+def member_of(request: Request) -> dict[str, Any]:
+    """A single-member request's form as a bulk ``members`` entry."""
+    form = request.form or {}
+    member: dict[str, Any] = {"address": form["address"]}
+    if "name" in form:
+        member["name"] = form["name"]
+    if "subscribed" in form:
+        member["subscribed"] = form["subscribed"] == "true"
+    member["vars"] = orjson.loads(form.get("vars", "{}"))
+    return member
+
+
+def merge_members(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several upserts of one member as one: later fields win (vars are already merged in order)."""
+    merged: dict[str, Any] = {}
+    for member in members:
+        merged.update(member)
+    return merged
+
+
+def invalid_member(member: dict[str, Any]) -> str | None:
+    """Why Mailgun would reject this entry (one bad entry fails a synchronous bulk call), or None."""
+    address = member.get("address") or ""
+    if "@" not in address or address != address.strip() or " " in address:
+        return "'address' parameter is not a valid email address"
+    return None
+
+
+def single_request(integration: MailgunIntegration, member: dict[str, Any]) -> Request:
+    """The one-member upsert for an already built (possibly merged) entry."""
+    form: dict[str, str] = {"address": member["address"]}
+    if "name" in member:
+        form["name"] = member["name"]
+    if "subscribed" in member:
+        form["subscribed"] = "true" if member["subscribed"] else "false"
+    form["upsert"] = "true"
+    form["vars"] = orjson.dumps(member.get("vars", {})).decode()
+    return Request(
+        method="POST",
+        url=integration.base_url + members_path(integration.list_address),
+        headers={
+            "Authorization": basic_auth(*integration.credentials()),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        form=form,
+        state=member.get("vars", {}),
+    )
+
+
+def build_batch_request(integration: MailgunIntegration, members: list[dict[str, Any]]) -> Request:
+    """One bulk upsert of at most ``BATCH_MAX_ITEMS`` members (synchronous, order-safe)."""
+    return Request(
+        method="POST",
+        url=integration.base_url + members_json_path(integration.list_address),
+        headers={
+            "Authorization": basic_auth(*integration.credentials()),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        form={"members": orjson.dumps(members).decode(), "upsert": "true"},
+        contacts=len(members),
+    )

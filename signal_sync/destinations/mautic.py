@@ -109,3 +109,75 @@ def build_request(resolved: ResolvedEvent, integration: MauticIntegration) -> Re
         headers=headers,
         json=contact_fields(resolved),
     )
+
+
+# --- batching: POST /api/contacts/batch/new ---------------------------------------------
+
+CONTACT_BATCH_PATH = "/api/contacts/batch/new"
+BATCH_MAX_ITEMS = 200  # Mautic's default api_batch_max_limit; more answers HTTP 500
+
+
+def merge_contacts(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several upserts of one contact as one: later values win, tag operations apply in order."""
+    merged: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+    for body in bodies:
+        for key, value in body.items():
+            if key == "tags":
+                for op in value:
+                    tags[op.lstrip("-")] = op
+            else:
+                merged[key] = value
+    if tags:
+        merged["tags"] = list(tags.values())
+    return merged
+
+
+def single_request(integration: MauticIntegration, body: dict[str, Any]) -> Request:
+    """The one-contact upsert for an already built (possibly merged) body."""
+    headers = {
+        "Authorization": basic_auth(*integration.credentials()),
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+    if body.get("ipAddress"):
+        headers["X-Forwarded-For"] = body["ipAddress"]
+    return Request(method="POST", url=integration.base_url + CONTACT_UPSERT_PATH, headers=headers, json=body)
+
+
+def build_batch_request(integration: MauticIntegration, bodies: list[dict[str, Any]]) -> Request:
+    """One batch upsert; visitor IPs travel in each body's ``ipAddress`` (a header cannot be per item)."""
+    return Request(
+        method="POST",
+        url=integration.base_url + CONTACT_BATCH_PATH,
+        headers={
+            "Authorization": basic_auth(*integration.credentials()),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        },
+        json=bodies,
+        contacts=len(bodies),
+    )
+
+
+def _by_index(value: Any, count: int) -> list[Any]:
+    """Mautic writes per-item arrays as lists or as objects keyed by index (PHP json_encode)."""
+    if isinstance(value, list):
+        return value + [None] * (count - len(value))
+    if isinstance(value, dict):
+        return [value.get(str(index)) for index in range(count)]
+    return [None] * count
+
+
+def batch_item_results(reply: Any, count: int) -> list[tuple[int, str | None]]:
+    """Per item: its HTTP-like status and error message, from a batch answer (201 as a whole)."""
+    if not isinstance(reply, dict):
+        return [(500, "unreadable batch answer")] * count
+    codes = _by_index(reply.get("statusCodes"), count)
+    errors = _by_index(reply.get("errors"), count)
+    results = []
+    for code, error in zip(codes, errors, strict=True):
+        status = code if isinstance(code, int) else 500
+        message = error.get("message") if isinstance(error, dict) else (str(error) if error else None)
+        results.append((status, None if 200 <= status < 300 else message or f"item answered {status}"))
+    return results

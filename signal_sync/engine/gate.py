@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
 
+from signal_sync.destinations import Integration
+from signal_sync.destinations.base import Request
+from signal_sync.destinations.delivery import DeliveryResult, Sender
+
 log = logging.getLogger(__name__)
 
 
@@ -116,3 +120,25 @@ class IntegrationGate:
     def probe_lock(self) -> asyncio.Lock:
         """Only one request probes a paused integration at a time; the others wait for the result."""
         return self._probe_lock
+
+
+async def send_through_gate(
+    sender: Sender, gate: IntegrationGate, integration: Integration, request: Request
+) -> DeliveryResult:
+    """Deliver once admitted; on an integration fault pause the integration and probe until it answers."""
+    while True:
+        async with gate.admitted():
+            result = await sender.deliver(integration, request)
+        if not result.fault:
+            gate.resume()
+            return result
+        gate.pause(result.reason or "fault", result.hint)
+        async with gate.probe_lock:  # one prober; the others wait for the gate to reopen
+            if not gate.state.paused:
+                continue
+            for delay in gate.probe_delays():
+                await asyncio.sleep(delay)
+                result = await sender.deliver(integration, request)
+                if not result.fault:
+                    gate.resume()
+                    return result

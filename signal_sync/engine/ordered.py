@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 Ack = Callable[[Any], Awaitable[Any]]
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -84,6 +86,8 @@ class KeyOrderedScheduler:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(previous)
             await handler(pending.event)
+        except Exception:  # handlers turn failures into outcomes; anything else is a bug to see
+            log.exception("event handler raised at offset %s; acked without an outcome", pending.offset)
         finally:
             pending.done = True
             if self._tails.get(key) is asyncio.current_task():

@@ -9,12 +9,20 @@
 * ``subscribed``/``upsert`` take yes/no/true/false; ``vars`` must be a JSON object string
   and *replaces* the stored vars; without ``upsert=true`` an existing member is a 400.
 * Addresses (members and lists) match case-insensitively.
+* ``POST /v3/lists/{list}/members.json``: bulk add/upsert. Form field ``members`` is a
+  JSON array of addresses or ``{address, name, vars, subscribed}`` objects (at most 1,000),
+  plus ``upsert``. Up to 100 entries are applied synchronously, in order, and one invalid
+  entry fails the whole call (400, nothing applied). More than 100 are accepted (200, a
+  message and a ``task-id``) and applied in the background after ``bulk_async_delay_s``,
+  with no per-member result: invalid entries are skipped silently, as Mailgun does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +48,12 @@ LISTS_PREFIX = "/v3/lists/"
 DEFAULT_LISTS = ("newsletter@mg.example.com",)
 MSG_CREATED = "Mailing list member has been created"
 MSG_UPDATED = "Mailing list member has been updated"
+MSG_LIST_UPDATED = "Mailing list has been updated"
+MSG_BULK_QUEUED = "Mailing list upload has been queued; members are applied in the background"
+BULK_SYNC_LIMIT = 100
+"""Mailgun applies a bulk call of at most this many entries synchronously; more go to a background task."""
+BULK_MAX_MEMBERS = 1000
+DEFAULT_BULK_ASYNC_DELAY_S = 0.5
 _BOOLS = {"yes": True, "true": True, "no": False, "false": False}
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
@@ -179,7 +193,105 @@ async def read_form(request: web.Request) -> Mapping[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _routes(api_key: str, store: MailgunStore, journal: Journal) -> web.RouteTableDef:
+@dataclass
+class BulkEntry:
+    """One validated entry of a bulk call; ``None`` fields were not sent and stay unchanged."""
+
+    address: str
+    name: str | None = None
+    subscribed: bool | None = None
+    vars: dict[str, Any] | None = None
+
+
+def parse_bulk_entry(entry: Any, index: int) -> BulkEntry:
+    """An address string or a ``{address, name, vars, subscribed}`` object; ``BadRequest`` otherwise."""
+    where = f"members[{index}]"
+    if isinstance(entry, str):
+        entry = {"address": entry}
+    if not isinstance(entry, dict):
+        raise BadRequest(f"{where}: must be an address or an object with 'address'")
+    address = entry.get("address")
+    if not isinstance(address, str) or address == "":
+        raise BadRequest(f"{where}: 'address' parameter is missing")
+    if not _ADDRESS.match(address):
+        raise BadRequest(f"{where}: 'address' parameter is not a valid email address: '{address}'")
+    name = entry.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadRequest(f"{where}: 'name' must be a string")
+    subscribed = entry.get("subscribed")
+    raw_vars = entry.get("vars")
+    try:
+        if isinstance(subscribed, str):
+            subscribed = parse_bool({"subscribed": subscribed}, "subscribed")
+        elif subscribed is not None and not isinstance(subscribed, bool):
+            raise BadRequest("'subscribed' parameter must be one of: yes, no, true, false")
+        if isinstance(raw_vars, str):  # a JSON string, as the single call takes it
+            raw_vars = parse_vars({"vars": raw_vars})
+        elif raw_vars is not None and not isinstance(raw_vars, dict):
+            raise BadRequest("Failed to decode 'vars' parameter: it must be a valid JSON object")
+    except BadRequest as exc:
+        raise BadRequest(f"{where}: {exc}") from None
+    return BulkEntry(address=address, name=name, subscribed=subscribed, vars=raw_vars)
+
+
+def parse_bulk_members(form: Mapping[str, str]) -> list[Any]:
+    """The ``members`` form field as a JSON array (entries not validated yet)."""
+    raw = form.get("members")
+    if raw is None or raw == "":
+        raise BadRequest("'members' parameter is missing")
+    try:
+        members = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Failed to decode 'members' parameter: it must be a valid JSON array") from None
+    if not isinstance(members, list):
+        raise BadRequest("Failed to decode 'members' parameter: it must be a valid JSON array")
+    if len(members) > BULK_MAX_MEMBERS:
+        raise BadRequest(f"Too many members: at most {BULK_MAX_MEMBERS} per request, got {len(members)}")
+    return members
+
+
+def apply_bulk_entry(
+    mailing_list: MailingList,
+    entry: BulkEntry,
+    *,
+    upsert: bool,
+    journal: Journal,
+    request: web.Request | None,
+    details: dict[str, Any],
+) -> None:
+    """Apply one entry like the single call; an existing member without ``upsert`` is left as is."""
+    key = entry.address.lower()
+    member = mailing_list.members.get(key)
+    if member is not None and not upsert:
+        return
+    created = member is None
+    if member is None:
+        member = mailing_list.members[key] = Member(address=entry.address)
+    changes: dict[str, Any] = {}
+    if entry.name is not None:
+        member.name = changes["name"] = entry.name
+    if entry.subscribed is not None:
+        member.subscribed = changes["subscribed"] = entry.subscribed
+    if entry.vars is not None:
+        member.vars = changes["vars"] = entry.vars
+    journal.record_applied(
+        key,
+        request=request,
+        action="created" if created else "updated",
+        status=200,
+        changes=changes,
+        state=member.to_json(),
+        details={"list": mailing_list.address, **details},
+    )
+
+
+def _routes(
+    api_key: str,
+    store: MailgunStore,
+    journal: Journal,
+    background: set[asyncio.Task[None]] | None = None,
+    bulk_async_delay_s: float = DEFAULT_BULK_ASYNC_DELAY_S,
+) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     def lookup(request: web.Request) -> MailingList | web.Response:
@@ -229,6 +341,49 @@ def _routes(api_key: str, store: MailgunStore, journal: Journal) -> web.RouteTab
         )
         return json_response({"member": member.to_json(), "message": MSG_CREATED if created else MSG_UPDATED})
 
+    tasks: set[asyncio.Task[None]] = background if background is not None else set()
+
+    @routes.post(LISTS_PREFIX + "{list_address}/members.json")
+    async def bulk_members(request: web.Request) -> web.Response:
+        found = lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        form = await read_form(request)
+        try:
+            upsert = parse_bool(form, "upsert") or False
+            members = parse_bulk_members(form)
+        except BadRequest as exc:
+            return message_response(400, str(exc))
+        if len(members) > BULK_SYNC_LIMIT:
+            task_id = uuid.uuid4().hex
+            task = asyncio.create_task(_apply_later(found, members, upsert, request, task_id))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            return json_response({"list": found.to_json(), "message": MSG_BULK_QUEUED, "task-id": task_id})
+        try:
+            entries = [parse_bulk_entry(entry, index) for index, entry in enumerate(members)]
+        except BadRequest as exc:  # validated before anything is applied: all or nothing
+            return message_response(400, str(exc))
+        for index, entry in enumerate(entries):
+            apply_bulk_entry(
+                found, entry, upsert=upsert, journal=journal, request=request, details={"batch_index": index}
+            )
+        return json_response({"list": found.to_json(), "message": MSG_LIST_UPDATED})
+
+    async def _apply_later(
+        mailing_list: MailingList, members: list[Any], upsert: bool, request: web.Request, task_id: str
+    ) -> None:
+        await asyncio.sleep(bulk_async_delay_s)
+        for index, raw in enumerate(members):
+            try:
+                entry = parse_bulk_entry(raw, index)
+            except BadRequest:
+                continue  # no per-member result in the background: a bad entry just is not applied
+            details = {"batch_index": index, "task_id": task_id}
+            apply_bulk_entry(
+                mailing_list, entry, upsert=upsert, journal=journal, request=request, details=details
+            )
+
     @routes.get(LISTS_PREFIX + "{list_address}")
     async def get_list(request: web.Request) -> web.Response:
         found = lookup(request)
@@ -260,8 +415,13 @@ def create_app(
     api_key: str,
     lists: Iterable[str] = DEFAULT_LISTS,
     faults: Faults | Mapping[str, Any] | None = None,
+    bulk_async_delay_s: float = DEFAULT_BULK_ASYNC_DELAY_S,
 ) -> web.Application:
-    """A Mailgun emulator app with the given existing lists; serve with ``server.*``."""
+    """A Mailgun emulator app with the given existing lists; serve with ``server.*``.
+
+    ``bulk_async_delay_s``: how long after its answer a bulk call of more than 100 entries
+    is applied (the background task Mailgun starts for it).
+    """
     store = MailgunStore(lists)
     journal = Journal()
     injector = FaultInjector(faults)
@@ -269,15 +429,25 @@ def create_app(
         middlewares=[journal_middleware(journal), fault_middleware(injector, MailgunDialect())]
     )
     app[MAILGUN_STORE] = store
+    background: set[asyncio.Task[None]] = set()
+
+    def cancel_background() -> None:
+        for task in list(background):
+            task.cancel()
 
     def reset() -> None:
+        cancel_background()  # a queued bulk upload must not land in the fresh state
         store.clear()
         injector.restore()
+
+    async def on_cleanup(_app: web.Application) -> None:
+        cancel_background()
 
     add_sandbox_routes(
         app, kind=KIND, journal=journal, state_name="members", snapshot=store.snapshot, reset=reset
     )
     add_fault_routes(app, injector)
-    app.add_routes(_routes(api_key, store, journal))
+    app.add_routes(_routes(api_key, store, journal, background, bulk_async_delay_s))
     app.router.add_route("*", "/{tail:.*}", not_found)
+    app.on_cleanup.append(on_cleanup)
     return app

@@ -5,6 +5,11 @@ real instance enforces it, so a client bug shows up here rather than in producti
 
 * ``POST /api/contacts/new`` upserts on email (case-insensitive): 201 for a new contact,
   200 for an existing one, body ``{"contact": {...}}`` shaped like Mautic's.
+* ``POST /api/contacts/batch/new`` upserts a JSON array of contacts (at most
+  ``api_batch_max_limit``, default 200; more is Mautic's HTTP 500). The answer is 201 even
+  when items fail: ``statusCodes`` (201/200/error code) and ``errors`` are keyed by the
+  item's index, and, like PHP's ``json_encode``, written as a list when the keys run
+  0..n-1 and as an object keyed by index otherwise.
 * ``GET /api/contacts`` lists contacts (``limit``, ``start``, ``search``); a harmless call
   for a connection test.
 * Access checks in Mautic's order: API enabled, Basic auth enabled, credentials, then the
@@ -44,6 +49,8 @@ KIND = "mautic"
 API_PREFIX = "/api/"
 CONTACTS_NEW = "/api/contacts/new"
 CONTACTS_LIST = "/api/contacts"
+CONTACTS_BATCH_NEW = "/api/contacts/batch/new"
+DEFAULT_API_BATCH_MAX_LIMIT = 200
 CORE_FIELDS = ("email", "firstname", "lastname", "phone", "company", "city", "state", "zipcode", "country")
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 SPECIAL_FIELDS = ("ipAddress", "lastActive", "tags")
@@ -60,6 +67,8 @@ MSG_AUTH_DENIED = "API authorization denied."
 MSG_ACCESS_DENIED = "You do not have access to the requested area/action."
 MSG_RATE_LIMITED = "You exceeded the rate limit of {limit} API calls per hour."
 RATE_LIMIT_PER_HOUR = 100
+MSG_BATCH_LIMIT = "A max of {limit} entities are supported at a time."
+MSG_BATCH_ITEM_NOT_OBJECT = "Each contact of a batch must be a JSON object."
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LAST_ACTIVE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -113,6 +122,7 @@ class MauticSettings:
     basic_auth_enabled: bool = True
     can_edit_contacts: bool = True
     custom_fields: tuple[str, ...] = DEFAULT_CUSTOM_FIELDS
+    api_batch_max_limit: int = DEFAULT_API_BATCH_MAX_LIMIT
 
     @property
     def field_aliases(self) -> tuple[str, ...]:
@@ -336,6 +346,36 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return payload
 
 
+async def read_json_array(request: web.Request) -> list[Any]:
+    """The body of a batch call as a JSON array, or ``BadRequest``."""
+    if request.content_type != "application/json":
+        raise BadRequest("Request body must be JSON (Content-Type: application/json).")
+    try:
+        payload = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadRequest("Request body is not valid JSON.") from None
+    if not isinstance(payload, list):
+        raise BadRequest("Request body must be a JSON array of contacts.")
+    return payload
+
+
+def php_array(items: Mapping[int, Any]) -> list[Any] | dict[str, Any]:
+    """An index-keyed PHP array as ``json_encode`` writes it.
+
+    A list when the keys are exactly 0..n-1 in order (also when empty), otherwise an object
+    whose keys are the indexes as strings: so a batch whose first item failed returns
+    ``contacts`` as ``{"1": ..., "2": ...}`` while ``statusCodes`` stays a list.
+    """
+    if list(items) == list(range(len(items))):
+        return list(items.values())
+    return {str(key): value for key, value in items.items()}
+
+
+def batch_item_error(code: int, message: str, details: Any = None) -> dict[str, Any]:
+    """One entry of a batch answer's ``errors``: Mautic's error object for that item."""
+    return {"code": code, "message": message, "details": [] if details is None else details, "type": None}
+
+
 def _non_negative_int(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -377,6 +417,52 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
         )
         return json_response(body, status=status)
 
+    @routes.post(CONTACTS_BATCH_NEW)
+    async def batch_new_contacts(request: web.Request) -> web.Response:
+        denied = check_access(request, settings, edit=True)
+        if denied is not None:
+            return denied
+        try:
+            items = await read_json_array(request)
+        except BadRequest as exc:
+            return errors_response(400, exc.message)
+        if len(items) > settings.api_batch_max_limit:
+            return errors_response(500, MSG_BATCH_LIMIT.format(limit=settings.api_batch_max_limit))
+        # Like the single call, the request's X-Forwarded-For is recorded on the contact: here
+        # on every contact of the batch, so a batching client must send IPs in ``ipAddress``.
+        header_ip = forwarded_ip(request.headers.get("X-Forwarded-For"))
+        contacts: dict[int, Any] = {}
+        status_codes: dict[int, int] = {}
+        errors: dict[int, Any] = {}
+        for index, payload in enumerate(items):  # in order: a repeated email is created, then updated
+            if not isinstance(payload, dict):
+                errors[index] = batch_item_error(400, MSG_BATCH_ITEM_NOT_OBJECT)
+                status_codes[index] = 400
+                continue
+            try:
+                validate_payload(payload, store.known)
+            except BadRequest as exc:
+                errors[index] = batch_item_error(400, exc.message, exc.details)
+                status_codes[index] = 400
+                continue
+            contact, created, changes, ignored = store.upsert(payload, header_ip)
+            status = 201 if created else 200
+            contacts[index] = store.render(contact)
+            status_codes[index] = status
+            journal.record_applied(
+                str(payload["email"]),
+                request=request,
+                action="created" if created else "updated",
+                status=status,
+                changes=changes,
+                state=contacts[index],
+                details={"ignored": ignored, "contact_id": contact.id, "batch_index": index},
+            )
+        body: dict[str, Any] = {"contacts": php_array(contacts), "statusCodes": php_array(status_codes)}
+        if errors:
+            body["errors"] = php_array(errors)
+        return json_response(body, status=201)  # 201 for the whole call, even when items failed
+
     @routes.get(CONTACTS_LIST)
     async def list_contacts(request: web.Request) -> web.Response:
         denied = check_access(request, settings, edit=False)
@@ -400,7 +486,7 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
 async def not_found(request: web.Request) -> web.Response:
     """Unknown API paths get Mautic's JSON 404; paths outside ``/api/`` get the UI's HTML 404."""
     path = request.path
-    if path in (CONTACTS_NEW, CONTACTS_LIST):
+    if path in (CONTACTS_NEW, CONTACTS_LIST, CONTACTS_BATCH_NEW):
         return errors_response(405, f"Method {request.method} is not allowed for {path}")
     if path.startswith(API_PREFIX):
         return errors_response(404, f"Requested URL not found: {path}")
@@ -416,8 +502,13 @@ def create_app(
     can_edit_contacts: bool = True,
     custom_fields: Iterable[str] = DEFAULT_CUSTOM_FIELDS,
     faults: Faults | Mapping[str, Any] | None = None,
+    api_batch_max_limit: int = DEFAULT_API_BATCH_MAX_LIMIT,
 ) -> web.Application:
-    """A Mautic emulator app; serve it with ``server.start_in_thread`` or ``server.serve``."""
+    """A Mautic emulator app; serve it with ``server.start_in_thread`` or ``server.serve``.
+
+    ``api_batch_max_limit`` is Mautic's setting of that name: the most contacts one
+    ``/api/contacts/batch/new`` call may carry.
+    """
     settings = MauticSettings(
         username=username,
         password=password,
@@ -425,6 +516,7 @@ def create_app(
         basic_auth_enabled=basic_auth_enabled,
         can_edit_contacts=can_edit_contacts,
         custom_fields=tuple(custom_fields),
+        api_batch_max_limit=api_batch_max_limit,
     )
     store = MauticStore(settings)
     journal = Journal()

@@ -243,7 +243,11 @@ def test_debugger_page_shows_live_outcomes_and_filters_them(
     assert (created["status"], created["http"], created["created"]) == ("delivered", "201", "created")
     assert created["attempts"] == "1"
     updated = by[(cid(alice), "mautic-main", "page")]
-    assert (updated["status"], updated["http"], updated["created"]) == ("delivered", "200", "updated")
+    # Alone it is a 200 update; coalesced into the identify's upsert it shares that call's 201.
+    assert (updated["status"], updated["created"]) == ("delivered", "updated") and updated["http"] in (
+        "200",
+        "201",
+    )
     assert {r["status"] for r in shown} == {"delivered", "dropped", "failed"}
     assert by[(cid(bob), "mautic-main", "Identified")]["reason"] == "consent_denied"
     assert by[(cid(dave), "mautic-main", "Identified")]["status"] == "delivered"

@@ -84,7 +84,9 @@ def test_revoked_credentials_pause_mautic_while_mailgun_flows_then_mautic_catche
     with urllib.request.urlopen(f"{crm.url}/_sandbox/log/pause.0@example.com", timeout=10) as reply:
         applied = json.loads(reply.read())["applied"]
     stamps = [entry["changes"]["lastActive"] for entry in applied if "lastActive" in entry["changes"]]
-    assert stamps == sorted(stamps) and len(stamps) == 3, "caught up in order, nothing lost"
+    # Caught up in order with nothing lost: the last applied state is the contact's last event (a contact's
+    # queued events may be coalesced into one upsert, so there can be fewer requests than events).
+    assert stamps == sorted(stamps) and stamps[-1].startswith("2026-06-06T10:00:02"), stamps
 
 
 def test_failed_deliveries_are_dead_lettered_and_replayed_to_their_integration_only(
