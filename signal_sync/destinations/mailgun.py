@@ -76,25 +76,14 @@ def build_request(
     resolved: ResolvedEvent, integration: MailgunIntegration, known_vars: Mapping[str, Any] | None
 ) -> Request:
     """The member upsert for an event that passed the gate; ``state`` is the merged vars."""
-    merged = {**(known_vars or {}), **event_vars(resolved)}
-    form: dict[str, str] = {"address": resolved.email or ""}
+    member: dict[str, Any] = {"address": resolved.email or ""}
     if name := member_name(resolved.traits):
-        form["name"] = name
+        member["name"] = name
     marketing = resolved.event.context.consent.canonical.get("marketing")
     if marketing is not None:
-        form["subscribed"] = "true" if marketing else "false"
-    form["upsert"] = "true"
-    form["vars"] = orjson.dumps(merged).decode()
-    return Request(
-        method="POST",
-        url=integration.base_url + members_path(integration.list_address),
-        headers={
-            "Authorization": basic_auth(*integration.credentials()),
-            "Content-Type": "application/x-www-form-urlencoded",
-        },
-        form=form,
-        state=merged,
-    )
+        member["subscribed"] = marketing
+    member["vars"] = {**(known_vars or {}), **event_vars(resolved)}
+    return single_request(integration, member)
 
 
 # --- batching: POST /v3/lists/{list}/members.json -------------------------------------
@@ -136,7 +125,8 @@ def invalid_member(member: dict[str, Any]) -> str | None:
 
 
 def single_request(integration: MailgunIntegration, member: dict[str, Any]) -> Request:
-    """The one-member upsert for an already built (possibly merged) entry."""
+    """The one-member upsert (form-encoded, ``upsert=true`` always) of one event's member entry or
+    several merged; ``state`` is the vars the member holds once it succeeds."""
     form: dict[str, str] = {"address": member["address"]}
     if "name" in member:
         form["name"] = member["name"]

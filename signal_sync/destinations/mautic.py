@@ -96,19 +96,7 @@ def contact_fields(resolved: ResolvedEvent) -> dict[str, Any]:
 
 def build_request(resolved: ResolvedEvent, integration: MauticIntegration) -> Request:
     """The upsert request for an event that passed the gate."""
-    headers = {
-        "Authorization": basic_auth(*integration.credentials()),
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-    }
-    if resolved.event.context.ip:
-        headers["X-Forwarded-For"] = resolved.event.context.ip
-    return Request(
-        method="POST",
-        url=integration.base_url + CONTACT_UPSERT_PATH,
-        headers=headers,
-        json=contact_fields(resolved),
-    )
+    return single_request(integration, contact_fields(resolved))
 
 
 # --- batching: POST /api/contacts/batch/new ---------------------------------------------
@@ -134,7 +122,8 @@ def merge_contacts(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def single_request(integration: MauticIntegration, body: dict[str, Any]) -> Request:
-    """The one-contact upsert for an already built (possibly merged) body."""
+    """The one-contact upsert of a Contact body (one event's, or several merged); the visitor IP
+    is also sent as ``X-Forwarded-For`` so Mautic's geo lookup sees the visitor, not us."""
     headers = {
         "Authorization": basic_auth(*integration.credentials()),
         "Content-Type": "application/json",
