@@ -20,7 +20,8 @@ class BatchFormat:
 
     max_items: int
     item_of: Callable[[Request], dict[str, Any]]
-    merge: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    coalesce: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+    """A contact's items in one batch → the entries to send for them, in order (one, or one each)."""
     invalid: Callable[[dict[str, Any]], str | None]
     single_request: Callable[[Any, dict[str, Any]], Request]
     batch_request: Callable[[Any, list[dict[str, Any]]], Request]
@@ -50,7 +51,7 @@ DESTINATIONS: dict[str, Destination] = {
         batch=BatchFormat(
             max_items=mautic.BATCH_MAX_ITEMS,
             item_of=lambda request: dict(request.json or {}),  # type: ignore[arg-type]
-            merge=mautic.merge_contacts,
+            coalesce=list,  # every request is recorded (visitor IP, tag changes): one item per event
             invalid=lambda _item: None,
             single_request=mautic.single_request,
             batch_request=mautic.build_batch_request,
@@ -66,7 +67,7 @@ DESTINATIONS: dict[str, Destination] = {
         batch=BatchFormat(
             max_items=mailgun.BATCH_MAX_ITEMS,
             item_of=mailgun.member_of,
-            merge=mailgun.merge_members,
+            coalesce=lambda members: [mailgun.merge_members(members)],
             invalid=mailgun.invalid_member,
             single_request=mailgun.single_request,
             batch_request=mailgun.build_batch_request,

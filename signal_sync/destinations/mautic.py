@@ -105,22 +105,6 @@ CONTACT_BATCH_PATH = "/api/contacts/batch/new"
 BATCH_MAX_ITEMS = 200  # Mautic's default api_batch_max_limit; more answers HTTP 500
 
 
-def merge_contacts(bodies: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several upserts of one contact as one: later values win, tag operations apply in order."""
-    merged: dict[str, Any] = {}
-    tags: dict[str, str] = {}
-    for body in bodies:
-        for key, value in body.items():
-            if key == "tags":
-                for op in value:
-                    tags[op.lstrip("-")] = op
-            else:
-                merged[key] = value
-    if tags:
-        merged["tags"] = list(tags.values())
-    return merged
-
-
 def single_request(integration: MauticIntegration, body: dict[str, Any]) -> Request:
     """The one-contact upsert of a Contact body (one event's, or several merged); the visitor IP
     is also sent as ``X-Forwarded-For`` so Mautic's geo lookup sees the visitor, not us."""

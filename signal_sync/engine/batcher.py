@@ -32,7 +32,7 @@ SendBatch = Callable[[list[Group]], Awaitable[list[Any]]]
 
 @dataclass(frozen=True, slots=True)
 class Placed(Generic[R]):
-    """An event's share of its group's result, and where it stood in the group."""
+    """An event's result, and where it stood among its contact's events in the batch."""
 
     result: R
     position: int
@@ -50,8 +50,8 @@ class Placed(Generic[R]):
 class Batcher:
     """Collects items per contact and sends them in batches through ``send_batch``.
 
-    ``send_batch(groups)`` must return one result per group, in the same order, and never
-    raise for a destination's answer (exceptions fail every event of the batch).
+    ``send_batch(groups)`` must return, per group in the same order, one result per item, and
+    never raise for a destination's answer (exceptions fail every event of the batch).
     """
 
     def __init__(self, send_batch: SendBatch, max_items: int, linger_s: float) -> None:
@@ -100,8 +100,8 @@ class Batcher:
     async def _send(self, groups: list[Group]) -> None:
         try:
             results = await self._send_batch(groups)
-            for group, result in zip(groups, results, strict=True):
-                for position, future in enumerate(group.futures):
+            for group, group_results in zip(groups, results, strict=True):
+                for position, (future, result) in enumerate(zip(group.futures, group_results, strict=True)):
                     if not future.done():
                         future.set_result(Placed(result, position, len(group.futures)))
         except BaseException as exc:

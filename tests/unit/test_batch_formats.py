@@ -19,22 +19,6 @@ MAILGUN = MailgunIntegration(
 )
 
 
-def test_mautic_merge_applies_fields_and_tag_operations_in_order() -> None:
-    merged = mautic.merge_contacts(
-        [
-            {"email": "a@x.io", "firstname": "A", "tags": ["signal-marketing-consent"]},
-            {"email": "a@x.io", "lastActive": "2026-01-01 00:00:01", "tags": ["-signal-marketing-consent"]},
-            {"email": "a@x.io", "firstname": "Ann", "lastActive": "2026-01-01 00:00:02"},
-        ]
-    )
-    assert merged == {
-        "email": "a@x.io",
-        "firstname": "Ann",
-        "lastActive": "2026-01-01 00:00:02",
-        "tags": ["-signal-marketing-consent"],
-    }
-
-
 def test_mautic_batch_request_and_item_answers_as_list_or_object() -> None:
     request = mautic.build_batch_request(MAUTIC, [{"email": "a@x.io"}, {"email": "b@x.io"}])
     assert request.url == "https://mautic.example.com/api/contacts/batch/new" and len(request.json) == 2

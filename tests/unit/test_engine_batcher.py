@@ -11,11 +11,11 @@ async def test_events_of_one_contact_coalesce_and_later_ones_wait_for_the_in_fli
     sent: list[list[tuple[str, list[int]]]] = []
     release = asyncio.Event()
 
-    async def send_batch(groups: list[Group]) -> list[str]:
+    async def send_batch(groups: list[Group]) -> list[list[str]]:
         sent.append([(g.contact, list(g.items)) for g in groups])
         if len(sent) == 1:
             await release.wait()
-        return [f"ok-{g.contact}" for g in groups]
+        return [[f"ok-{g.contact}-{item}" for item in g.items] for g in groups]
 
     batcher = Batcher(send_batch, max_items=10, linger_s=0.01)
     first = [asyncio.create_task(batcher.submit("a", n)) for n in (1, 2)]
@@ -28,10 +28,10 @@ async def test_events_of_one_contact_coalesce_and_later_ones_wait_for_the_in_fli
     placed = await asyncio.gather(*first, other, late)
     assert sent[1] == [("a", [3])]
     assert [(p.result, p.position, p.group_size) for p in placed] == [
-        ("ok-a", 0, 2),
-        ("ok-a", 1, 2),
-        ("ok-b", 0, 1),
-        ("ok-a", 0, 1),
+        ("ok-a-1", 0, 2),
+        ("ok-a-2", 1, 2),
+        ("ok-b-1", 0, 1),
+        ("ok-a-3", 0, 1),
     ]
     assert placed[0].first and placed[1].last
 
@@ -39,9 +39,9 @@ async def test_events_of_one_contact_coalesce_and_later_ones_wait_for_the_in_fli
 async def test_a_full_batch_is_sent_without_waiting_for_the_linger() -> None:
     sizes: list[int] = []
 
-    async def send_batch(groups: list[Group]) -> list[None]:
+    async def send_batch(groups: list[Group]) -> list[list[None]]:
         sizes.append(len(groups))
-        return [None] * len(groups)
+        return [[None] * len(g.items) for g in groups]
 
     batcher = Batcher(send_batch, max_items=3, linger_s=60)
     await asyncio.wait_for(asyncio.gather(*(batcher.submit(f"c{n}", n) for n in range(6))), 1)
@@ -51,12 +51,12 @@ async def test_a_full_batch_is_sent_without_waiting_for_the_linger() -> None:
 async def test_a_failing_batch_fails_its_events_and_frees_the_contact() -> None:
     calls = 0
 
-    async def send_batch(groups: list[Group]) -> list[str]:
+    async def send_batch(groups: list[Group]) -> list[list[str]]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("boom")
-        return ["ok"] * len(groups)
+        return [["ok"] * len(g.items) for g in groups]
 
     batcher = Batcher(send_batch, max_items=5, linger_s=0.001)
     try:
