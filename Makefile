@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.signal-sync-installed
 PYTEST_FLAGS ?= -q -p no:cacheprovider --timeout=600 --durations=15
 
-.PHONY: setup tools test lint demo kafka-start kafka-stop kafka-status
+.PHONY: setup tools test lint demo bench kafka-start kafka-stop kafka-status
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ kafka-stop:
 
 kafka-status:
 	$(PYTHON) dev/local_kafka.py status
+
+# Throughput benchmark: passthrough vs naive vs signal-sync, side by side (bench/README.md).
+bench: setup
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[bench]'
+	$(PY) bench/run.py
 
 # The end-to-end demo: local broker, sandbox Mautic/Mailgun, worker, seed events, outcomes printed.
 demo: setup
