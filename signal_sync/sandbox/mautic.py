@@ -333,27 +333,27 @@ def check_access(request: web.Request, settings: MauticSettings, *, edit: bool) 
     return None
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object, or ``BadRequest`` (Signal must send JSON)."""
+async def read_json(request: web.Request) -> Any:
+    """The body parsed as JSON, or ``BadRequest`` (Signal must send JSON)."""
     if request.content_type != "application/json":
         raise BadRequest("Request body must be JSON (Content-Type: application/json).")
     try:
-        payload = orjson.loads(await request.read())
+        return orjson.loads(await request.read())
     except orjson.JSONDecodeError:
         raise BadRequest("Request body is not valid JSON.") from None
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body of a single upsert: a JSON object."""
+    payload = await read_json(request)
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object.")
     return payload
 
 
 async def read_json_array(request: web.Request) -> list[Any]:
-    """The body of a batch call as a JSON array, or ``BadRequest``."""
-    if request.content_type != "application/json":
-        raise BadRequest("Request body must be JSON (Content-Type: application/json).")
-    try:
-        payload = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise BadRequest("Request body is not valid JSON.") from None
+    """The body of a batch call: a JSON array."""
+    payload = await read_json(request)
     if not isinstance(payload, list):
         raise BadRequest("Request body must be a JSON array of contacts.")
     return payload
