@@ -25,6 +25,7 @@ from signal_sync.engine.gate import IntegrationGate
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder
+from signal_sync.streams.faust_fixes import never_commit_past_unread_offsets
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
 from signal_sync.streams.replay_guard import ReplayGuard
 
@@ -90,6 +91,7 @@ def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
 def create_runtime(settings: Settings, partitions: int) -> Runtime:
     """Build the Faust app, topics and tables; agents are attached by ``signal_sync.agents``."""
     codec = orjson_codec.register()
+    never_commit_past_unread_offsets()
     kafka, worker = settings.kafka, settings.worker
     app = faust.App(
         kafka.app_id,

@@ -18,7 +18,7 @@ from typing import Any
 
 import faust
 
-from signal_sync.agents.ingest import admit, reject
+from signal_sync.agents.ingest import reject
 from signal_sync.agents.outputs import emit
 from signal_sync.codecs.events import decode_event
 from signal_sync.destinations import Integration, destination_of
@@ -143,7 +143,7 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
 
         async for event in stream.events():
             message = event.message
-            replay = not await admit(runtime, message.tp, message.offset)
+            replay = runtime.replays.is_replay(message.tp, message.offset)
             # With batching the batcher keeps each contact's order (and coalesces); without it the
             # scheduler runs a contact's events one after another.
             key = (message.tp, message.offset) if replay or batching else message.key

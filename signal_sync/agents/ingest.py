@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import faust
-from faust.types import TP
 
 from signal_sync.agents.outputs import emit
 from signal_sync.codecs.events import decode_event, peek_message_id
@@ -24,7 +23,6 @@ from signal_sync.errors import InvalidEventError
 from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import plan_event, remember, remembered_for
 from signal_sync.runtime import Runtime
-from signal_sync.streams.replay_guard import Seen
 from signal_sync.streams.routing import replay_target
 
 log = logging.getLogger(__name__)
@@ -114,21 +112,13 @@ async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[
             await runtime.delivery_topics[integration.id].send(key=key, value=envelope)
 
 
-async def admit(runtime: Runtime, tp: TP, offset: int) -> bool:
-    """True for a record to handle now; replays are skipped, and a gap seeks back to the missing ones."""
-    seen = runtime.replays.check(tp, offset)
-    if seen is Seen.GAP:
-        await runtime.app.consumer.seek(tp, runtime.replays.resume_offset(tp))
-    return seen is Seen.NEW
-
-
 def attach(runtime: Runtime) -> None:
     """Register the ingest agent on the runtime's app."""
 
     @runtime.app.agent(runtime.source, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            if not await admit(runtime, event.message.tp, event.message.offset):
+            if runtime.replays.is_replay(event.message.tp, event.message.offset):
                 continue
             source = source_of(event)
             integrations = targets_of(runtime, event.message.headers)
