@@ -81,8 +81,10 @@ def main() -> int:
         show_outcomes(sorted(outcomes, key=lambda o: (o["message_id"], o["integration"])))
         print("\n== What Mautic received for Signed Up (the seed's example payload)")
         for request in get_json(f"{crm.url}/_sandbox/requests")["requests"]:
-            if isinstance(request["body"], dict) and "signal_signup_method" in request["body"]:
-                print(json.dumps(request["body"], indent=2))
+            body = request["body"]
+            for contact in body if isinstance(body, list) else [body]:  # single upsert or batch item
+                if isinstance(contact, dict) and "signal_signup_method" in contact:
+                    print(json.dumps(contact, indent=2))
         print("\n== Mautic contacts (sandbox state)")
         for contact in get_json(f"{crm.url}/_sandbox/contacts")["contacts"]:
             fields = {k: v for k, v in contact["fields"]["all"].items() if v not in (None, "") and k != "id"}
