@@ -258,12 +258,13 @@ def apply_bulk_entry(
     journal: Journal,
     request: web.Request | None,
     details: dict[str, Any],
-) -> None:
-    """Apply one entry like the single call; an existing member without ``upsert`` is left as is."""
+) -> tuple[Member, bool] | None:
+    """Apply one entry (single or bulk call); returns the member and whether it was created, or None
+    when an existing member is left as is because ``upsert`` is off."""
     key = entry.address.lower()
     member = mailing_list.members.get(key)
     if member is not None and not upsert:
-        return
+        return None
     created = member is None
     if member is None:
         member = mailing_list.members[key] = Member(address=entry.address)
@@ -283,6 +284,7 @@ def apply_bulk_entry(
         state=member.to_json(),
         details={"list": mailing_list.address, **details},
     )
+    return member, created
 
 
 def _routes(
@@ -316,29 +318,12 @@ def _routes(
             new_vars = parse_vars(form)
         except BadRequest as exc:
             return message_response(400, str(exc))
-        key = address.lower()
-        member = found.members.get(key)
-        if member is not None and not upsert:
+        if not upsert and address.lower() in found.members:
             return message_response(400, f"Address already exists '{address}'")
-        created = member is None
-        if member is None:
-            member = found.members[key] = Member(address=address)
-        changes: dict[str, Any] = {}
-        if "name" in form:
-            member.name = changes["name"] = form["name"]
-        if subscribed is not None:
-            member.subscribed = changes["subscribed"] = subscribed
-        if new_vars is not None:
-            member.vars = changes["vars"] = new_vars
-        journal.record_applied(
-            key,
-            request=request,
-            action="created" if created else "updated",
-            status=200,
-            changes=changes,
-            state=member.to_json(),
-            details={"list": found.address},
-        )
+        entry = BulkEntry(address=address, name=form.get("name"), subscribed=subscribed, vars=new_vars)
+        applied = apply_bulk_entry(found, entry, upsert=True, journal=journal, request=request, details={})
+        assert applied is not None
+        member, created = applied
         return json_response({"member": member.to_json(), "message": MSG_CREATED if created else MSG_UPDATED})
 
     tasks: set[asyncio.Task[None]] = background if background is not None else set()

@@ -392,6 +392,24 @@ def _non_negative_int(request: web.Request, name: str, default: int) -> int:
 def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
+    def apply(
+        payload: dict[str, Any], header_ip: str | None, request: web.Request, **details: Any
+    ) -> tuple[dict[str, Any], int]:
+        """Upsert one validated contact and journal it: the rendered contact and 201/200."""
+        contact, created, changes, ignored = store.upsert(payload, header_ip)
+        status = 201 if created else 200
+        rendered = store.render(contact)
+        journal.record_applied(
+            str(payload["email"]),
+            request=request,
+            action="created" if created else "updated",
+            status=status,
+            changes=changes,
+            state=rendered,
+            details={"ignored": ignored, "contact_id": contact.id, **details},
+        )
+        return rendered, status
+
     @routes.post(CONTACTS_NEW)
     async def new_contact(request: web.Request) -> web.Response:
         denied = check_access(request, settings, edit=True)
@@ -402,20 +420,8 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
             validate_payload(payload, store.known)
         except BadRequest as exc:
             return errors_response(400, exc.message, exc.details)
-        header_ip = forwarded_ip(request.headers.get("X-Forwarded-For"))
-        contact, created, changes, ignored = store.upsert(payload, header_ip)
-        status = 201 if created else 200
-        body = {"contact": store.render(contact)}
-        journal.record_applied(
-            str(payload["email"]),
-            request=request,
-            action="created" if created else "updated",
-            status=status,
-            changes=changes,
-            state=body["contact"],
-            details={"ignored": ignored, "contact_id": contact.id},
-        )
-        return json_response(body, status=status)
+        rendered, status = apply(payload, forwarded_ip(request.headers.get("X-Forwarded-For")), request)
+        return json_response({"contact": rendered}, status=status)
 
     @routes.post(CONTACTS_BATCH_NEW)
     async def batch_new_contacts(request: web.Request) -> web.Response:
@@ -445,19 +451,7 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
                 errors[index] = batch_item_error(400, exc.message, exc.details)
                 status_codes[index] = 400
                 continue
-            contact, created, changes, ignored = store.upsert(payload, header_ip)
-            status = 201 if created else 200
-            contacts[index] = store.render(contact)
-            status_codes[index] = status
-            journal.record_applied(
-                str(payload["email"]),
-                request=request,
-                action="created" if created else "updated",
-                status=status,
-                changes=changes,
-                state=contacts[index],
-                details={"ignored": ignored, "contact_id": contact.id, "batch_index": index},
-            )
+            contacts[index], status_codes[index] = apply(payload, header_ip, request, batch_index=index)
         body: dict[str, Any] = {"contacts": php_array(contacts), "statusCodes": php_array(status_codes)}
         if errors:
             body["errors"] = php_array(errors)
