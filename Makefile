@@ -30,11 +30,9 @@ tools:
 	bash dev/install_tools.sh
 	bash dev/install_browser.sh
 
-# Unit, integration, deploy and benchmark-smoke tests. The fault-injection suite (tests/chaos,
-# ~5 min) is `make chaos`: it still fails intermittently after SIGKILL/SIGTERM restarts (a Faust
-# start-up race, see docs/delivery-guarantees.md), so it is not part of CI yet.
+# Unit, integration, deploy, benchmark-smoke and fault-injection (tests/chaos, ~5 min) tests.
 test: setup tools
-	$(PY) -m pytest $(PYTEST_FLAGS) tests --ignore=tests/chaos
+	$(PY) -m pytest $(PYTEST_FLAGS) tests
 
 chaos: setup
 	$(PY) -m pytest $(PYTEST_FLAGS) tests/chaos

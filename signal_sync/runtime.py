@@ -27,7 +27,9 @@ from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.streams.faust_fixes import never_commit_past_unread_offsets
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
-from signal_sync.streams.replay_guard import ReplayGuard
+from signal_sync.streams.partition_reader import PartitionReader
+from signal_sync.streams.sequence import SequenceGuard
+from signal_sync.streams.topics import client_config
 
 OutcomeObserver = Callable[[dict[str, Any], dict[str, Any] | None], None]
 """Called with every outcome written and the redacted request behind it (None for drops):
@@ -48,8 +50,8 @@ class Runtime:
     destination_state: faust.Table
     outcomes: OutcomeBuilder
     sender: Sender
+    sequence: SequenceGuard
     integrations: dict[str, Integration] = field(default_factory=dict)
-    replays: ReplayGuard = field(default_factory=ReplayGuard)
     observers: list[OutcomeObserver] = field(default_factory=list)
     gates: dict[str, IntegrationGate] = field(default_factory=dict)
     schedulers: dict[str, KeyOrderedScheduler] = field(default_factory=dict)
@@ -136,6 +138,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         destination_state=app.Table(DESTINATION_STATE_TABLE, partitions=partitions, schema=table_schema),
         outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
         sender=Sender(settings.delivery),
+        sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),
         integrations={integration.id: integration for integration in settings.integrations},
         gates={
             integration.id: IntegrationGate(
@@ -153,7 +156,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
 
     @app.on_partitions_revoked.connect
     async def _forget_revoked(sender: faust.App, revoked: set, **_: object) -> None:
-        runtime.replays.forget(revoked)
+        runtime.sequence.forget(revoked)
         for scheduler in runtime.schedulers.values():
             scheduler.forget(revoked)
 
@@ -162,5 +165,6 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         for scheduler in runtime.schedulers.values():
             await scheduler.drain(settings.worker.shutdown_grace_s * 0.8)
         await runtime.sender.close()
+        await runtime.sequence.close()
 
     return runtime

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import faust
+import orjson
 
 from signal_sync.agents.ingest import reject
 from signal_sync.agents.outputs import emit
@@ -32,6 +33,8 @@ from signal_sync.identity import ResolvedEvent
 from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import build_request, state_key
 from signal_sync.runtime import Runtime
+from signal_sync.streams.partition_reader import RawRecord
+from signal_sync.streams.sequence import acknowledge
 
 log = logging.getLogger(__name__)
 
@@ -131,23 +134,39 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
 
     async def deliver(stream: faust.StreamT) -> None:
         stream = stream.noack()
-        scheduler = KeyOrderedScheduler(ack=stream.ack, max_in_flight=settings.max_in_flight)
-        runtime.schedulers[integration.id] = scheduler
         batching = integration.id in runtime.batchers
 
         async def handle(event: faust.EventT) -> None:
             await deliver_to(runtime, integration, event.value)
 
+        async def handle_recovered(record: RawRecord) -> None:
+            await deliver_to(runtime, integration, orjson.loads(record.value or b"null"))
+
         async def skip(_: Any) -> None:
             return None
 
+        async def ack(item: faust.EventT | RawRecord) -> None:
+            if isinstance(item, RawRecord):
+                acknowledge(runtime.app.consumer, item)
+            else:
+                await stream.ack(item)
+
+        scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=settings.max_in_flight)
+        runtime.schedulers[integration.id] = scheduler
+
         async for event in stream.events():
             message = event.message
-            replay = runtime.replays.is_replay(message.tp, message.offset)
+            tp, offset = message.tp, message.offset
+            missing = await runtime.sequence.admit(tp, offset)
+            if missing is None:  # already handled: only its ack, in offset order
+                await scheduler.submit(tp, offset, (tp, offset), event, skip)
+                continue
             # With batching the batcher keeps each contact's order (and coalesces); without it the
             # scheduler runs a contact's events one after another.
-            key = (message.tp, message.offset) if replay or batching else message.key
-            await scheduler.submit(message.tp, message.offset, key, event, skip if replay else handle)
+            for record in missing:
+                key = (tp, record.offset) if batching else record.key
+                await scheduler.submit(tp, record.offset, key, record, handle_recovered)
+            await scheduler.submit(tp, offset, (tp, offset) if batching else message.key, event, handle)
 
     runtime.app.agent(topic, name=f"deliver-{integration.id}")(deliver)
 

@@ -23,9 +23,16 @@ from signal_sync.errors import InvalidEventError
 from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import plan_event, remember, remembered_for
 from signal_sync.runtime import Runtime
+from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.routing import replay_target
+from signal_sync.streams.sequence import acknowledge
 
 log = logging.getLogger(__name__)
+
+
+def source_of_record(record: RawRecord) -> SourceRecord:
+    """Position and payload of a record the sequence guard read from Kafka itself."""
+    return SourceRecord(record.topic, record.partition, record.offset, record.timestamp_ms, record.value)
 
 
 def source_of(event: faust.EventT) -> SourceRecord:
@@ -112,19 +119,28 @@ async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[
             await runtime.delivery_topics[integration.id].send(key=key, value=envelope)
 
 
+async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) -> None:
+    """Handle one source record; an unexpected error becomes a ``failed`` outcome, never a skip."""
+    integrations = targets_of(runtime, headers)
+    try:
+        await ingest_one(runtime, source, integrations)
+    except Exception as exc:  # an agent that raises skips the event for good
+        log.exception("ingest failed at %s[%s]@%s", source.topic, source.partition, source.offset)
+        error = f"{type(exc).__name__}: {exc}"
+        await reject(runtime, source, error, "failed", "internal_error", integrations)
+
+
 def attach(runtime: Runtime) -> None:
     """Register the ingest agent on the runtime's app."""
 
     @runtime.app.agent(runtime.source, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            if runtime.replays.is_replay(event.message.tp, event.message.offset):
+            message = event.message
+            missing = await runtime.sequence.admit(message.tp, message.offset)
+            if missing is None:
                 continue
-            source = source_of(event)
-            integrations = targets_of(runtime, event.message.headers)
-            try:
-                await ingest_one(runtime, source, integrations)
-            except Exception as exc:  # an agent that raises skips the event for good
-                log.exception("ingest failed at %s[%s]@%s", source.topic, source.partition, source.offset)
-                error = f"{type(exc).__name__}: {exc}"
-                await reject(runtime, source, error, "failed", "internal_error", integrations)
+            for record in missing:
+                await ingest_record(runtime, source_of_record(record), record.headers)
+                acknowledge(runtime.app.consumer, record)
+            await ingest_record(runtime, source_of(event), message.headers)

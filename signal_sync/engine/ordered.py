@@ -86,14 +86,19 @@ class KeyOrderedScheduler:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(previous)
             await handler(pending.event)
+        except asyncio.CancelledError:  # abandoned at shutdown: never acked, so delivered again
+            self._release(key)
+            raise
         except Exception:  # handlers turn failures into outcomes; anything else is a bug to see
             log.exception("event handler raised at offset %s; acked without an outcome", pending.offset)
-        finally:
-            pending.done = True
-            if self._tails.get(key) is asyncio.current_task():
-                del self._tails[key]
-            self._slots.release()
-            await self._ack_prefix(partition)
+        pending.done = True
+        self._release(key)
+        await self._ack_prefix(partition)
+
+    def _release(self, key: Hashable) -> None:
+        if self._tails.get(key) is asyncio.current_task():
+            del self._tails[key]
+        self._slots.release()
 
     async def _ack_prefix(self, partition: Hashable) -> None:
         """Ack the contiguous completed head of the partition, in offset order."""

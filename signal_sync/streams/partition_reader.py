@@ -1,0 +1,115 @@
+"""Read a partition's committed offset and a range of its records straight from Kafka.
+
+The sequence guard (``streams.sequence``) needs two facts Faust cannot be trusted with
+around a rebalance: where the consumer group's committed position of a partition is, and
+the records of an offset range the stream skipped. A plain confluent-kafka consumer that
+never subscribes (so it never joins the group) and never commits answers both. Its calls
+block, so they run in a worker thread, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One Kafka record as stored: what an agent needs to handle a record Faust did not hand it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class PartitionReader:
+    """Committed offsets and offset ranges of one consumer group's partitions."""
+
+    def __init__(self, client_config: dict[str, str], group_id: str, timeout_s: float = 30.0) -> None:
+        self._config = {
+            **client_config,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 10,  # a range read should not wait for more data to arrive
+        }
+        self._timeout_s = timeout_s
+        self._consumer: Consumer | None = None
+        self._lock = asyncio.Lock()
+
+    def _client(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(self._config)
+        return self._consumer
+
+    async def start_offset(self, topic: str, partition: int) -> int:
+        """The group's committed offset of the partition, or the log start if it has none."""
+        async with self._lock:
+            return await asyncio.to_thread(self._start_offset, topic, partition)
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[RawRecord]:
+        """The records with ``start <= offset < end`` (fewer if some offsets hold no record)."""
+        async with self._lock:
+            return await asyncio.to_thread(self._read, topic, partition, start, end)
+
+    async def close(self) -> None:
+        """Close the client once no call is using it."""
+        async with self._lock:
+            if self._consumer is not None:
+                await asyncio.to_thread(self._consumer.close)
+                self._consumer = None
+
+    def _start_offset(self, topic: str, partition: int) -> int:
+        client = self._client()
+        [committed] = client.committed([TopicPartition(topic, partition)], timeout=self._timeout_s)
+        if committed.error is not None:
+            raise RuntimeError(f"committed offset of {topic}[{partition}]: {committed.error}")
+        if committed.offset != OFFSET_INVALID and committed.offset >= 0:
+            return int(committed.offset)
+        low, _high = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=self._timeout_s)
+        return int(low)
+
+    def _read(self, topic: str, partition: int, start: int, end: int) -> list[RawRecord]:
+        client = self._client()
+        client.assign([TopicPartition(topic, partition, start)])
+        records: list[RawRecord] = []
+        deadline = time.monotonic() + self._timeout_s
+        try:
+            while time.monotonic() < deadline:
+                message = client.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return records
+                    raise RuntimeError(f"reading {topic}[{partition}] {start}..{end - 1}: {error}")
+                offset = message.offset()
+                if offset >= end:
+                    return records
+                if offset >= start:
+                    kind, stamp = message.timestamp()
+                    records.append(
+                        RawRecord(
+                            topic,
+                            partition,
+                            offset,
+                            stamp if kind else None,
+                            message.key(),
+                            message.value(),
+                            list(message.headers() or []),
+                        )
+                    )
+                if offset == end - 1:
+                    return records
+            raise TimeoutError(f"reading {topic}[{partition}] {start}..{end - 1}: over {self._timeout_s}s")
+        finally:
+            client.unassign()
