@@ -196,6 +196,15 @@ class DeliverySettings(_Strict):
     pause_probe_max_s: float = Field(
         30.0, gt=0, description="Longest wait between probes of a paused integration."
     )
+    forward_max_events: int = Field(
+        500,
+        ge=1,
+        description="Events the ingest stage collects before it sends them on to the integrations' "
+        "internal topics (one record per integration and partition).",
+    )
+    forward_linger_ms: float = Field(
+        10.0, ge=0, description="Longest an event waits in the ingest stage before it is sent on."
+    )
     max_in_flight: int = Field(
         1024,
         ge=1,

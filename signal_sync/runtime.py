@@ -21,6 +21,7 @@ from signal_sync.config import KafkaSettings, Settings
 from signal_sync.destinations import Integration
 from signal_sync.destinations.delivery import Sender
 from signal_sync.engine.batcher import Batcher
+from signal_sync.engine.forwarder import Forwarder
 from signal_sync.engine.gate import IntegrationGate
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.errors import ConfigError
@@ -51,6 +52,7 @@ class Runtime:
     outcomes: OutcomeBuilder
     sender: Sender
     sequence: SequenceGuard
+    forwarder: Forwarder
     integrations: dict[str, Integration] = field(default_factory=dict)
     observers: list[OutcomeObserver] = field(default_factory=list)
     gates: dict[str, IntegrationGate] = field(default_factory=dict)
@@ -118,20 +120,22 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
     )
     table_schema = faust.Schema(key_serializer=codec, value_serializer=codec)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    delivery_topics = {
+        integration.id: app.topic(
+            delivery_topic(kafka.app_id, integration.id),
+            partitions=partitions,
+            internal=True,
+            key_serializer="raw",
+            value_serializer=codec,
+        )
+        for integration in settings.integrations
+    }
     runtime = Runtime(
         settings=settings,
         app=app,
         source=app.topic(kafka.source_topic, **raw),
-        delivery_topics={
-            integration.id: app.topic(
-                delivery_topic(kafka.app_id, integration.id),
-                partitions=partitions,
-                internal=True,
-                key_serializer="raw",
-                value_serializer=codec,
-            )
-            for integration in settings.integrations
-        },
+        delivery_topics=delivery_topics,
+        forwarder=Forwarder(delivery_topics, partitions, settings.delivery.forward_max_events),
         deliveries=app.topic(kafka.deliveries_topic, **raw),
         dead_letters=app.topic(kafka.dead_letter_topic, **raw),
         identities=app.Table(IDENTITIES_TABLE, partitions=partitions, schema=table_schema),

@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from signal_sync.agents.ingest import reject
 from signal_sync.agents.outputs import emit
@@ -37,6 +38,11 @@ from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.sequence import acknowledge
 
 log = logging.getLogger(__name__)
+
+Done = faust.EventT | RawRecord | None
+"""What to acknowledge once an item is finished: the internal record, when it is its last event."""
+Item = tuple[dict[str, Any] | None, Done]
+"""A scheduler item: one event's envelope (None: nothing to deliver) and what it acknowledges."""
 
 
 def source_of_envelope(envelope: dict[str, Any]) -> SourceRecord:
@@ -136,37 +142,44 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         stream = stream.noack()
         batching = integration.id in runtime.batchers
 
-        async def handle(event: faust.EventT) -> None:
-            await deliver_to(runtime, integration, event.value)
+        async def handle(item: Item) -> None:
+            envelope, _ = item
+            if envelope is not None:
+                await deliver_to(runtime, integration, envelope)
 
-        async def handle_recovered(record: RawRecord) -> None:
-            await deliver_to(runtime, integration, orjson.loads(record.value or b"null"))
-
-        async def skip(_: Any) -> None:
-            return None
-
-        async def ack(item: faust.EventT | RawRecord) -> None:
-            if isinstance(item, RawRecord):
-                acknowledge(runtime.app.consumer, item)
-            else:
-                await stream.ack(item)
+        async def ack(item: Item) -> None:
+            _, done = item
+            if isinstance(done, RawRecord):
+                acknowledge(runtime.app.consumer, done)
+            elif done is not None:
+                await stream.ack(done)
 
         scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=settings.max_in_flight)
         runtime.schedulers[integration.id] = scheduler
+
+        async def submit(tp: TP, offset: int, envelopes: list[dict[str, Any]], done: Done) -> None:
+            """One scheduler item per event of an internal record; its last one acknowledges the record
+            (the scheduler acknowledges in order, so only once every event of it is finished)."""
+            if not envelopes:
+                await scheduler.submit(tp, offset, (tp, offset), (None, done), handle)
+                return
+            for n, envelope in enumerate(envelopes):
+                # With batching the batcher keeps each contact's order (and coalesces); without it the
+                # scheduler runs a contact's events one after another.
+                key = (tp, offset, n) if batching else envelope["contact"]
+                item = (envelope, done if n == len(envelopes) - 1 else None)
+                await scheduler.submit(tp, offset, key, item, handle)
 
         async for event in stream.events():
             message = event.message
             tp, offset = message.tp, message.offset
             missing = await runtime.sequence.admit(tp, offset)
             if missing is None:  # already handled: only its ack, in offset order
-                await scheduler.submit(tp, offset, (tp, offset), event, skip)
+                await submit(tp, offset, [], event)
                 continue
-            # With batching the batcher keeps each contact's order (and coalesces); without it the
-            # scheduler runs a contact's events one after another.
             for record in missing:
-                key = (tp, record.offset) if batching else record.key
-                await scheduler.submit(tp, record.offset, key, record, handle_recovered)
-            await scheduler.submit(tp, offset, (tp, offset) if batching else message.key, event, handle)
+                await submit(tp, record.offset, orjson.loads(record.value or b"{}").get("events", []), record)
+            await submit(tp, offset, event.value["events"], event)
 
     runtime.app.agent(topic, name=f"deliver-{integration.id}")(deliver)
 

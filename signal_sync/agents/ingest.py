@@ -9,6 +9,7 @@ outcomes here and never reach stage 2.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -112,11 +113,11 @@ async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[
         envelope = {
             "raw": (source.value or b"").decode("utf-8"),
             "traits": resolved.traits,
+            "contact": resolved.contact_id,
             "src": [source.topic, source.partition, source.offset, source.timestamp_ms],
         }
-        key = resolved.contact_id.encode()
         for integration in plan.to_send:
-            await runtime.delivery_topics[integration.id].send(key=key, value=envelope)
+            runtime.forwarder.add(integration.id, resolved.contact_id, envelope)
 
 
 async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) -> None:
@@ -131,16 +132,48 @@ async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) ->
 
 
 def attach(runtime: Runtime) -> None:
-    """Register the ingest agent on the runtime's app."""
+    """Register the ingest agent on the runtime's app.
+
+    Records are acknowledged only after the envelopes made from them went to the producer
+    (``Forwarder``): when enough piled up, or every ``delivery.forward_linger_ms``.
+    """
+    settings = runtime.settings.delivery
 
     @runtime.app.agent(runtime.source, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            missing = await runtime.sequence.admit(message.tp, message.offset)
-            if missing is None:
-                continue
-            for record in missing:
-                await ingest_record(runtime, source_of_record(record), record.headers)
-                acknowledge(runtime.app.consumer, record)
-            await ingest_record(runtime, source_of(event), message.headers)
+        stream = stream.noack()
+        consumer = runtime.app.consumer
+        unacked: list[faust.EventT | RawRecord] = []
+        forwarding = asyncio.Lock()
+
+        async def forward() -> None:
+            async with forwarding:
+                groups, done = runtime.forwarder.take(), unacked[:]
+                unacked.clear()
+                await runtime.forwarder.send(groups)
+                for item in done:
+                    if isinstance(item, RawRecord):
+                        acknowledge(consumer, item)
+                    else:
+                        await stream.ack(item)
+
+        async def forward_periodically() -> None:
+            while True:
+                await asyncio.sleep(settings.forward_linger_ms / 1000)
+                await forward()
+
+        ticker = asyncio.create_task(forward_periodically())
+        try:
+            async for event in stream.events():
+                message = event.message
+                missing = await runtime.sequence.admit(message.tp, message.offset)
+                if missing is not None:
+                    for record in missing:
+                        await ingest_record(runtime, source_of_record(record), record.headers)
+                        unacked.append(record)
+                    await ingest_record(runtime, source_of(event), message.headers)
+                unacked.append(event)
+                if runtime.forwarder.full:
+                    await forward()
+        finally:
+            ticker.cancel()
