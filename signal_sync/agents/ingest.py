@@ -160,7 +160,10 @@ def attach(runtime: Runtime) -> None:
         async def forward_periodically() -> None:
             while True:
                 await asyncio.sleep(settings.forward_linger_ms / 1000)
-                await forward()
+                try:
+                    await forward()
+                except Exception:  # unacknowledged records stay so: they are read again after a restart
+                    log.exception("forwarding to the internal topics failed")
 
         ticker = asyncio.create_task(forward_periodically())
         try:
