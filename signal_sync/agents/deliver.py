@@ -87,7 +87,9 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a handler that raises would be acked without an outcome
-        log.exception("delivery crashed: integration=%s", integration.id)
+        log.exception(
+            "delivery crashed: integration=%s", integration.id, extra={"integration": integration.id}
+        )
         await reject(
             runtime, source, f"{type(exc).__name__}: {exc}", "failed", "internal_error", [integration]
         )
@@ -107,6 +109,13 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
             resolved.event.message_id,
             result.reason,
             result.attempts,
+            extra={
+                "integration": integration.id,
+                "message_id": resolved.event.message_id,
+                "reason": result.reason,
+                "http_status": result.http_status,
+                "attempts": result.attempts,
+            },
         )
     outcome = runtime.outcomes.build(
         message_id=resolved.event.message_id,

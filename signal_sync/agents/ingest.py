@@ -58,7 +58,16 @@ async def reject(
 ) -> None:
     """A record we cannot process: one outcome and dead letter per integration (default: all)."""
     message_id = peek_message_id(source.value)
-    log.warning("%s at %s[%s]@%s: %s", reason, source.topic, source.partition, source.offset, error)
+    position = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
+    log.warning(
+        "%s at %s[%s]@%s: %s",
+        reason,
+        source.topic,
+        source.partition,
+        source.offset,
+        error,
+        extra={"reason": reason, "message_id": message_id, **position},
+    )
     now = time.time()
     for integration in runtime.integrations.values() if integrations is None else integrations:
         outcome = runtime.outcomes.build(
@@ -126,7 +135,13 @@ async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) ->
     try:
         await ingest_one(runtime, source, integrations)
     except Exception as exc:  # an agent that raises skips the event for good
-        log.exception("ingest failed at %s[%s]@%s", source.topic, source.partition, source.offset)
+        log.exception(
+            "ingest failed at %s[%s]@%s",
+            source.topic,
+            source.partition,
+            source.offset,
+            extra={"topic": source.topic, "partition": source.partition, "offset": source.offset},
+        )
         error = f"{type(exc).__name__}: {exc}"
         await reject(runtime, source, error, "failed", "internal_error", integrations)
 

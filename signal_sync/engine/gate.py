@@ -81,14 +81,21 @@ class IntegrationGate:
         self.state = GateState(True, reason, hint, time.time())
         self._open.clear()
         log.error(
-            "integration paused: integration=%s reason=%s hint=%s", self.integration_id, reason, hint or "-"
+            "integration paused: integration=%s reason=%s hint=%s",
+            self.integration_id,
+            reason,
+            hint or "-",
+            extra={"integration": self.integration_id, "reason": reason, "hint": hint},
         )
         return True
 
     def resume(self) -> None:
         if self.state.paused:
             log.warning(
-                "integration resumed: integration=%s after %s", self.integration_id, self.state.reason
+                "integration resumed: integration=%s after %s",
+                self.integration_id,
+                self.state.reason,
+                extra={"integration": self.integration_id, "reason": self.state.reason},
             )
         self.state = GateState()
         self._consecutive_failures = 0

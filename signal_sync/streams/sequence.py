@@ -65,6 +65,7 @@ class SequenceGuard:
                 expected,
                 offset - 1,
                 len(missing),
+                extra={"topic": tp.topic, "partition": tp.partition, "first": expected, "last": offset - 1},
             )
         self._next[tp] = offset + 1
         return missing

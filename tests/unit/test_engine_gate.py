@@ -64,3 +64,17 @@ async def test_rate_limit_spaces_requests() -> None:
         async with gate.admitted():
             pass
     assert loop.time() - start >= 0.1, "60 requests at 50/s need more than the first second's bucket"
+
+
+def test_pause_and_resume_log_structured_fields(caplog) -> None:
+    gate = IntegrationGate("mautic-main")
+    with caplog.at_level("WARNING", logger="signal_sync.engine.gate"):
+        gate.pause("http_401", "check the API user's credentials")
+        gate.resume()
+    paused, resumed = caplog.records
+    assert (paused.integration, paused.reason, paused.hint) == (
+        "mautic-main",
+        "http_401",
+        "check the API user's credentials",
+    )
+    assert (resumed.integration, resumed.reason) == ("mautic-main", "http_401")
