@@ -50,10 +50,14 @@ def remembered_for(event: SignalEvent, lookup: Mapping[str, Any]) -> dict[str, M
 
 
 def remember(store: MutableMapping[str, Any], event: SignalEvent, learned: Mapping[str, Any]) -> None:
-    """Keep what the event taught us under each of its identity keys (nothing when it taught nothing)."""
+    """Keep what the event taught us under each of its identity keys (nothing when it taught nothing).
+
+    The keys share one copy: values are only ever read and replaced, never changed in place, and
+    with the in-memory table store one dict instead of one per key is most of the worker's memory."""
     if learned:
+        value = dict(learned)
         for key in identity_keys(event):
-            store[key] = dict(learned)
+            store[key] = value
 
 
 def state_key(integration: Integration, contact: str) -> str:

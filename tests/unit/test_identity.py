@@ -167,3 +167,17 @@ def test_blank_event_email_does_not_erase_the_known_email(blank: str | None) -> 
     later = event(type="page", userId="u1")
     resolved_later, _ = stitch(later, remembered_for(later, store))
     assert resolved_later.email == "jane@example.com"
+
+
+def test_remembered_traits_are_one_copy_shared_by_the_keys_and_detached_from_the_input() -> None:
+    store: dict[str, Any] = {}
+    ev = event(type="identify", userId="u1", anonymousId="a1", traits={"email": "a@b.co"})
+    _, learned = stitch(ev, remembered_for(ev, store))
+    remember(store, ev, learned)
+    assert store["u:u1"] is store["a:a1"], "one dict per contact, not one per identity key"
+    learned["email"] = "changed@b.co"
+    assert store["u:u1"] == {"email": "a@b.co"}
+    later = event(type="identify", userId="u1", traits={"first_name": "Jane"})
+    _, learned_later = stitch(later, remembered_for(later, store))
+    remember(store, later, learned_later)
+    assert store["a:a1"] == {"email": "a@b.co"}, "a new value replaces, never edits, the shared one"
