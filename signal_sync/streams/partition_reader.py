@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +73,31 @@ class PartitionReader:
 
     def _start_offset(self, topic: str, partition: int) -> int:
         client = self._client()
-        [committed] = client.committed([TopicPartition(topic, partition)], timeout=self._timeout_s)
+        [committed] = self._retrying(lambda: client.committed([TopicPartition(topic, partition)], timeout=5))
         if committed.error is not None:
             raise RuntimeError(f"committed offset of {topic}[{partition}]: {committed.error}")
         if committed.offset != OFFSET_INVALID and committed.offset >= 0:
             return int(committed.offset)
-        low, _high = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=self._timeout_s)
+        low, _high = self._retrying(
+            lambda: client.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+        )
         return int(low)
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """``call()``, again after a short pause while the broker answers with a retriable error
+        (a group coordinator that is still loading or moving, a leader election)."""
+        deadline = time.monotonic() + self._timeout_s
+        pause = 0.05
+        while True:
+            try:
+                return call()
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.retriable()
+                if not retriable or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def _read(self, topic: str, partition: int, start: int, end: int) -> list[RawRecord]:
         client = self._client()

@@ -87,3 +87,23 @@ async def test_a_revocation_during_the_lookup_does_not_pin_a_stale_position() ->
 async def test_the_log_start_counts_when_nothing_is_committed(offset: int) -> None:
     guard = SequenceGuard(FakeReader({P0: 0}))
     assert [r.offset for r in await guard.admit(P0, offset)] == list(range(offset))
+
+
+def test_the_reader_retries_a_retriable_broker_error_and_gives_up_on_others() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from signal_sync.streams.partition_reader import PartitionReader
+
+    reader = PartitionReader({"bootstrap.servers": "127.0.0.1:1"}, group_id="g", timeout_s=5)
+    answers: list[object] = [KafkaException(KafkaError(KafkaError.NOT_COORDINATOR)), 7]
+
+    def call() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert reader._retrying(call) == 7, "a coordinator still loading is waited for"
+    fatal = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
+    with pytest.raises(KafkaException):
+        reader._retrying(lambda: (_ for _ in ()).throw(fatal))
