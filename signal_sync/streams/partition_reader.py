@@ -19,6 +19,22 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 
 T = TypeVar("T")
 
+RETRIABLE = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._WAIT_COORD,
+    }
+)
+"""Answers that mean "not yet" (a group coordinator loading or moving, an election, a slow broker),
+whether or not librdkafka flags them retriable."""
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -93,7 +109,7 @@ class PartitionReader:
                 return call()
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                retriable = isinstance(error, KafkaError) and error.retriable()
+                retriable = isinstance(error, KafkaError) and (error.retriable() or error.code() in RETRIABLE)
                 if not retriable or time.monotonic() + pause > deadline:
                     raise
             time.sleep(pause)
