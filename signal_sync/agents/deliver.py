@@ -158,10 +158,8 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
 
         async def ack(item: Item) -> None:
             _, done = item
-            if isinstance(done, RawRecord):
-                acknowledge(runtime.app.consumer, done)
-            elif done is not None:
-                await stream.ack(done)
+            if done is not None:
+                await acknowledge(stream, runtime.app.consumer, done)
 
         scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=settings.max_in_flight)
         runtime.schedulers[integration.id] = scheduler

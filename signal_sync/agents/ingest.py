@@ -167,10 +167,7 @@ def attach(runtime: Runtime) -> None:
                 unacked.clear()
                 await runtime.forwarder.send(groups)
                 for item in done:
-                    if isinstance(item, RawRecord):
-                        acknowledge(consumer, item)
-                    else:
-                        await stream.ack(item)
+                    await acknowledge(stream, consumer, item)
 
         async def forward_periodically() -> None:
             while True:

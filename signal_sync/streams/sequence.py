@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from faust.types import TP, ConsumerT, Message
+from faust.types import TP, ConsumerT, EventT, Message, StreamT
 
 from signal_sync.streams.partition_reader import PartitionReader, RawRecord
 
@@ -80,9 +80,12 @@ class SequenceGuard:
             self._next.pop(tp, None)
 
 
-def acknowledge(consumer: ConsumerT, record: RawRecord) -> None:
-    """Tell Faust a record it never handed out is done, so its commit can move past it."""
-    message = Message(
-        record.topic, record.partition, record.offset, 0.0, 0, record.headers, record.key, record.value, None
+async def acknowledge(stream: StreamT, consumer: ConsumerT, item: EventT | RawRecord) -> None:
+    """Tell Faust a record is done: an event through its stream; a record Faust never handed out
+    (read back by the guard) straight to the consumer, so its commit can move past it."""
+    if not isinstance(item, RawRecord):
+        await stream.ack(item)
+        return
+    consumer.ack(
+        Message(item.topic, item.partition, item.offset, 0.0, 0, item.headers, item.key, item.value, None)
     )
-    consumer.ack(message)
