@@ -67,13 +67,14 @@ class Batcher:
     async def submit(self, contact: str, item: Any) -> Placed[Any]:
         """Queue one item of ``contact``; returns its share of the result once its batch is answered."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if contact in self._in_flight:
-            self._waiting.setdefault(contact, deque()).append((item, future))
-        else:
-            self._add(contact, item, future)
+        self._place(contact, item, future)
         return await future
 
-    def _add(self, contact: str, item: Any, future: asyncio.Future[Any]) -> None:
+    def _place(self, contact: str, item: Any, future: asyncio.Future[Any]) -> None:
+        """Into the contact's open group, or behind its batch in flight (a contact is never in two)."""
+        if contact in self._in_flight:
+            self._waiting.setdefault(contact, deque()).append((item, future))
+            return
         group = self._open.get(contact)
         if group is None:
             group = self._open[contact] = Group(contact)
@@ -114,5 +115,6 @@ class Batcher:
         finally:
             for group in groups:
                 self._in_flight.discard(group.contact)
+                # Placing one may fill and send the next batch; the contact's later ones then wait again.
                 for item, future in self._waiting.pop(group.contact, deque()):
-                    self._add(group.contact, item, future)
+                    self._place(group.contact, item, future)

@@ -66,3 +66,34 @@ async def test_a_failing_batch_fails_its_events_and_frees_the_contact() -> None:
     else:
         raise AssertionError("the batch's exception must reach the event")
     assert (await batcher.submit("a", 2)).result == "ok"
+
+
+async def test_a_contact_is_never_in_two_batches_at_once_when_a_flush_splits_its_waiting_events() -> None:
+    """Waiting events are put back when their contact's batch ends; if that fills the next batch, the
+    rest of the contact's waiting events must wait again (not open a second batch that could
+    overtake the first one while it is retried)."""
+    in_flight: list[set[str]] = []
+    overlaps: list[str] = []
+    sent: list[list[tuple[str, list[int]]]] = []
+    release_first = asyncio.Event()
+
+    async def send_batch(groups: list[Group]) -> list[list[None]]:
+        contacts = {g.contact for g in groups}
+        overlaps.extend(c for batch in in_flight for c in contacts & batch)
+        in_flight.append(contacts)
+        sent.append([(g.contact, list(g.items)) for g in groups])
+        try:
+            await (release_first.wait() if len(sent) == 1 else asyncio.sleep(0.05))
+            return [[None] * len(g.items) for g in groups]
+        finally:
+            in_flight.remove(contacts)
+
+    batcher = Batcher(send_batch, max_items=2, linger_s=0.01)
+    tasks = [asyncio.create_task(batcher.submit(c, n)) for c, n in (("a", 1), ("b", 1))]
+    await asyncio.sleep(0)  # batch 1 {a, b} is in flight
+    tasks += [asyncio.create_task(batcher.submit(c, n)) for c, n in (("a", 2), ("a", 3), ("c", 1))]
+    await asyncio.sleep(0.001)
+    release_first.set()  # a's 2 joins c in a full batch; a's 3 must wait for that batch
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    assert not overlaps, f"contact(s) {overlaps} were in two batches at once: {sent}"
+    assert [items for batch in sent for contact, items in batch if contact == "a"] == [[1], [2], [3]]
