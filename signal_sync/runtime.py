@@ -19,6 +19,7 @@ from faust.types.auth import CredentialsT
 from signal_sync.codecs import orjson_codec
 from signal_sync.config import KafkaSettings, Settings
 from signal_sync.destinations import Integration
+from signal_sync.destinations.base import Request
 from signal_sync.destinations.delivery import Sender
 from signal_sync.engine.batcher import Batcher
 from signal_sync.engine.forwarder import Forwarder
@@ -32,9 +33,10 @@ from signal_sync.streams.partition_reader import PartitionReader
 from signal_sync.streams.sequence import SequenceGuard
 from signal_sync.streams.topics import client_config
 
-OutcomeObserver = Callable[[dict[str, Any], dict[str, Any] | None], None]
-"""Called with every outcome written and the redacted request behind it (None for drops):
-how metrics and the event debugger see deliveries without the agents knowing about them."""
+OutcomeObserver = Callable[[dict[str, Any], Request | None], None]
+"""Called with every outcome written and the request behind it (None for drops): how metrics
+and the event debugger see deliveries without the agents knowing about them. Observers run
+for every event, so they keep references and redact only when something is shown."""
 
 
 @dataclass

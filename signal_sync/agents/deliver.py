@@ -133,7 +133,7 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
         hint=result.hint,
         error=result.error,
     )
-    await emit(runtime, outcome, source, request.view())
+    await emit(runtime, outcome, source, request)
 
 
 def attach_one(runtime: Runtime, integration: Integration) -> None:

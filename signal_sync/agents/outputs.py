@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from signal_sync.destinations.base import Request
 from signal_sync.outcomes import SourceRecord, dead_letter, encode
 from signal_sync.runtime import Runtime
 
@@ -16,10 +17,10 @@ DEAD_LETTER_STATUSES = frozenset({"failed", "invalid"})
 
 
 async def emit(
-    runtime: Runtime, outcome: dict[str, Any], source: SourceRecord, request: dict[str, Any] | None = None
+    runtime: Runtime, outcome: dict[str, Any], source: SourceRecord, request: Request | None = None
 ) -> None:
     """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed;
-    then tell the observers (metrics, debugger). ``request`` is the redacted request, if any."""
+    then tell the observers (metrics, debugger). ``request`` is the request behind it, if any."""
     key = (outcome["contact_id"] or outcome["message_id"]).encode()
     await runtime.deliveries.send(key=key, value=encode(outcome))
     if outcome["status"] in DEAD_LETTER_STATUSES:

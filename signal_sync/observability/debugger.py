@@ -32,14 +32,16 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
+from signal_sync.destinations.base import Request as DeliveryRequest
 from signal_sync.observability.recent import (
     DEFAULT_CAPACITY,
     STATUSES,
+    Entry,
     FilterError,
     Filters,
     RecentOutcomes,
 )
-from signal_sync.runtime import OutcomeObserver, Runtime
+from signal_sync.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +179,17 @@ def redact_outcome(outcome: Mapping[str, Any]) -> dict[str, Any]:
 def redact(
     outcome: Mapping[str, Any], request: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Outcome and request as stored by the debugger."""
+    """Outcome and request (``Request.view()``) as the debugger shows them."""
     show_email = bool(outcome.get("email"))
     contact_id = outcome.get("contact_id") if isinstance(outcome.get("contact_id"), str) else None
     return redact_outcome(outcome), redact_request(request, show_email=show_email, contact_id=contact_id)
+
+
+def shown(entry: Entry) -> dict[str, Any]:
+    """One API row: the entry redacted now, when someone looks, rather than for every event."""
+    request = entry.request.view() if isinstance(entry.request, DeliveryRequest) else entry.request
+    outcome, shown_request = redact(entry.outcome, request)
+    return {**outcome, "seq": entry.seq, "request": shown_request}
 
 
 # --- API ----------------------------------------------------------------------------------
@@ -198,7 +207,7 @@ def api_payload(
     for integration in recent.integrations():
         known.setdefault(integration, "")
     return {
-        "outcomes": [entry.to_json() for entry in entries],
+        "outcomes": [shown(entry) for entry in entries],
         "integrations": [{"id": name, "type": known[name]} for name in sorted(known)],
         "statuses": list(STATUSES),
         "counts": recent.counts(),
@@ -289,23 +298,10 @@ def register_views(
     app.page(API_PATH, name="signal_sync_debugger_outcomes")(DebuggerOutcomes)
 
 
-def observer(recent: RecentOutcomes) -> OutcomeObserver:
-    """The outcome observer that feeds ``recent``; it never lets an error reach the agent."""
-
-    def record(outcome: dict[str, Any], request: dict[str, Any] | None) -> None:
-        try:
-            shown, shown_request = redact(outcome, request)
-            recent.record(shown, shown_request)
-        except Exception:  # the debugger must never break a delivery
-            log.exception("event debugger could not record an outcome")
-
-    return record
-
-
 def install(runtime: Runtime, capacity: int = DEFAULT_CAPACITY) -> RecentOutcomes:
     """Register the debugger's observer and pages on the runtime; returns its buffer."""
     recent = RecentOutcomes(capacity)
-    runtime.observers.append(observer(recent))
+    runtime.observers.append(recent.record)  # keeps references; ``shown`` redacts on request
     configured = {name: integration.type for name, integration in runtime.integrations.items()}
     register_views(runtime.app, recent, configured, load_static())
     return recent

@@ -224,7 +224,7 @@ def install(runtime: Runtime) -> None:
     """Log every outcome at DEBUG with its fields (integration, message_id, status, reason, ...)."""
     outcome_log = logging.getLogger("signal_sync.outcomes")
 
-    def log_outcome(outcome: dict[str, Any], _request: dict[str, Any] | None) -> None:
+    def log_outcome(outcome: dict[str, Any], _request: object) -> None:
         if outcome_log.isEnabledFor(logging.DEBUG):
             fields = {
                 k: outcome.get(k)

@@ -105,15 +105,12 @@ class Filters:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One recorded outcome with the (redacted) request behind it; ``seq`` orders entries."""
+    """One recorded outcome with the request behind it, as the worker wrote them (not redacted:
+    they stay in memory, and the debugger redacts what it shows); ``seq`` orders entries."""
 
     seq: int
     outcome: Mapping[str, Any]
-    request: Mapping[str, Any] | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The API's row: the outcome's fields plus ``seq`` and ``request``."""
-        return {**self.outcome, "seq": self.seq, "request": self.request}
+    request: Any
 
 
 class RecentOutcomes:
@@ -136,7 +133,7 @@ class RecentOutcomes:
         """How many outcomes were ever recorded (including those since pushed out)."""
         return self._seq
 
-    def record(self, outcome: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> Entry:
+    def record(self, outcome: Mapping[str, Any], request: Any = None) -> Entry:
         """Keep an outcome; the oldest of its integration is dropped once ``capacity`` is reached."""
         integration = str(outcome.get("integration") or "")
         with self._lock:

@@ -76,7 +76,8 @@ def test_query_is_newest_first_across_integrations():
     entries = recent.query()
     assert [e.outcome["message_id"] for e in entries] == ["4", "3", "2", "1"]
     assert [e.seq for e in entries] == [4, 3, 2, 1]
-    assert entries[0].to_json()["seq"] == 4 and entries[0].to_json()["request"] is None
+    row = debugger.shown(entries[0])
+    assert row["seq"] == 4 and row["request"] is None and row["message_id"] == "4"
 
 
 def test_limit_applies_per_integration_after_filtering():
@@ -268,15 +269,6 @@ def test_errors_lose_emails_and_drops_have_no_request():
 # --- observer and HTTP API ---------------------------------------------------------------------
 
 
-def test_observer_never_raises_into_the_agent(caplog):
-    recent = RecentOutcomes()
-    record = debugger.observer(recent)
-    record({"integration": "x", "status": "failed"}, {"headers": object()})  # odd but harmless
-    record(None, None)  # type: ignore[arg-type]  # broken input is logged, not raised
-    assert "could not record" in caplog.text
-    assert len(recent) == 1
-
-
 @pytest.fixture
 async def client_and_runtime():
     runtime = create_runtime(settings(), partitions=1)
@@ -291,12 +283,12 @@ async def test_install_feeds_the_buffer_and_serves_page_assets_and_api(client_an
     mautic_request = Pipeline(mautic()).send(
         SEED_MAUTIC_SIGNED_UP | {"traits": {"email": "jane.doe@example.com"}}, "mautic-main"
     )
-    observe(real_outcome(mautic(), http_status=201, created=True), mautic_request.view())
+    observe(real_outcome(mautic(), http_status=201, created=True), mautic_request)
     observe(
         real_outcome(
             mailgun(), status="failed", reason="http_400", http_status=400, attempts=1, hint="Missing email"
         ),
-        Pipeline(mailgun()).send(SEED_MAILGUN_IDENTIFY, "mailgun-news").view(),
+        Pipeline(mailgun()).send(SEED_MAILGUN_IDENTIFY, "mailgun-news"),
     )
     observe(real_outcome(mautic(), status="dropped", reason="consent_denied"), None)
     assert len(recent) == 3

@@ -11,7 +11,14 @@ import jsonschema
 import orjson
 import pytest
 
-from signal_sync.outcomes import OutcomeBuilder, SourceRecord, dead_letter, delivery_id, encode
+from signal_sync.outcomes import (
+    DELIVERY_NAMESPACE,
+    OutcomeBuilder,
+    SourceRecord,
+    dead_letter,
+    delivery_id,
+    encode,
+)
 from signal_sync.streams.records import DeadLetter, Outcome
 from tests.unit.factories import event, mailgun, mautic
 
@@ -47,6 +54,12 @@ def test_delivery_id_is_deterministic_and_per_integration() -> None:
     assert first != delivery_id("msg-2", "mautic-main")
     # no accidental collision from naive concatenation
     assert delivery_id("ab", "c") != delivery_id("a", "bc")
+
+
+@pytest.mark.parametrize("message_id", ["msg-1", "sha256:00ff", "é-ünïcode-ß", ""])
+def test_delivery_id_is_the_documented_uuid5(message_id: str) -> None:
+    expected = uuid.uuid5(DELIVERY_NAMESPACE, f"{message_id}\x00mautic-main")
+    assert delivery_id(message_id, "mautic-main") == str(expected)
 
 
 def build(include_email: bool = False, **overrides: Any) -> dict[str, Any]:
