@@ -113,6 +113,12 @@ class KafkaSettings(_Strict):
         "default: the system trust store.",
         examples=["/etc/signal-sync/kafka-ca/ca.crt"],
     )
+    producer_linger_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long the producer waits to fill a batch before sending it (linger.ms).",
+    )
 
     @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
@@ -164,6 +170,12 @@ class WorkerSettings(_Strict):
     web_bind: str = Field("127.0.0.1", description="Address of the worker's web server (health, metrics).")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the worker's web server.")
     commit_interval_s: float = Field(1.0, gt=0, description="How often consumed offsets are committed.")
+    stream_buffer_maxsize: int = Field(
+        4096,
+        ge=1,
+        description="Records read ahead per agent before Kafka fetching pauses; bounds memory while "
+        "a backlog drains.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_format: Literal["json", "text"] = Field(
         "json",

@@ -116,6 +116,8 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         web_port=worker.web_port,
         web_host=worker.web_bind,
         broker_commit_interval=worker.commit_interval_s,
+        stream_buffer_maxsize=worker.stream_buffer_maxsize,
+        producer_linger=kafka.producer_linger_ms / 1000,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         table_standby_replicas=0,
