@@ -98,6 +98,7 @@ class OutcomeCollector(threading.Thread):
         self.seen = [bytearray(events) for _ in integrations]
         self.ts_ms = array("d")
         self.latency_ms = array("d")
+        self.delivered = array("b")  # per outcome in ts_ms: 1 when it is ``delivered``
         self.statuses: dict[str, Counter[str]] = {name: Counter() for name in integrations}
         self.first_ms: float | None = None
         self.unique = 0
@@ -146,6 +147,7 @@ class OutcomeCollector(threading.Thread):
         self.ts_ms.append(stamp)
         self.latency_ms.append(stamp - self.produced_ms[index])
         status = value.get("status")
+        self.delivered.append(status == "delivered")
         reason = value.get("reason")
         self.statuses[value["integration"]][status if status == "delivered" else f"{status}:{reason}"] += 1
         self.unique += 1
@@ -411,7 +413,12 @@ def launch_bench_app(ctx: Context, script: str, label: str, topics: dict[str, st
 
 
 def signal_sync_config(
-    ctx: Context, label: str, index: int, topics: dict[str, str], app_id: str
+    ctx: Context,
+    label: str,
+    index: int,
+    topics: dict[str, str],
+    app_id: str,
+    integration_set: Sequence[str] = (),
 ) -> tuple[Path, int]:
     web_port = free_port()
     config: dict[str, Any] = {
@@ -446,18 +453,28 @@ def signal_sync_config(
         if not key:
             raise SystemExit(f"--worker-set wants section.key=value, got {item!r}")
         config.setdefault(section, {})[key] = yaml.safe_load(raw)
+    for item in integration_set:
+        key, _, raw = item.partition("=")
+        for integration in config["integrations"]:
+            integration[key] = yaml.safe_load(raw)
     path = ctx.work / label / f"worker-{index}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path, web_port
 
 
-def launch_signal_sync(ctx: Context, label: str, topics: dict[str, str], workers: int = 1) -> Launched:
+def launch_signal_sync(
+    ctx: Context,
+    label: str,
+    topics: dict[str, str],
+    workers: int = 1,
+    integration_set: Sequence[str] = (),
+) -> Launched:
     app_id = f"bench-{ctx.run_id}-{label}"
     (ctx.work / label).mkdir(parents=True, exist_ok=True)
     processes: list[WorkerProcess] = []
     ports: list[int] = []
     for index in range(workers):
-        config, port = signal_sync_config(ctx, label, index, topics, app_id)
+        config, port = signal_sync_config(ctx, label, index, topics, app_id, integration_set)
         processes.append(WorkerProcess(config, ctx.work / label / f"worker-{index}.log").start())
         ports.append(port)
 
@@ -592,12 +609,13 @@ def summarize(
     per_event = len(plan.integrations)
     ts = np.frombuffer(collector.ts_ms, dtype=np.float64).copy()
     latency = np.frombuffer(collector.latency_ms, dtype=np.float64).copy()
+    delivered = np.frombuffer(collector.delivered, dtype=np.int8).astype(bool)
     events = len(plan.records)
     complete = collector.done
     window_s = None
     if ts.size and plan.window_s is not None and not complete:
         keep = ts < ts.min() + plan.window_s * 1000
-        ts, latency = ts[keep], latency[keep]
+        ts, latency, delivered = ts[keep], latency[keep], delivered[keep]
         window_s = plan.window_s
         duration_s = plan.window_s
     else:
@@ -632,6 +650,8 @@ def summarize(
         "duplicates": collector.duplicates,
         "foreign_records": collector.foreign,
         "events_per_s": round(events_done / duration_s, 1) if duration_s else 0.0,
+        # Only the outcomes that needed a destination round trip: the rate the destination limits.
+        "delivered_per_s": round(int(delivered.sum()) / duration_s, 1) if duration_s else 0.0,
         "measured_over_s": round(duration_s, 2),
         "window_s": window_s,
         "input_rate_per_s": plan.rate,
@@ -765,8 +785,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="paced run: latency_ms_after_warmup leaves out events produced in the first seconds",
     )
     parser.add_argument("--workers", type=int, choices=(1, 2), default=1, help="2: compare 1 vs 2 workers")
-    parser.add_argument("--workers-latency-ms", type=float, default=200.0)
+    parser.add_argument("--workers-latency-ms", type=float, default=1000.0)
     parser.add_argument("--workers-window-s", type=float, default=30.0)
+    parser.add_argument(
+        "--workers-integration-set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="set on both integrations in the 1-vs-2-worker runs only (default: max_concurrency=2 and "
+        "batch_max_items=20, so each worker's own destination budget, not the CPU, is the limit)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the signal-sync worker's drain")
     parser.add_argument(
         "--worker-set",
@@ -781,6 +809,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
+    if args.workers_integration_set is None:
+        args.workers_integration_set = ["max_concurrency=2", "batch_max_items=20"]
     if args.million:
         args.events = 1_000_000
         args.contacts = args.contacts or 175_000
@@ -788,10 +818,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
-    if not a or not b or not b.get("events_per_s"):
+def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str = "events_per_s") -> float | None:
+    if not a or not b or not b.get(key):
         return None
-    return round(a["events_per_s"] / b["events_per_s"], 2)
+    return round(a[key] / b[key], 2)
 
 
 def without_timelines(value: Any) -> Any:
@@ -924,7 +954,9 @@ def run_all(
                 name = f"signal_sync_{count}_worker{'s' if count > 1 else ''}"
 
                 def launch(c: Context, label: str, t: dict[str, str], n: int = count) -> Launched:
-                    return launch_signal_sync(c, label, t, workers=n)
+                    return launch_signal_sync(
+                        c, label, t, workers=n, integration_set=args.workers_integration_set
+                    )
 
                 runs[name] = run_variant(
                     ctx,
@@ -943,8 +975,12 @@ def run_all(
             workers = {
                 "latency_ms": args.workers_latency_ms,
                 "window_s": args.workers_window_s,
+                "integration_set": args.workers_integration_set,
                 "runs": runs,
                 "two_over_one": ratio(runs["signal_sync_2_workers"], runs["signal_sync_1_worker"]),
+                "two_over_one_delivered": ratio(
+                    runs["signal_sync_2_workers"], runs["signal_sync_1_worker"], "delivered_per_s"
+                ),
             }
     return {
         "schema": SCHEMA,

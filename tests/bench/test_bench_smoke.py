@@ -28,6 +28,7 @@ VARIANT_FIELDS = {
     "outcomes_per_event",
     "duplicates",
     "events_per_s",
+    "delivered_per_s",
     "measured_over_s",
     "latency_ms",
     "peak_rss_mb",
@@ -85,6 +86,8 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
         assert run["outcomes_per_event"] == per_event and run["duplicates"] == 0, name
         assert run["matches_expected"] is True, (name, run["statuses"])
         assert run["events_per_s"] > 0 and run["peak_rss_mb"] > 0 and run["cpu_s_per_1k_events"] > 0
+        delivered_outcomes = sum(counts.get("delivered", 0) for counts in run["statuses"].values())
+        assert run["delivered_per_s"] * run["measured_over_s"] == pytest.approx(delivered_outcomes, abs=2)
         assert set(run["latency_ms"]) == {"p50", "p95", "p99", "max"}
         assert run["latency_ms"]["p50"] <= run["latency_ms"]["p99"]
         assert sum(run["timeline"]["events_per_s"]) == pytest.approx(events, abs=1)
@@ -101,4 +104,7 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
     workers = saved["workers"]
     assert set(workers["runs"]) == {"signal_sync_1_worker", "signal_sync_2_workers"}
     assert len(workers["runs"]["signal_sync_2_workers"]["peak_rss_mb_per_process"]) == 2
-    assert workers["two_over_one"] > 0
+    assert workers["two_over_one"] > 0 and workers["two_over_one_delivered"] > 0
+    assert workers["integration_set"] == ["max_concurrency=2", "batch_max_items=20"]
+    one = workers["runs"]["signal_sync_1_worker"]
+    assert 0 < one["delivered_per_s"] <= one["events_per_s"] * 2
