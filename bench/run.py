@@ -786,7 +786,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, choices=(1, 2), default=1, help="2: compare 1 vs 2 workers")
     parser.add_argument("--workers-latency-ms", type=float, default=1000.0)
-    parser.add_argument("--workers-window-s", type=float, default=30.0)
+    parser.add_argument(
+        "--workers-events",
+        type=int,
+        default=10_000,
+        help="input of the 1-vs-2-worker runs: the first N events, drained completely",
+    )
+    parser.add_argument(
+        "--workers-window-s", type=float, default=None, help="measure the worker runs over a window instead"
+    )
     parser.add_argument(
         "--workers-integration-set",
         action="append",
@@ -966,7 +974,7 @@ def run_all(
                         launch,
                         both,
                         args.workers_latency_ms,
-                        workload.records,
+                        workload.records[: args.workers_events],
                         workers=count,
                         window_s=args.workers_window_s,
                         check_expected=False,
@@ -975,6 +983,7 @@ def run_all(
             workers = {
                 "latency_ms": args.workers_latency_ms,
                 "window_s": args.workers_window_s,
+                "events": min(args.workers_events, len(workload.records)),
                 "integration_set": args.workers_integration_set,
                 "runs": runs,
                 "two_over_one": ratio(runs["signal_sync_2_workers"], runs["signal_sync_1_worker"]),

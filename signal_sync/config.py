@@ -240,7 +240,8 @@ class _IntegrationBase(_Strict):
     batch_max_items: int | None = Field(
         None,
         ge=1,
-        description="Contacts per bulk request; default the destination's safe maximum (Mautic 200, "
+        description="Contacts per batch, and entries per bulk request (Mautic: one per event, Mailgun: "
+        "one per contact); default the destination's limit (Mautic 200, its api_batch_max_limit; "
         "Mailgun 100); 1 sends every upsert on its own.",
     )
     rate_limit_per_s: float | None = Field(

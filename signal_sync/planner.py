@@ -52,8 +52,8 @@ def remembered_for(event: SignalEvent, lookup: Mapping[str, Any]) -> dict[str, M
 def remember(store: MutableMapping[str, Any], event: SignalEvent, learned: Mapping[str, Any]) -> None:
     """Keep what the event taught us under each of its identity keys (nothing when it taught nothing).
 
-    The keys share one copy: values are only ever read and replaced, never changed in place, and
-    with the in-memory table store one dict instead of one per key is most of the worker's memory."""
+    The keys share one value: values are only ever read and replaced, never changed in place (the
+    worker's ``JsonValues`` then encodes it once and stores one bytes object under every key)."""
     if learned:
         value = dict(learned)
         for key in identity_keys(event):

@@ -29,6 +29,7 @@ from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.streams.faust_fixes import never_commit_past_unread_offsets
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
+from signal_sync.streams.json_table import JsonValues
 from signal_sync.streams.partition_reader import PartitionReader
 from signal_sync.streams.sequence import SequenceGuard
 from signal_sync.streams.topics import client_config
@@ -49,8 +50,10 @@ class Runtime:
     delivery_topics: dict[str, faust.TopicT]
     deliveries: faust.TopicT
     dead_letters: faust.TopicT
-    identities: faust.Table
-    destination_state: faust.Table
+    identities: JsonValues
+    """Traits learned per identity key (the ``identities`` table, values as JSON bytes)."""
+    destination_state: JsonValues
+    """Per-contact destination state, i.e. Mailgun vars (the ``destination-state`` table)."""
     outcomes: OutcomeBuilder
     sender: Sender
     sequence: SequenceGuard
@@ -122,7 +125,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         producer_acks=-1,
         table_standby_replicas=0,
     )
-    table_schema = faust.Schema(key_serializer=codec, value_serializer=codec)
+    table_schema = faust.Schema(key_serializer=codec, value_serializer="raw")  # values: JsonValues
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     delivery_topics = {
         integration.id: app.topic(
@@ -142,8 +145,10 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         forwarder=Forwarder(delivery_topics, partitions, settings.delivery.forward_max_events),
         deliveries=app.topic(kafka.deliveries_topic, **raw),
         dead_letters=app.topic(kafka.dead_letter_topic, **raw),
-        identities=app.Table(IDENTITIES_TABLE, partitions=partitions, schema=table_schema),
-        destination_state=app.Table(DESTINATION_STATE_TABLE, partitions=partitions, schema=table_schema),
+        identities=JsonValues(app.Table(IDENTITIES_TABLE, partitions=partitions, schema=table_schema)),
+        destination_state=JsonValues(
+            app.Table(DESTINATION_STATE_TABLE, partitions=partitions, schema=table_schema)
+        ),
         outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
         sender=Sender(settings.delivery),
         sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),

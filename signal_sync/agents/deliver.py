@@ -144,7 +144,9 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
     if batch_size > 1:
         gate = runtime.gates[integration.id]
         runtime.batchers[integration.id] = Batcher(
-            make_send_batch(runtime.sender, gate, integration), batch_size, settings.batch_linger_ms / 1000
+            make_send_batch(runtime.sender, gate, integration, batch_size),
+            batch_size,
+            settings.batch_linger_ms / 1000,
         )
 
     async def deliver(stream: faust.StreamT) -> None:

@@ -38,8 +38,15 @@ def per_item(whole: DeliveryResult, status: int, error: str | None, hints: dict[
     return DeliveryResult("failed", status, None, whole.attempts, f"http_{status}", error, hints.get(status))
 
 
-def make_send_batch(sender: Sender, gate: IntegrationGate, integration: Integration) -> SendBatch:
-    """The ``send_batch`` a ``Batcher`` calls for ``integration``: one result per event of each group."""
+def make_send_batch(
+    sender: Sender, gate: IntegrationGate, integration: Integration, max_entries: int
+) -> SendBatch:
+    """The ``send_batch`` a ``Batcher`` calls for ``integration``: one result per event of each group.
+
+    A batch's entries go out in bulk calls of at most ``max_entries`` (the destination's limit:
+    Mautic answers 500 above its ``api_batch_max_limit``), one call after the other, so a busy
+    contact's many Mautic entries keep their order even when they span calls.
+    """
     destination = destination_of(integration)
     fmt = destination.batch
     hints = dict(destination.hints)
@@ -47,11 +54,11 @@ def make_send_batch(sender: Sender, gate: IntegrationGate, integration: Integrat
     async def send_single(entry: dict) -> DeliveryResult:  # type: ignore[type-arg]
         return await send_through_gate(sender, gate, integration, fmt.single_request(integration, entry))
 
-    async def send_group_alone(entries: list[dict]) -> list[DeliveryResult]:  # type: ignore[type-arg]
+    async def send_alone(entries: list[dict]) -> list[DeliveryResult]:  # type: ignore[type-arg]
         return [await send_single(entry) for entry in entries]  # one contact: strictly in order
 
-    async def send_entries(entries: list[dict]) -> list[DeliveryResult]:  # type: ignore[type-arg]
-        """Send every (contact-ordered) entry; one result per entry."""
+    async def send_bulk(entries: list[dict]) -> list[DeliveryResult]:  # type: ignore[type-arg]
+        """One call for (contact-ordered) entries; one result per entry."""
         if len(entries) == 1:
             return [await send_single(entries[0])]
         whole = await send_through_gate(sender, gate, integration, fmt.batch_request(integration, entries))
@@ -67,26 +74,33 @@ def make_send_batch(sender: Sender, gate: IntegrationGate, integration: Integrat
             answers = fmt.item_results(reply, len(entries))
         return [per_item(whole, status, error, hints) for status, error in answers]
 
+    async def send_chunk(chunk: list[tuple[int, dict]]) -> list[DeliveryResult]:  # type: ignore[type-arg]
+        """(group index, entry) pairs in order → one result each; a failed call falls back to single
+        requests, each contact's in order, so one bad contact fails alone."""
+        try:
+            return await send_bulk([entry for _, entry in chunk])
+        except _WholeBatchFailed:
+            by_group: dict[int, list[dict]] = {}  # type: ignore[type-arg]
+            for index, entry in chunk:
+                by_group.setdefault(index, []).append(entry)
+            alone = await asyncio.gather(*(send_alone(entries) for entries in by_group.values()))
+            answers = {index: iter(results) for index, results in zip(by_group, alone, strict=True)}
+            return [next(answers[index]) for index, _ in chunk]
+
     async def send_batch(groups: list[Group]) -> list[list[DeliveryResult]]:
         per_group = [fmt.coalesce(group.items) for group in groups]
         results: list[list[DeliveryResult]] = [[] for _ in groups]
-        sendable: list[int] = []
+        flat: list[tuple[int, dict]] = []  # type: ignore[type-arg]
         for index, entries in enumerate(per_group):
             problem = next((p for entry in entries if (p := fmt.invalid(entry)) is not None), None)
             if problem is not None:
                 results[index] = [rejected(problem, hints.get(400))] * len(entries)
             else:
-                sendable.append(index)
-        flat = [entry for index in sendable for entry in per_group[index]]
-        if flat:
-            try:
-                answers = iter(await send_entries(flat))
-                for index in sendable:
-                    results[index] = [next(answers) for _ in per_group[index]]
-            except _WholeBatchFailed:  # try each contact on its own, so one bad contact fails alone
-                alone = await asyncio.gather(*(send_group_alone(per_group[index]) for index in sendable))
-                for index, group_results in zip(sendable, alone, strict=True):
-                    results[index] = group_results
+                flat.extend((index, entry) for entry in entries)
+        for start in range(0, len(flat), max_entries):
+            chunk = flat[start : start + max_entries]
+            for (index, _), result in zip(chunk, await send_chunk(chunk), strict=True):
+                results[index].append(result)
         return [spread(group, entries) for group, entries in zip(groups, results, strict=True)]
 
     return send_batch

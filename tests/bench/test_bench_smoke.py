@@ -53,7 +53,7 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
         "bench/run.py",
         *("--events", str(events), "--latency-ms", "5", "--naive-window-s", "120", "--stall-s", "90"),
         *("--paced", "--paced-seconds", "3"),
-        *("--workers", "2", "--workers-latency-ms", "20", "--workers-window-s", "5"),
+        *("--workers", "2", "--workers-latency-ms", "20", "--workers-events", "200"),
         *("--results-dir", str(tmp_path)),
     ]
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
@@ -106,5 +106,7 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
     assert len(workers["runs"]["signal_sync_2_workers"]["peak_rss_mb_per_process"]) == 2
     assert workers["two_over_one"] > 0 and workers["two_over_one_delivered"] > 0
     assert workers["integration_set"] == ["max_concurrency=2", "batch_max_items=20"]
+    assert workers["events"] == 200
+    assert all(run["complete"] and run["events_done"] == 200 for run in workers["runs"].values())
     one = workers["runs"]["signal_sync_1_worker"]
     assert 0 < one["delivered_per_s"] <= one["events_per_s"] * 2

@@ -1,0 +1,55 @@
+"""Per-contact table values kept as compact JSON bytes rather than dicts.
+
+The identities and Mailgun-vars tables hold one small dict per contact. With 100k contacts
+in the in-memory store those dicts were about 125 MB of a worker's memory; the same values
+as JSON bytes take about 70 MB (measured over the 1M-event benchmark input). Reads decode
+(a few microseconds with orjson), writes encode once per value even when several identity
+keys share it.
+
+The changelog carries exactly the bytes the orjson codec wrote before (the table's value
+serializer is now ``raw``), so a changelog written by an older worker recovers unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import orjson
+
+
+def compact_json(value: Any) -> bytes:
+    """``orjson.dumps(value)`` in a bytes object of its own size: orjson's result keeps the
+    4 KiB buffer it was written into, which is most of the memory of a small kept value."""
+    return bytes(memoryview(orjson.dumps(value)))
+
+
+class JsonValues(MutableMapping[str, Any]):
+    """A dict-like view of a table whose values are JSON bytes: dicts in, dicts out."""
+
+    def __init__(self, table: MutableMapping[str, bytes]) -> None:
+        self.table = table
+        self._last: tuple[Any, bytes] = (None, b"null")
+
+    def __getitem__(self, key: str) -> Any:
+        return orjson.loads(self.table[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self.table.get(key)
+        return default if raw is None else orjson.loads(raw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        # The planner stores one value under each of an event's identity keys: encode it once and
+        # let the keys share the bytes. Holding the value keeps its identity from being reused.
+        if value is not self._last[0]:
+            self._last = (value, compact_json(value))
+        self.table[key] = self._last[1]
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)

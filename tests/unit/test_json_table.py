@@ -1,0 +1,59 @@
+"""Table values as compact JSON bytes: dicts in and out, one shared encoding per stored value."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import orjson
+
+from signal_sync.codecs.orjson_codec import OrjsonCodec
+from signal_sync.planner import remember
+from signal_sync.streams.json_table import JsonValues, compact_json
+from tests.unit.factories import event
+
+TRAITS = {"email": "jane@example.com", "first_name": "Jane", "plan": "pro"}
+
+
+def test_values_round_trip_and_missing_keys_give_the_default() -> None:
+    table: dict[str, bytes] = {}
+    values = JsonValues(table)
+    values["anon:a1"] = TRAITS
+    assert values["anon:a1"] == TRAITS and values.get("anon:a1") == TRAITS
+    assert values.get("anon:nobody") is None and values.get("anon:nobody", {}) == {}
+    assert isinstance(table["anon:a1"], bytes) and len(values) == 1 and list(values) == ["anon:a1"]
+    del values["anon:a1"]
+    assert "anon:a1" not in table
+
+
+def test_the_changelog_bytes_are_what_the_orjson_codec_wrote_before() -> None:
+    table: dict[str, bytes] = {}
+    JsonValues(table)["k"] = TRAITS
+    assert table["k"] == OrjsonCodec().dumps(TRAITS)
+
+
+def test_identity_keys_of_one_event_share_one_encoded_value() -> None:
+    table: dict[str, bytes] = {}
+    remember(JsonValues(table), event(type="identify", anonymousId="a1", userId="u1", traits=TRAITS), TRAITS)
+    assert len(table) >= 2
+    first, *others = table.values()
+    assert all(other is first for other in others)
+    assert orjson.loads(first) == TRAITS
+
+
+def test_a_new_value_under_the_same_content_is_encoded_afresh() -> None:
+    table: dict[str, bytes] = {}
+    values = JsonValues(table)
+    values["a"] = {"plan": "pro"}
+    values["b"] = {"plan": "team"}  # a different object: never the cached bytes of the previous one
+    assert values["a"] == {"plan": "pro"} and values["b"] == {"plan": "team"}
+
+
+def test_compact_json_does_not_keep_orjsons_write_buffer() -> None:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [compact_json({"plan": "pro", "n": n}) for n in range(1000)]
+        per_value = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_value < 200, f"{per_value:.0f} bytes per small value"
