@@ -125,7 +125,9 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         producer_acks=-1,
         table_standby_replicas=0,
     )
-    table_schema = faust.Schema(key_serializer=codec, value_serializer="raw")  # values: JsonValues
+    # Faust serializes table keys and values by key_type/value_type (not the schema): JSON keys,
+    # raw values (JSON bytes that ``JsonValues`` encodes and decodes).
+    table = {"partitions": partitions, "value_type": bytes}
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     delivery_topics = {
         integration.id: app.topic(
@@ -145,10 +147,8 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         forwarder=Forwarder(delivery_topics, partitions, settings.delivery.forward_max_events),
         deliveries=app.topic(kafka.deliveries_topic, **raw),
         dead_letters=app.topic(kafka.dead_letter_topic, **raw),
-        identities=JsonValues(app.Table(IDENTITIES_TABLE, partitions=partitions, schema=table_schema)),
-        destination_state=JsonValues(
-            app.Table(DESTINATION_STATE_TABLE, partitions=partitions, schema=table_schema)
-        ),
+        identities=JsonValues(app.Table(IDENTITIES_TABLE, **table)),
+        destination_state=JsonValues(app.Table(DESTINATION_STATE_TABLE, **table)),
         outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
         sender=Sender(settings.delivery),
         sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),

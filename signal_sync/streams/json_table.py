@@ -6,8 +6,9 @@ as JSON bytes take about 70 MB (measured over the 1M-event benchmark input). Rea
 (a few microseconds with orjson), writes encode once per value even when several identity
 keys share it.
 
-The changelog carries exactly the bytes the orjson codec wrote before (the table's value
-serializer is now ``raw``), so a changelog written by an older worker recovers unchanged.
+The changelog values are JSON as before (Faust wrote them with its json serializer; the
+tables' value type is now ``bytes``, i.e. raw), so a changelog written by an older worker
+recovers unchanged.
 """
 
 from __future__ import annotations
