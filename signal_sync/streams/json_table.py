@@ -41,7 +41,8 @@ class JsonValues(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         # The planner stores one value under each of an event's identity keys: encode it once and
-        # let the keys share the bytes. Holding the value keeps its identity from being reused.
+        # let the keys share the bytes. Holding the value keeps its identity from being reused;
+        # stored values are never changed in place (planner.remember, build_request make new ones).
         if value is not self._last[0]:
             self._last = (value, compact_json(value))
         self.table[key] = self._last[1]
