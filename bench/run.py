@@ -958,6 +958,7 @@ def run_all(
         workers = None
         if args.workers == 2:
             runs = {}
+            drained = workload.records[: args.workers_events]
             for count in (1, 2):
                 name = f"signal_sync_{count}_worker{'s' if count > 1 else ''}"
 
@@ -974,7 +975,7 @@ def run_all(
                         launch,
                         both,
                         args.workers_latency_ms,
-                        workload.records[: args.workers_events],
+                        drained,
                         workers=count,
                         window_s=args.workers_window_s,
                         check_expected=False,
@@ -983,7 +984,7 @@ def run_all(
             workers = {
                 "latency_ms": args.workers_latency_ms,
                 "window_s": args.workers_window_s,
-                "events": min(args.workers_events, len(workload.records)),
+                "events": len(drained),
                 "integration_set": args.workers_integration_set,
                 "runs": runs,
                 "two_over_one": ratio(runs["signal_sync_2_workers"], runs["signal_sync_1_worker"]),

@@ -32,7 +32,6 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from signal_sync.destinations.base import Request as DeliveryRequest
 from signal_sync.observability.recent import (
     DEFAULT_CAPACITY,
     STATUSES,
@@ -187,7 +186,7 @@ def redact(
 
 def shown(entry: Entry) -> dict[str, Any]:
     """One API row: the entry redacted now, when someone looks, rather than for every event."""
-    request = entry.request.view() if isinstance(entry.request, DeliveryRequest) else entry.request
+    request = entry.request.view() if entry.request is not None else None
     outcome, shown_request = redact(entry.outcome, request)
     return {**outcome, "seq": entry.seq, "request": shown_request}
 
