@@ -16,6 +16,7 @@ from typing import Any
 import faust
 from faust.types.auth import CredentialsT
 
+from signal_sync import memory
 from signal_sync.codecs import orjson_codec
 from signal_sync.config import KafkaSettings, Settings
 from signal_sync.destinations import Integration
@@ -30,6 +31,7 @@ from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.streams.faust_fixes import never_commit_past_unread_offsets
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
 from signal_sync.streams.json_table import JsonValues
+from signal_sync.streams.output_producer import OutputProducer, flush_with_faust
 from signal_sync.streams.partition_reader import PartitionReader
 from signal_sync.streams.sequence import SequenceGuard
 from signal_sync.streams.topics import client_config
@@ -48,8 +50,8 @@ class Runtime:
     app: faust.App
     source: faust.TopicT
     delivery_topics: dict[str, faust.TopicT]
-    deliveries: faust.TopicT
-    dead_letters: faust.TopicT
+    outputs: OutputProducer
+    """Writes outcomes and dead letters; flushed whenever Faust flushes before a commit."""
     identities: JsonValues
     """Traits learned per identity key (the ``identities`` table, values as JSON bytes)."""
     destination_state: JsonValues
@@ -125,6 +127,8 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         producer_acks=-1,
         table_standby_replicas=0,
     )
+    outputs = OutputProducer(client_config(kafka))
+    flush_with_faust(app, outputs.flush)
     # Faust serializes table keys and values by key_type/value_type (not the schema): JSON keys,
     # raw values (JSON bytes that ``JsonValues`` encodes and decodes).
     table = {"partitions": partitions, "value_type": bytes}
@@ -145,8 +149,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         source=app.topic(kafka.source_topic, **raw),
         delivery_topics=delivery_topics,
         forwarder=Forwarder(delivery_topics, partitions, settings.delivery.forward_max_events),
-        deliveries=app.topic(kafka.deliveries_topic, **raw),
-        dead_letters=app.topic(kafka.dead_letter_topic, **raw),
+        outputs=outputs,
         identities=JsonValues(app.Table(IDENTITIES_TABLE, **table)),
         destination_state=JsonValues(app.Table(DESTINATION_STATE_TABLE, **table)),
         outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
@@ -166,6 +169,12 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
             for integration in settings.integrations
         },
     )
+
+    if worker.malloc_trim_interval_s > 0:
+
+        @app.timer(worker.malloc_trim_interval_s, on_leader=False)
+        async def _release_free_memory() -> None:
+            memory.release_free_memory()
 
     @app.on_partitions_revoked.connect
     async def _forget_revoked(sender: faust.App, revoked: set, **_: object) -> None:

@@ -1,8 +1,8 @@
 """Writing outcomes and dead letters from inside an agent.
 
-Sends made while an event is being processed are *attached* to that event by Faust:
-they are published, and awaited, before the event's offset is committed. That is what
-makes "an input offset is committed only after its outcomes are written" hold.
+Records are queued on the runtime's ``OutputProducer`` before the event is acknowledged, and
+that producer is flushed before Faust commits any offset: that is what makes "an input offset
+is committed only after its outcomes are written" hold.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ async def emit(
     """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed;
     then tell the observers (metrics, debugger). ``request`` is the request behind it, if any."""
     key = (outcome["contact_id"] or outcome["message_id"]).encode()
-    await runtime.deliveries.send(key=key, value=encode(outcome))
+    topics = runtime.settings.kafka
+    await runtime.outputs.send(topics.deliveries_topic, key, encode(outcome))
     if outcome["status"] in DEAD_LETTER_STATUSES:
-        await runtime.dead_letters.send(key=key, value=encode(dead_letter(outcome, source)))
+        await runtime.outputs.send(topics.dead_letter_topic, key, encode(dead_letter(outcome, source)))
     for observer in runtime.observers:
         observer(outcome, request)

@@ -4,7 +4,8 @@ The identities and Mailgun-vars tables hold one small dict per contact. With 100
 in the in-memory store those dicts were about 125 MB of a worker's memory; the same values
 as JSON bytes take about 70 MB (measured over the 1M-event benchmark input). Reads decode
 (a few microseconds with orjson), writes encode once per value even when several identity
-keys share it.
+keys share it, and a write of the value already stored is skipped (it would cost a changelog
+record).
 
 The changelog values are JSON as before (Faust wrote them with its json serializer; the
 tables' value type is now ``bytes``, i.e. raw), so a changelog written by an older worker
@@ -45,7 +46,10 @@ class JsonValues(MutableMapping[str, Any]):
         # stored values are never changed in place (planner.remember, build_request make new ones).
         if value is not self._last[0]:
             self._last = (value, compact_json(value))
-        self.table[key] = self._last[1]
+        encoded = self._last[1]
+        # A write is a changelog record (a Kafka send): skip it when the value did not change.
+        if self.table.get(key) != encoded:
+            self.table[key] = encoded
 
     def __delitem__(self, key: str) -> None:
         del self.table[key]

@@ -50,6 +50,26 @@ def test_a_new_value_under_the_same_content_is_encoded_afresh() -> None:
     assert values["a"] == {"plan": "pro"} and values["b"] == {"plan": "team"}
 
 
+class CountingTable(dict[str, bytes]):
+    """A table that counts writes: each would be a changelog record in Faust."""
+
+    writes = 0
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+def test_writing_the_value_already_stored_writes_nothing() -> None:
+    table = CountingTable()
+    values = JsonValues(table)
+    values["a"] = {"plan": "pro"}
+    values["a"] = {"plan": "pro"}  # same content, new object: no changelog record
+    assert table.writes == 1
+    values["a"] = {"plan": "team"}
+    assert table.writes == 2 and values["a"] == {"plan": "team"}
+
+
 def test_compact_json_does_not_keep_orjsons_write_buffer() -> None:
     tracemalloc.start()
     try:

@@ -1,0 +1,71 @@
+"""The outcome producer against the real broker: where records land, and what stops a commit."""
+
+from __future__ import annotations
+
+import uuid
+
+import faust
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from confluent_kafka import Consumer
+
+from signal_sync.streams.output_producer import OutputProducer, OutputProducerError, flush_with_faust
+
+
+def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes, bytes]]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    records: list[tuple[int, bytes, bytes]] = []
+    try:
+        for _ in range(200):
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                records.append((message.partition(), message.key(), message.value()))
+            if len(records) >= count:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+async def test_flush_returns_once_records_are_on_the_broker_in_the_java_clients_partitions(
+    kafka_bootstrap, kafka_topics
+):
+    topic = kafka_topics("outputs", partitions=6)
+    producer = OutputProducer({"bootstrap.servers": kafka_bootstrap})
+    keys = [f"contact-{n}".encode() for n in range(40)]
+    for key in keys:
+        await producer.send(topic, key, b'{"status":"delivered"}')
+    await producer.flush()
+
+    records = read_all(kafka_bootstrap, topic, len(keys))
+    partitions = list(range(6))
+    # Same partition as Faust's own producer (aiokafka, the Java client's murmur2) gave before.
+    expected = {key: DefaultPartitioner()(key, partitions, partitions) for key in keys}
+    assert sorted(key for _, key, _ in records) == sorted(keys)
+    assert {key: partition for partition, key, _ in records} == expected
+
+
+async def test_flush_raises_when_the_broker_refuses_a_record(kafka_bootstrap, kafka_topics):
+    topic = kafka_topics("outputs-small", partitions=1, config={"max.message.bytes": "2000"})
+    producer = OutputProducer({"bootstrap.servers": kafka_bootstrap})
+    await producer.send(topic, b"k", b"x" * 20_000)
+    with pytest.raises(OutputProducerError, match="MSG_SIZE_TOO_LARGE|too large"):
+        await producer.flush()
+    await producer.send(topic, b"k", b"small")
+    with pytest.raises(OutputProducerError):  # sticky: no later commit may pass the refused record
+        await producer.flush()
+
+
+async def test_faust_flush_before_a_commit_also_flushes_the_outputs():
+    app = faust.App(f"flush-{uuid.uuid4().hex[:6]}", broker="kafka://127.0.0.1:1", autodiscover=False)
+    calls: list[str] = []
+
+    async def flush_outputs() -> None:
+        calls.append("outputs")
+
+    flush_with_faust(app, flush_outputs)
+    await app.producer.flush()  # what Consumer._commit_offsets awaits before committing
+    assert calls == ["outputs"]
