@@ -121,6 +121,14 @@ class KafkaSettings(_Strict):
         "before sending it (linger.ms); fewer, larger produce requests cost the worker less CPU.",
     )
 
+    consumer_max_fetch_bytes: int = Field(
+        262_144,
+        ge=1024,
+        description="Most data one fetch returns per partition (max.partition.fetch.bytes; a larger "
+        "record still comes whole). The worker reads many partitions (source, one internal topic per "
+        "integration), so this bounds the memory fetch responses take.",
+    )
+
     @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
         protocol = self.security_protocol

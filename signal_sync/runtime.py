@@ -123,6 +123,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         broker_commit_interval=worker.commit_interval_s,
         stream_buffer_maxsize=worker.stream_buffer_maxsize,
         producer_linger=kafka.producer_linger_ms / 1000,
+        consumer_max_fetch_size=kafka.consumer_max_fetch_bytes,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         table_standby_replicas=0,
