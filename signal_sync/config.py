@@ -185,15 +185,6 @@ class WorkerSettings(_Strict):
         description="Records read ahead per agent before Kafka fetching pauses; bounds memory while "
         "a backlog drains.",
     )
-    malloc_arena_max: int = Field(
-        2,
-        ge=0,
-        description="glibc malloc arenas for the worker's threads (0: glibc's default of 8 per core). "
-        "Fewer arenas keep RSS close to the live data while a backlog drains.",
-    )
-    malloc_trim_interval_s: float = Field(
-        30.0, ge=0, description="How often free malloc memory is given back to the OS (0: never)."
-    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_format: Literal["json", "text"] = Field(
         "json",

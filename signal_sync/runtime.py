@@ -16,7 +16,6 @@ from typing import Any
 import faust
 from faust.types.auth import CredentialsT
 
-from signal_sync import memory
 from signal_sync.codecs import orjson_codec
 from signal_sync.config import KafkaSettings, Settings
 from signal_sync.destinations import Integration
@@ -170,12 +169,6 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
             for integration in settings.integrations
         },
     )
-
-    if worker.malloc_trim_interval_s > 0:
-
-        @app.timer(worker.malloc_trim_interval_s, on_leader=False)
-        async def _release_free_memory() -> None:
-            memory.release_free_memory()
 
     @app.on_partitions_revoked.connect
     async def _forget_revoked(sender: faust.App, revoked: set, **_: object) -> None:

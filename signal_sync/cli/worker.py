@@ -18,7 +18,7 @@ from typing import Any
 import faust
 import typer
 
-from signal_sync import memory, observability
+from signal_sync import observability
 from signal_sync.agents import attach_all
 from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
@@ -77,7 +77,6 @@ def register(app: typer.Typer) -> None:
         """Consume events, deliver them, write outcomes. Fails at start on a bad config or missing topic."""
         settings = load_settings(config)
         logging_config = logs.configure(settings)
-        memory.limit_arenas(settings.worker.malloc_arena_max)  # before any thread starts
         partitions = check_topics(settings.kafka)
         ensure_internal_topics(settings.kafka, [i.id for i in settings.integrations], partitions)
         runtime = create_runtime(settings, partitions)
