@@ -27,6 +27,7 @@ from signal_sync.engine.gate import IntegrationGate
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder
+from signal_sync.streams.changelog import output_changelog_table
 from signal_sync.streams.faust_fixes import never_commit_past_unread_offsets
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
 from signal_sync.streams.json_table import JsonValues
@@ -150,8 +151,8 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         delivery_topics=delivery_topics,
         forwarder=Forwarder(delivery_topics, partitions, settings.delivery.forward_max_events),
         outputs=outputs,
-        identities=JsonValues(app.Table(IDENTITIES_TABLE, **table)),
-        destination_state=JsonValues(app.Table(DESTINATION_STATE_TABLE, **table)),
+        identities=JsonValues(output_changelog_table(app, outputs, IDENTITIES_TABLE, **table)),
+        destination_state=JsonValues(output_changelog_table(app, outputs, DESTINATION_STATE_TABLE, **table)),
         outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
         sender=Sender(settings.delivery),
         sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),

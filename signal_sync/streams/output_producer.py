@@ -1,10 +1,11 @@
-"""Writing outcomes and dead letters through librdkafka, flushed before Faust commits.
+"""Writing outcomes, dead letters and table changelogs through librdkafka, flushed before Faust
+commits.
 
 Every event gets two outcome records (one per integration) where the pass-through ceiling
-writes one, and aiokafka, Faust's producer, spends about 66 µs of the worker's one CPU per
-record. librdkafka (confluent-kafka) batches and sends in its own threads: about 2 µs of the
-event loop per record, 9.5 µs of CPU with its threads (measured side by side, 100k
-outcome-sized records).
+writes one, plus table changelog records (``streams/changelog.py``), and aiokafka, Faust's
+producer, spends about 66 µs of the worker's one CPU per record. librdkafka (confluent-kafka)
+batches and sends in its own threads: about 2 µs of the event loop per record, 9.5 µs of CPU
+with its threads (measured side by side, 100k outcome-sized records).
 
 At-least-once needs every outcome of an event on the broker before the event's offset is
 committed. Faust guarantees that for its own producer by flushing it before each commit and
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -41,28 +44,41 @@ class OutputProducerError(KafkaException):
 
 
 class _Epoch:
-    """Records produced between two flushes, and how many of them the broker has acknowledged.
+    """Records handed over between two flushes: waiting for room in librdkafka's queue, queued
+    there, and acknowledged by the broker.
 
     librdkafka's own ``flush()`` waits until its whole queue is empty, which under steady load
     can take seconds (measured: up to 10 s at 10k records/s) and would hold back every commit. A
-    flush here only waits for the records queued before it started."""
+    flush here only waits for the records handed over before it started."""
 
-    __slots__ = ("acknowledged", "produced")
+    __slots__ = ("acknowledged", "on_delivery", "produced", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, producer: OutputProducer) -> None:
+        self.waiting = 0
         self.produced = 0
         self.acknowledged = 0
+        self.on_delivery = producer.reporter(self)  # one callback object per epoch, not per record
+
+    @property
+    def done(self) -> bool:
+        return self.waiting == 0 and self.acknowledged == self.produced
+
+
+Delivered = Callable[[Message], None]
+"""Called (in the event loop's thread) with a record the broker acknowledged."""
+_Record = tuple[str, bytes | None, bytes | None, int, _Epoch, Delivered | None]
 
 
 class OutputProducer:
-    """A confluent-kafka producer for the worker's output topics."""
+    """A confluent-kafka producer for the worker's output topics and table changelogs."""
 
-    def __init__(self, client_config: dict[str, str]) -> None:
-        self._config = {**client_config, **SETTINGS, "logger": log}
+    def __init__(self, client_config: dict[str, Any]) -> None:
+        """``client_config``: librdkafka settings (connection, security); they win over ``SETTINGS``."""
+        self._config = {**SETTINGS, **client_config, "logger": log}
         self._client: Producer | None = None
         self._failure: KafkaError | None = None
-        self._epoch = _Epoch()
-        self._on_delivery = self._reporter(self._epoch)
+        self._backlog: deque[_Record] = deque()
+        self._epoch = _Epoch(self)
 
     @property
     def _producer(self) -> Producer:
@@ -71,8 +87,8 @@ class OutputProducer:
             self._client = Producer(self._config)
         return self._client
 
-    def _reporter(self, epoch: _Epoch) -> Callable[[KafkaError | None, Message], None]:
-        """The delivery callback of one epoch (one object per epoch, not per record)."""
+    def reporter(self, epoch: _Epoch) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of one epoch."""
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             epoch.acknowledged += 1
@@ -81,36 +97,79 @@ class OutputProducer:
 
         return on_delivery
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        """Queue one record; waits (without blocking the loop) while librdkafka's queue is full."""
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0)
-                await asyncio.sleep(FLUSH_POLL_S)
-        self._epoch.produced += 1
+    def send_soon(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        on_delivered: Delivered | None = None,
+    ) -> None:
+        """Hand over one record without waiting (-1: the partitioner picks the partition). While
+        librdkafka's queue is full, records wait here, in order, and the next flush includes them."""
+        record = (topic, key, value, partition, self._epoch, on_delivered)
+        if self._backlog or not self._produce(record):
+            self._backlog.append(record)
+            self._epoch.waiting += 1
         self._producer.poll(0)  # serve delivery reports and librdkafka's log lines
 
+    @property
+    def waiting(self) -> int:
+        """Records waiting for room in librdkafka's queue."""
+        return len(self._backlog)
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Hand over one record; waits (without blocking the loop) while records wait for room."""
+        self.send_soon(topic, key, value)
+        while self._backlog:
+            await asyncio.sleep(FLUSH_POLL_S)
+            self._make_room()
+
+    def _produce(self, record: _Record) -> bool:
+        """Queue one record in librdkafka; False when its queue is full."""
+        topic, key, value, partition, epoch, on_delivered = record
+        report = epoch.on_delivery
+        if on_delivered is not None:
+
+            def report(error: KafkaError | None, message: Message) -> None:
+                epoch.on_delivery(error, message)
+                if error is None:
+                    on_delivered(message)
+
+        try:
+            self._producer.produce(topic, value, key, partition, on_delivery=report)
+        except BufferError:
+            return False
+        epoch.produced += 1
+        return True
+
+    def _make_room(self) -> None:
+        """Serve delivery reports, then move waiting records into librdkafka's queue, in order."""
+        self._producer.poll(0)
+        while self._backlog and self._produce(self._backlog[0]):
+            _, _, _, _, epoch, _ = self._backlog.popleft()
+            epoch.waiting -= 1
+
     async def flush(self) -> None:
-        """Return once every record queued before this call is on the broker; waits as long as the
-        broker is away (as Faust's own flush does). Raises if any record was ever refused."""
+        """Return once every record handed over before this call is on the broker; waits as long
+        as the broker is away (as Faust's own flush does). Raises if any record was ever refused."""
         if self._client is None:
             return
-        epoch, self._epoch = self._epoch, _Epoch()
-        self._on_delivery = self._reporter(self._epoch)
+        epoch, self._epoch = self._epoch, _Epoch(self)
         waited = 0.0
-        while epoch.acknowledged < epoch.produced:
-            self._client.poll(0)  # delivery reports run here, in the event loop's thread
+        while not epoch.done:
+            self._make_room()  # delivery reports run here, in the event loop's thread
+            if epoch.done:
+                break
             await asyncio.sleep(FLUSH_POLL_S)
             waited += FLUSH_POLL_S
             if waited >= FLUSH_WARN_S:
                 waited = 0.0
+                pending = epoch.waiting + epoch.produced - epoch.acknowledged
                 log.warning(
-                    "%d outcome/dead-letter record(s) still wait for the broker; offsets are not committed",
-                    epoch.produced - epoch.acknowledged,
-                    extra={"waiting_records": epoch.produced - epoch.acknowledged},
+                    "%d output/changelog record(s) still wait for the broker; offsets are not committed",
+                    pending,
+                    extra={"waiting_records": pending},
                 )
         if self._failure is not None:
             # Sticky: a later flush must not let Faust commit past the record that was refused.

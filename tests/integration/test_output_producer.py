@@ -84,3 +84,19 @@ async def test_flush_waits_only_for_what_was_queued_before_it(kafka_bootstrap, k
     await producer.send(f"missing-{uuid.uuid4().hex}", b"after", b"{}")
     await asyncio.wait_for(flush, timeout=20)  # an empty-queue flush would wait for "after"
     assert [key for _, key, _ in read_all(kafka_bootstrap, topic, 1)] == [b"before"]
+
+
+async def test_records_beyond_librdkafkas_queue_wait_in_order_and_the_flush_includes_them(
+    kafka_bootstrap, kafka_topics
+):
+    topic = kafka_topics("outputs-backlog", partitions=1)
+    producer = OutputProducer({"bootstrap.servers": kafka_bootstrap, "queue.buffering.max.messages": 5})
+    offsets: list[int] = []
+    for n in range(60):
+        producer.send_soon(topic, str(n).encode(), b"{}", 0, lambda message: offsets.append(message.offset()))
+    assert producer.waiting > 0  # librdkafka took 5; the rest wait in the producer, in order
+    await producer.flush()
+
+    assert producer.waiting == 0
+    assert [key for _, key, _ in read_all(kafka_bootstrap, topic, 60)] == [str(n).encode() for n in range(60)]
+    assert offsets == list(range(60))  # what a RocksDB table keeps as its persisted offset
