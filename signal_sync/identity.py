@@ -62,19 +62,18 @@ class ResolvedEvent:
 
     event: SignalEvent
     traits: dict[str, Any] = field(default_factory=dict)
+    email: str | None = field(init=False)
+    contact_id: str | None = field(init=False)
+    """sha256 of ``email``; both are read several times per event, so they are computed once."""
+
+    def __post_init__(self) -> None:
+        email = normalize_email(self.traits.get("email"))
+        object.__setattr__(self, "email", email)
+        object.__setattr__(self, "contact_id", contact_id(email) if email else None)
 
     @property
     def name(self) -> str:
         return event_name(self.event)
-
-    @property
-    def email(self) -> str | None:
-        return normalize_email(self.traits.get("email"))
-
-    @property
-    def contact_id(self) -> str | None:
-        email = self.email
-        return contact_id(email) if email else None
 
 
 def _present(value: Any) -> bool:

@@ -29,6 +29,7 @@ from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.streams.changelog import output_changelog_table
 from signal_sync.streams.faust_fixes import never_commit_past_unread_offsets
+from signal_sync.streams.handoff import DecodedEvents
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
 from signal_sync.streams.json_table import JsonValues
 from signal_sync.streams.output_producer import OutputProducer, flush_with_faust
@@ -67,6 +68,8 @@ class Runtime:
     batchers: dict[str, Batcher] = field(default_factory=dict)
     pending_state: dict[str, Any] = field(default_factory=dict)
     """Per-contact destination state (Mailgun vars) of requests built but not yet answered."""
+    decoded: DecodedEvents = field(default_factory=DecodedEvents)
+    """Events stage 1 validated, left for this process's delivery agents."""
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:

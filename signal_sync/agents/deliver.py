@@ -72,7 +72,8 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
     """Deliver one event to one integration and record the outcome; never raises."""
     source = source_of_envelope(envelope)
     try:
-        resolved = ResolvedEvent(decode_event(source.value), envelope["traits"])
+        event = runtime.decoded.take((source.topic, source.partition, source.offset))
+        resolved = ResolvedEvent(event or decode_event(source.value), envelope["traits"])
         contact = resolved.contact_id
         assert contact is not None and resolved.event.message_id is not None
         key = state_key(integration, contact)

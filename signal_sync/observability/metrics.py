@@ -56,6 +56,7 @@ class Metrics(DeliveryHooks):
     def __init__(self, integrations: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._outcome_counters: dict[tuple[str, str, str], Any] = {}
         self.events_consumed = Counter(
             f"{PREFIX}_events_consumed",
             "Kafka records handed to the agents, by topic (source and internal contacts topic).",
@@ -136,12 +137,14 @@ class Metrics(DeliveryHooks):
 
     def observe_outcome(self, outcome: dict[str, Any], _request: object = None) -> None:
         """Runtime observer: count one outcome written, and its dead letter if it got one."""
-        integration = str(outcome.get("integration"))
-        status = str(outcome.get("status"))
         reason = outcome.get("reason") or NO_REASON
-        self.outcomes.labels(integration, status, reason).inc()
-        if status in DEAD_LETTER_STATUSES:
-            self.dead_letters.labels(integration, reason).inc()
+        labels = (str(outcome.get("integration")), str(outcome.get("status")), reason)
+        counter = self._outcome_counters.get(labels)
+        if counter is None:  # ``labels()`` takes a lock and builds a key; it runs for every outcome
+            counter = self._outcome_counters[labels] = self.outcomes.labels(*labels)
+        counter.inc()
+        if labels[1] in DEAD_LETTER_STATUSES:
+            self.dead_letters.labels(labels[0], labels[2]).inc()
 
     # -- DeliveryHooks -------------------------------------------------------------------
 

@@ -28,11 +28,13 @@ import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 FLUSH_POLL_S = 0.002
+POLL_EVERY = 64
+"""Serve delivery reports and librdkafka's log lines every this many records (and in each flush)."""
 FLUSH_WARN_S = 10.0
 log = logging.getLogger(__name__)
 
 SETTINGS = {
-    "linger.ms": 5,
+    "linger.ms": 20,  # fewer, larger produce requests: the broker shares the worker's machine
     "enable.idempotence": True,  # acks=all, no duplicates or reordering from librdkafka's retries
     "partitioner": "murmur2_random",  # the Java client's (and aiokafka's) partition for a key
     "queue.buffering.max.messages": 20_000,  # bounds memory while the broker is away
@@ -78,6 +80,7 @@ class OutputProducer:
         self._client: Producer | None = None
         self._failure: KafkaError | None = None
         self._backlog: deque[_Record] = deque()
+        self._handed_over = 0
         self._epoch = _Epoch(self)
 
     @property
@@ -111,7 +114,9 @@ class OutputProducer:
         if self._backlog or not self._produce(record):
             self._backlog.append(record)
             self._epoch.waiting += 1
-        self._producer.poll(0)  # serve delivery reports and librdkafka's log lines
+        self._handed_over += 1
+        if self._handed_over % POLL_EVERY == 0:
+            self._producer.poll(0)
 
     @property
     def waiting(self) -> int:
