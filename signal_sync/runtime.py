@@ -152,7 +152,12 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         app=app,
         source=app.topic(kafka.source_topic, **raw),
         delivery_topics=delivery_topics,
-        forwarder=Forwarder(delivery_topics, partitions, settings.delivery.forward_max_events),
+        forwarder=Forwarder(
+            outputs,
+            {integration_id: topic.get_topic_name() for integration_id, topic in delivery_topics.items()},
+            partitions,
+            settings.delivery.forward_max_events,
+        ),
         outputs=outputs,
         identities=JsonValues(output_changelog_table(app, outputs, IDENTITIES_TABLE, **table)),
         destination_state=JsonValues(output_changelog_table(app, outputs, DESTINATION_STATE_TABLE, **table)),

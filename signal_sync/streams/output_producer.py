@@ -123,9 +123,9 @@ class OutputProducer:
         """Records waiting for room in librdkafka's queue."""
         return len(self._backlog)
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
         """Hand over one record; waits (without blocking the loop) while records wait for room."""
-        self.send_soon(topic, key, value)
+        self.send_soon(topic, key, value, partition)
         while self._backlog:
             await asyncio.sleep(FLUSH_POLL_S)
             self._make_room()
