@@ -8,10 +8,12 @@ validate them against it and docs/schemas is generated from it).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -42,17 +44,29 @@ def delivery_id(message_id: str, integration_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+@functools.lru_cache(maxsize=8)
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def iso_utc(timestamp: float) -> str:
-    """RFC 3339 UTC with milliseconds."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with milliseconds. Runs for every outcome: the date and time up to the second
+    are formatted once per second."""
+    second = int(timestamp)
+    micros = round((timestamp - second) * 1_000_000)  # as datetime.fromtimestamp rounds
+    if micros == 1_000_000:
+        second, micros = second + 1, 0
+    return f"{_utc_second(second)}.{micros // 1000:03d}Z"
 
 
 def event_timestamp(event: SignalEvent | None) -> str | None:
-    """The event's own timestamp, normalized to UTC."""
+    """The event's own timestamp, normalized to UTC (naive means UTC)."""
     if event is None or event.timestamp is None:
         return None
-    stamp = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
-    return stamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    stamp = event.timestamp
+    if stamp.utcoffset():  # another offset than UTC's; most events say "Z"
+        stamp = stamp.astimezone(UTC)
+    return stamp.replace(tzinfo=None).isoformat() + "Z"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import build_request, state_key
 from signal_sync.runtime import Runtime
 from signal_sync.streams.partition_reader import RawRecord
+from signal_sync.streams.records import SignalEvent
 from signal_sync.streams.sequence import acknowledge
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,18 @@ Done = faust.EventT | RawRecord | None
 """What to acknowledge once an item is finished: the internal record, when it is its last event."""
 Item = tuple[dict[str, Any] | None, Done]
 """A scheduler item: one event's envelope (None: nothing to deliver) and what it acknowledges."""
+
+
+def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
+    """The envelope's event: as stage 1 or another integration's agent left it, else decoded here
+    (and left for the other integrations it was forwarded to)."""
+    position = (source.topic, source.partition, source.offset)
+    event = runtime.decoded.take(position)
+    if event is None:
+        event = decode_event(source.value)
+        if envelope.get("takers", 1) > 1:  # envelopes written before "takers" existed: 1
+            runtime.decoded.keep(position, event, envelope["takers"] - 1)
+    return event
 
 
 def source_of_envelope(envelope: dict[str, Any]) -> SourceRecord:
@@ -72,8 +85,7 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
     """Deliver one event to one integration and record the outcome; never raises."""
     source = source_of_envelope(envelope)
     try:
-        event = runtime.decoded.take((source.topic, source.partition, source.offset))
-        resolved = ResolvedEvent(event or decode_event(source.value), envelope["traits"])
+        resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
         contact = resolved.contact_id
         assert contact is not None and resolved.event.message_id is not None
         key = state_key(integration, contact)

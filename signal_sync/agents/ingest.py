@@ -124,6 +124,7 @@ async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[
             "traits": resolved.traits,
             "contact": resolved.contact_id,
             "src": [source.topic, source.partition, source.offset, source.timestamp_ms],
+            "takers": len(plan.to_send),
         }
         for integration in plan.to_send:
             runtime.forwarder.add(integration.id, resolved.contact_id, envelope)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -18,8 +19,10 @@ from signal_sync.outcomes import (
     dead_letter,
     delivery_id,
     encode,
+    event_timestamp,
+    iso_utc,
 )
-from signal_sync.streams.records import DeadLetter, Outcome
+from signal_sync.streams.records import DeadLetter, Outcome, SignalEvent
 from tests.unit.factories import event, mailgun, mautic
 
 CONTRACT_KEYS = {
@@ -245,3 +248,24 @@ def test_dead_letter_of_an_oversized_record_keeps_its_head_size_and_hash() -> No
     assert record["original_truncated"] is True and record["original_bytes"] == len(raw)
     assert record["original_sha256"] == hashlib.sha256(raw).hexdigest()
     assert len(record["original"]) == DEAD_LETTER_ORIGINAL_LIMIT
+
+
+@pytest.mark.parametrize(
+    "timestamp", [0.0, 1.9999994, 1.9999995, 1796187874.0689993, 2491741370.0689993, 1796187874.9999996]
+)
+def test_completed_at_is_what_datetime_formats(timestamp: float) -> None:
+    expected = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    assert iso_utc(timestamp) == expected.replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2026-06-06T10:00:00.5-05:30", "2026-06-06T15:30:00.500000Z"),
+        ("2026-06-06T10:00:00+02:00", "2026-06-06T08:00:00Z"),
+        ("2026-06-06T23:59:59.999999+00:00", "2026-06-06T23:59:59.999999Z"),
+    ],
+)
+def test_event_timestamps_with_an_offset_are_converted_to_utc(given: str, expected: str) -> None:
+    event = SignalEvent.model_validate({"type": "page", "timestamp": given})
+    assert event_timestamp(event) == expected
