@@ -224,7 +224,11 @@ class DeliverySettings(_Strict):
         "internal topics (one record per integration and partition).",
     )
     forward_linger_ms: float = Field(
-        10.0, ge=0, description="Longest an event waits in the ingest stage before it is sent on."
+        50.0,
+        ge=0,
+        description="Longest an event waits in the ingest stage before it is sent on. Each internal "
+        "record costs the delivery agents about what a source record costs: a longer linger means "
+        "fewer, larger records (10 → 100 ms: 1.45 → 1.14 CPU s per 1k events in the benchmark).",
     )
     max_in_flight: int = Field(
         1024,
