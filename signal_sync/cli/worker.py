@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
         partitions = check_topics(settings.kafka)
         ensure_internal_topics(settings.kafka, [i.id for i in settings.integrations], partitions)
         runtime = create_runtime(settings, partitions)
+        runtime.outputs.connect()
         attach_all(runtime)
         observability.install(runtime)
         Worker(

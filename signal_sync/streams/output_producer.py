@@ -118,6 +118,12 @@ class OutputProducer:
         if self._handed_over % POLL_EVERY == 0:
             self._producer.poll(0)
 
+    def connect(self, timeout_s: float = 10.0) -> None:
+        """Create the client and fetch the cluster's metadata now, when the worker starts, rather
+        than with the first outcome, which would wait for the connection (raises if the broker does
+        not answer within ``timeout_s``)."""
+        self._producer.list_topics(timeout=timeout_s)
+
     @property
     def waiting(self) -> int:
         """Records waiting for room in librdkafka's queue."""

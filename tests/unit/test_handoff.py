@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import orjson
+
+from signal_sync.agents.deliver import decoded_event
+from signal_sync.outcomes import SourceRecord
 from signal_sync.streams.handoff import DecodedEvents
 from signal_sync.streams.records import SignalEvent
 
@@ -35,3 +41,14 @@ def test_the_oldest_entries_go_when_full():
     assert decoded.take(("signal.events", 0, 1)) is None
     taken = decoded.take(("signal.events", 0, 4))
     assert taken is not None and taken.message_id == "m-4"
+
+
+def test_a_delivery_agent_that_decodes_leaves_the_event_for_the_other_integrations():
+    runtime = SimpleNamespace(decoded=DecodedEvents())
+    source = SourceRecord("signal.events", 1, 40, None, orjson.dumps({"type": "page", "messageId": "m-40"}))
+    envelope = {"takers": 3}
+    first = decoded_event(runtime, envelope, source)  # type: ignore[arg-type]  # a miss: decoded here
+    assert first.message_id == "m-40"
+    assert decoded_event(runtime, envelope, source) is first  # type: ignore[arg-type]
+    assert decoded_event(runtime, envelope, source) is first  # type: ignore[arg-type]
+    assert len(runtime.decoded) == 0  # the third and last taker removed it
