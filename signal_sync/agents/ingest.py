@@ -186,7 +186,7 @@ def attach(runtime: Runtime) -> None:
                 for item in done:
                     await acknowledge(stream, consumer, item)
 
-        last: list[Any] = [None]  # the message read last
+        last_message: Any = None  # the message read last (read by the ticker)
 
         async def forward_periodically() -> None:
             linger_s = settings.forward_linger_ms / 1000
@@ -194,7 +194,7 @@ def attach(runtime: Runtime) -> None:
             while True:
                 await asyncio.sleep(linger_s)
                 lingered += linger_s
-                behind = in_backlog(consumer, last[0], settings.forward_max_events)
+                behind = in_backlog(consumer, last_message, settings.forward_max_events)
                 if behind and lingered < BACKLOG_LINGER_S:
                     continue  # fuller records for the delivery agents; latency is the backlog's anyway
                 lingered = 0.0
@@ -206,7 +206,7 @@ def attach(runtime: Runtime) -> None:
         ticker = asyncio.create_task(forward_periodically())
         try:
             async for event in stream.events():
-                message = last[0] = event.message
+                message = last_message = event.message
                 missing = await runtime.sequence.admit(message.tp, message.offset)
                 if missing is not None:
                     for record in missing:
