@@ -1,5 +1,5 @@
-"""Writing outcomes, dead letters and table changelogs through librdkafka, flushed before Faust
-commits.
+"""Writing outcomes, dead letters, internal-topic records and table changelogs through
+librdkafka, flushed before Faust commits.
 
 Every event gets two outcome records (one per integration) where the pass-through ceiling
 writes one, plus table changelog records (``streams/changelog.py``), and aiokafka, Faust's
@@ -42,7 +42,8 @@ SETTINGS = {
 
 
 class OutputProducerError(KafkaException):
-    """An outcome or dead letter could not be written: offsets must not be committed."""
+    """A record (outcome, dead letter, forward or changelog) could not be written: offsets must not
+    be committed."""
 
 
 class _Epoch:
@@ -72,7 +73,8 @@ _Record = tuple[str, bytes | None, bytes | None, int, _Epoch, Delivered | None]
 
 
 class OutputProducer:
-    """A confluent-kafka producer for the worker's output topics and table changelogs."""
+    """A confluent-kafka producer for the worker's output topics, internal topics and table
+    changelogs."""
 
     def __init__(self, client_config: dict[str, Any]) -> None:
         """``client_config``: librdkafka settings (connection, security); they win over ``SETTINGS``."""
