@@ -79,6 +79,11 @@ class SourceRecord:
     timestamp_ms: float | None
     value: bytes | None
 
+    @property
+    def position(self) -> tuple[str, int | None, int | None]:
+        """Topic, partition and offset: what identifies the record (the event hand-off's key)."""
+        return (self.topic, self.partition, self.offset)
+
 
 @dataclass(frozen=True, slots=True)
 class OutcomeBuilder:

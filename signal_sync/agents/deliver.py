@@ -49,12 +49,11 @@ Item = tuple[dict[str, Any] | None, Done]
 def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
     """The envelope's event: as stage 1 or another integration's agent left it, else decoded here
     (and left for the other integrations it was forwarded to)."""
-    position = (source.topic, source.partition, source.offset)
-    event = runtime.decoded.take(position)
+    event = runtime.decoded.take(source.position)
     if event is None:
         event = decode_event(source.value)
         if envelope.get("takers", 1) > 1:  # envelopes written before "takers" existed: 1
-            runtime.decoded.keep(position, event, envelope["takers"] - 1)
+            runtime.decoded.keep(source.position, event, envelope["takers"] - 1)
     return event
 
 

@@ -128,7 +128,7 @@ async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[
         }
         for integration in plan.to_send:
             runtime.forwarder.add(integration.id, resolved.contact_id, envelope)
-        runtime.decoded.keep((source.topic, source.partition, source.offset), event, len(plan.to_send))
+        runtime.decoded.keep(source.position, event, len(plan.to_send))
 
 
 async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 from confluent_kafka import Message
+from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 
 from signal_sync.streams.output_producer import OutputProducer
@@ -55,14 +56,13 @@ class OutputChangelogTable(faust.Table):
         topic = self.changelog_topic
         key_bytes, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
         value_bytes, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
-        self.outputs.send_soon(
-            topic.get_topic_name(), key_bytes, value_bytes, partition, self._on_changelog_delivered
-        )
+        # What Faust's own callback does: a RocksDB store keeps the offset it holds data up to
+        # (recovery starts there). The memory store keeps none: no callback per record for it.
+        persist = None if isinstance(self.data, MemoryStore) else self._persist_offset
+        self.outputs.send_soon(topic.get_topic_name(), key_bytes, value_bytes, partition, persist)
         return QueuedChangelog(partition)
 
-    def _on_changelog_delivered(self, message: Message) -> None:
-        # What Faust's own callback does: a RocksDB store keeps the offset it holds data up to
-        # (recovery starts there); the memory store ignores it.
+    def _persist_offset(self, message: Message) -> None:
         self.data.set_persisted_offset(TP(message.topic(), message.partition()), message.offset())
 
 

@@ -15,9 +15,11 @@ class RecordingOutputs:
 
     def __init__(self) -> None:
         self.sent: list[tuple[Any, ...]] = []
+        self.callbacks: list[Any] = []
 
-    def send_soon(self, topic: str, key: Any, value: Any, partition: int = -1, _: Any = None) -> None:
+    def send_soon(self, topic: str, key: Any, value: Any, partition: int = -1, callback: Any = None) -> None:
         self.sent.append((topic, key, value, partition))
+        self.callbacks.append(callback)
 
 
 @pytest.fixture
@@ -48,3 +50,9 @@ def test_a_write_without_the_events_partition_is_refused(table_and_outputs):
     with pytest.raises(ValueError, match="identities"):
         table.send_changelog(None, "anon-1", b"{}")
     assert outputs.sent == []
+
+
+def test_the_memory_store_gets_no_delivery_callback_per_record(table_and_outputs):
+    table, outputs = table_and_outputs  # memory:// (the default): it keeps no persisted offsets
+    table.send_changelog(1, "anon-1", b"{}")
+    assert outputs.callbacks == [None]
