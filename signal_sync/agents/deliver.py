@@ -37,6 +37,7 @@ from signal_sync.runtime import Runtime
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.records import SignalEvent
 from signal_sync.streams.sequence import acknowledge
+from signal_sync.streams.tail_watch import TailWatch
 
 log = logging.getLogger(__name__)
 
@@ -191,16 +192,27 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
                 item = (envelope, done if n == len(envelopes) - 1 else None)
                 await scheduler.submit(tp, offset, key, item, handle)
 
-        async for event in stream.events():
-            message = event.message
-            tp, offset = message.tp, message.offset
-            missing = await runtime.sequence.admit(tp, offset)
-            if missing is None:  # already handled: only its ack, in offset order
-                await submit(tp, offset, [], event)
-                continue
-            for record in missing:
-                await submit(tp, record.offset, orjson.loads(record.value or b"{}").get("events", []), record)
-            await submit(tp, offset, event.value["events"], event)
+        async def submit_raw(record: RawRecord) -> None:
+            """A record Faust did not hand to this agent, read by the sequence guard."""
+            tp = TP(record.topic, record.partition)
+            await submit(tp, record.offset, orjson.loads(record.value or b"{}").get("events", []), record)
+
+        watch = TailWatch(runtime.app, runtime.sequence, topic.get_topic_name())
+        watcher = asyncio.create_task(watch.run(submit_raw))
+        try:
+            async for event in stream.events():
+                async with watch.lock:
+                    message = event.message
+                    tp, offset = message.tp, message.offset
+                    missing = await runtime.sequence.admit(tp, offset)
+                    if missing is None:  # already handled: only its ack, in offset order
+                        await submit(tp, offset, [], event)
+                        continue
+                    for record in missing:
+                        await submit_raw(record)
+                    await submit(tp, offset, event.value["events"], event)
+        finally:
+            watcher.cancel()
 
     runtime.app.agent(topic, name=f"deliver-{integration.id}")(deliver)
 

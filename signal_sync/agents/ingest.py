@@ -27,6 +27,7 @@ from signal_sync.runtime import Runtime
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.routing import replay_target
 from signal_sync.streams.sequence import acknowledge
+from signal_sync.streams.tail_watch import TailWatch
 
 log = logging.getLogger(__name__)
 
@@ -179,18 +180,25 @@ def attach(runtime: Runtime) -> None:
                 except Exception:  # unacknowledged records stay so: they are read again after a restart
                     log.exception("forwarding to the internal topics failed")
 
-        ticker = asyncio.create_task(forward_periodically())
+        async def ingest_raw(record: RawRecord) -> None:
+            """A record Faust did not hand to this agent, read by the sequence guard."""
+            await ingest_record(runtime, source_of_record(record), record.headers)
+            unacked.append(record)
+
+        watch = TailWatch(runtime.app, runtime.sequence, runtime.source.get_topic_name())
+        tasks = [asyncio.create_task(forward_periodically()), asyncio.create_task(watch.run(ingest_raw))]
         try:
             async for event in stream.events():
-                message = event.message
-                missing = await runtime.sequence.admit(message.tp, message.offset)
-                if missing is not None:
-                    for record in missing:
-                        await ingest_record(runtime, source_of_record(record), record.headers)
-                        unacked.append(record)
-                    await ingest_record(runtime, source_of(event), message.headers)
-                unacked.append(event)
-                if runtime.forwarder.full:
-                    await forward()
+                async with watch.lock:
+                    message = event.message
+                    missing = await runtime.sequence.admit(message.tp, message.offset)
+                    if missing is not None:
+                        for record in missing:
+                            await ingest_raw(record)
+                        await ingest_record(runtime, source_of(event), message.headers)
+                    unacked.append(event)
+                    if runtime.forwarder.full:
+                        await forward()
         finally:
-            ticker.cancel()
+            for task in tasks:
+                task.cancel()

@@ -12,6 +12,9 @@ for this producer too (``flush_with_faust``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,12 +37,33 @@ class QueuedChangelog:
         return self
 
 
+_record_partition: ContextVar[int | None] = ContextVar("signal_sync_record_partition", default=None)
+
+
+@contextlib.contextmanager
+def writes_to_partition(partition: int) -> Iterator[None]:
+    """Table writes made inside go to ``partition``: for a record Faust never handed out (read back
+    by the tail watch), which has no Faust event to take the partition from. Tasks started inside
+    inherit it, as they inherit Faust's current event."""
+    token = _record_partition.set(partition)
+    try:
+        yield
+    finally:
+        _record_partition.reset(token)
+
+
 class OutputChangelogTable(faust.Table):
     """A ``faust.Table`` that hands its changelog records to an ``OutputProducer``."""
 
     def __init__(self, app: faust.App, *, outputs: OutputProducer, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.outputs = outputs
+
+    def partition_for_key(self, key: Any) -> int | None:
+        """The partition of the record being handled: Faust takes it from its current event, which
+        a record read back by the tail watch does not have (``writes_to_partition``)."""
+        partition = _record_partition.get()
+        return partition if partition is not None else super().partition_for_key(key)
 
     def send_changelog(  # type: ignore[override]
         self,

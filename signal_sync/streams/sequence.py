@@ -12,8 +12,9 @@ partition, the next offset this assignment must handle; it starts at the group's
 offset (the log start when there is none), looked up when the partition's first record
 arrives. A record below it is a replay and is skipped. A record above it means Faust skipped
 the records in between: the guard reads them straight from Kafka (``PartitionReader``) and
-returns them, to be handled first. Revocation forgets the partition: its next owner starts
-again from the committed offset.
+returns them, to be handled first. Records Faust skipped at the end of a partition have no
+later record to reveal them: ``tail`` reads those for an idle agent (``streams.tail_watch``).
+Revocation forgets the partition: its next owner starts again from the committed offset.
 """
 
 from __future__ import annotations
@@ -69,6 +70,40 @@ class SequenceGuard:
             )
         self._next[tp] = offset + 1
         return missing
+
+    def position(self, tp: TP) -> int | None:
+        """The next offset this assignment must handle, once the partition's first record came."""
+        return self._next.get(tp)
+
+    async def tail(self, tp: TP, highwater: int, limit: int) -> list[RawRecord]:
+        """The records below ``highwater`` not yet handled in this assignment (at most ``limit``
+        offsets' worth), marked handled: for an agent whose stream stopped handing them out."""
+        revocations = self._revocations
+        expected = self._next.get(tp)
+        if expected is None:
+            expected = await self._reader.start_offset(tp.topic, tp.partition)
+            if revocations != self._revocations:
+                return []
+            self._next[tp] = expected
+        if expected >= highwater:
+            return []
+        end = min(highwater, expected + limit)
+        records = await self._reader.read(tp.topic, tp.partition, expected, end)
+        if revocations != self._revocations:
+            return []
+        self._next[tp] = end  # offsets without a record (transaction markers) count as handled
+        self.recovered += len(records)
+        log.warning(
+            "%s[%s]: offsets %s..%s at the end of the partition were not handed to the idle agent; "
+            "read %d record(s) from Kafka",
+            tp.topic,
+            tp.partition,
+            expected,
+            end - 1,
+            len(records),
+            extra={"topic": tp.topic, "partition": tp.partition, "first": expected, "last": end - 1},
+        )
+        return records
 
     async def close(self) -> None:
         await self._reader.close()

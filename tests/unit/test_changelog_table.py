@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
 import pytest
 
-from signal_sync.streams.changelog import output_changelog_table
+from signal_sync.streams.changelog import output_changelog_table, writes_to_partition
 
 
 class RecordingOutputs:
@@ -56,3 +57,19 @@ def test_the_memory_store_gets_no_delivery_callback_per_record(table_and_outputs
     table, outputs = table_and_outputs  # memory:// (the default): it keeps no persisted offsets
     table.send_changelog(1, "anon-1", b"{}")
     assert outputs.callbacks == [None]
+
+
+async def test_a_write_outside_stream_iteration_goes_to_the_partition_of_the_record_being_handled(
+    table_and_outputs,
+):
+    table, outputs = table_and_outputs
+    with pytest.raises(TypeError, match="outside of stream iteration"):
+        table["anon-1"] = b"{}"  # Faust's rule: no current event, no partition
+
+    async def handle() -> None:
+        table["anon-2"] = b"{}"
+
+    with writes_to_partition(5):
+        task = asyncio.create_task(handle())  # a delivery task started while handling the record
+    await task
+    assert outputs.sent == [("changelog-unit-identities-changelog", b'"anon-2"', b"{}", 5)]

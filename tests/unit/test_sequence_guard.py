@@ -107,3 +107,29 @@ def test_the_reader_retries_a_retriable_broker_error_and_gives_up_on_others() ->
     fatal = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
     with pytest.raises(KafkaException):
         reader._retrying(lambda: (_ for _ in ()).throw(fatal))
+
+
+async def test_tail_reads_what_was_not_handed_out_up_to_the_high_watermark() -> None:
+    reader = FakeReader({P0: 10, P1: 4}, missing_offsets={13})
+    guard = SequenceGuard(reader)
+    assert await guard.admit(P0, 10) == []
+    assert [r.offset for r in await guard.tail(P0, 14, limit=100)] == [11, 12]
+    assert guard.position(P0) == 14, "an offset without a record (a transaction marker) counts as handled"
+    assert await guard.tail(P0, 14, limit=100) == [] and reader.reads == [(11, 14)], "nothing left to read"
+    assert await guard.admit(P0, 12) is None, "Faust's late copy is a replay"
+    assert guard.position(P1) is None
+    tail = await guard.tail(P1, 9, limit=3)
+    assert [r.offset for r in tail] == [4, 5, 6], "from the committed offset, capped"
+    assert [r.offset for r in await guard.tail(P1, 9, limit=3)] == [7, 8]
+    assert guard.recovered == 7
+
+
+async def test_a_revocation_during_a_tail_read_hands_nothing_out() -> None:
+    reader = FakeReader({P0: 10})
+    reader.pause = asyncio.Event()
+    guard = SequenceGuard(reader)
+    reading = asyncio.create_task(guard.tail(P0, 12, limit=100))
+    await asyncio.sleep(0)
+    guard.forget({P0})
+    reader.pause.set()
+    assert await reading == [] and guard.position(P0) is None, "the next owner reads them"
