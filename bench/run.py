@@ -779,6 +779,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--paced", action="store_true", help="also run signal-sync at half its measured rate")
     parser.add_argument("--paced-seconds", type=float, default=30.0)
     parser.add_argument(
+        "--paced-rate",
+        type=float,
+        help="paced run at this input rate (events/s) instead of half the measured one; runs even "
+        "without the signal_sync variant (--variants '' for the paced run alone)",
+    )
+    parser.add_argument(
         "--paced-warmup-s",
         type=float,
         default=5.0,
@@ -939,8 +945,9 @@ def run_all(
                 ),
             )
         paced = None
-        if args.paced and results.get("signal_sync", {}).get("events_per_s"):
-            rate = round(results["signal_sync"]["events_per_s"] / 2, 1)
+        measured = results.get("signal_sync", {}).get("events_per_s")
+        if args.paced_rate or (args.paced and measured):
+            rate = args.paced_rate or round(measured / 2, 1)
             count = max(1, min(len(workload.records), int(rate * args.paced_seconds)))
             paced = run_variant(
                 ctx,

@@ -228,7 +228,8 @@ class DeliverySettings(_Strict):
         ge=0,
         description="Longest an event waits in the ingest stage before it is sent on. Each internal "
         "record costs the delivery agents about what a source record costs: a longer linger means "
-        "fewer, larger records.",
+        "fewer, larger records. While more than forward_max_events records wait in the partition "
+        "being read (a backlog), the stage waits for forward_max_events or 0.5 s instead.",
     )
     max_in_flight: int = Field(
         1024,

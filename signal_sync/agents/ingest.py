@@ -149,11 +149,26 @@ async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) ->
         await reject(runtime, source, error, "failed", "internal_error", integrations)
 
 
+BACKLOG_LINGER_S = 0.5
+"""In a backlog the ingest stage forwards when ``forward_max_events`` piled up, or after this long:
+each internal record costs the delivery agents about what a source record costs."""
+
+
+def in_backlog(consumer: Any, message: Any, threshold: int) -> bool:
+    """Whether more than ``threshold`` records wait behind ``message`` in its partition (the
+    consumer's high-water mark, as of its last fetch; not once the partition was revoked)."""
+    if message is None or message.tp not in consumer.assignment():
+        return False
+    highwater = consumer.highwater(message.tp)
+    return highwater is not None and highwater - message.offset > threshold
+
+
 def attach(runtime: Runtime) -> None:
     """Register the ingest agent on the runtime's app.
 
     Records are acknowledged only after the envelopes made from them went to the producer
-    (``Forwarder``): when enough piled up, or every ``delivery.forward_linger_ms``.
+    (``Forwarder``): when enough piled up, or every ``delivery.forward_linger_ms`` (in a backlog,
+    up to ``BACKLOG_LINGER_S``).
     """
     settings = runtime.settings.delivery
 
@@ -172,9 +187,18 @@ def attach(runtime: Runtime) -> None:
                 for item in done:
                     await acknowledge(stream, consumer, item)
 
+        last_message: Any = None  # the message read last (read by the ticker)
+
         async def forward_periodically() -> None:
+            linger_s = settings.forward_linger_ms / 1000
+            lingered = 0.0
             while True:
-                await asyncio.sleep(settings.forward_linger_ms / 1000)
+                await asyncio.sleep(linger_s)
+                lingered += linger_s
+                behind = in_backlog(consumer, last_message, settings.forward_max_events)
+                if behind and lingered < BACKLOG_LINGER_S:
+                    continue  # fuller records for the delivery agents; latency is the backlog's anyway
+                lingered = 0.0
                 try:
                     await forward()
                 except Exception:  # unacknowledged records stay so: they are read again after a restart
@@ -190,7 +214,7 @@ def attach(runtime: Runtime) -> None:
         try:
             async for event in stream.events():
                 async with watch.lock:
-                    message = event.message
+                    message = last_message = event.message
                     missing = await runtime.sequence.admit(message.tp, message.offset)
                     if missing is not None:
                         for record in missing:
