@@ -72,7 +72,7 @@ class SequenceGuard:
         return missing
 
     def position(self, tp: TP) -> int | None:
-        """The next offset this assignment must handle, once the partition's first record came."""
+        """The next offset this assignment must handle (None before the partition's first record or tail)."""
         return self._next.get(tp)
 
     async def tail(self, tp: TP, highwater: int, limit: int) -> list[RawRecord]:

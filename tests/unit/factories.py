@@ -11,6 +11,7 @@ import base64
 from typing import Any
 
 import orjson
+from faust.types import TP
 
 from signal_sync.codecs.events import decode_event
 from signal_sync.config import MailgunIntegration, MauticIntegration, Settings
@@ -166,3 +167,18 @@ class Pipeline:
         outcome = self.run(raw_event)[integration_id]
         assert isinstance(outcome, Request), f"expected a send to {integration_id}, got drop {outcome!r}"
         return outcome
+
+
+class FakeConsumer:
+    """Stands in for Faust's consumer: its assignment, and each assigned partition's high-water
+    mark as of the last fetch (None: not fetched yet)."""
+
+    def __init__(self, highwaters: dict[TP, int | None]) -> None:
+        self.highwaters = highwaters
+
+    def assignment(self) -> set[TP]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: TP) -> int | None:
+        assert tp in self.highwaters, "aiokafka asserts the partition is assigned"
+        return self.highwaters[tp]

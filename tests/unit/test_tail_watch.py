@@ -12,22 +12,12 @@ from signal_sync.streams.changelog import output_changelog_table
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.sequence import SequenceGuard
 from signal_sync.streams.tail_watch import TailWatch
+from tests.unit.factories import FakeConsumer
 from tests.unit.test_changelog_table import RecordingOutputs
 from tests.unit.test_sequence_guard import FakeReader
 
 TOPIC = "t"
 P0, P1, OTHER = TP(TOPIC, 0), TP(TOPIC, 1), TP("other", 0)
-
-
-class FakeConsumer:
-    def __init__(self, highwaters: dict[TP, int | None]) -> None:
-        self.highwaters = highwaters
-
-    def assignment(self) -> set[TP]:
-        return set(self.highwaters)
-
-    def highwater(self, tp: TP) -> int | None:
-        return self.highwaters[tp]
 
 
 def make_app(highwaters: dict[TP, int | None]) -> SimpleNamespace:
