@@ -44,30 +44,18 @@ class SequenceGuard:
     async def admit(self, tp: TP, offset: int) -> list[RawRecord] | None:
         """``None`` if the record was already handled (skip it); otherwise the records Faust
         skipped before it, to handle first, in order (usually none)."""
-        revocations = self._revocations
-        expected = self._next.get(tp)
-        if expected is None:
-            expected = await self._reader.start_offset(tp.topic, tp.partition)
-            if revocations != self._revocations:  # revoked while we asked: the next owner decides
-                return []
+        expected = await self._expected(tp)
+        if expected is None:  # revoked while we asked: the next owner decides
+            return []
         if offset < expected:
             self.replays += 1
             return None
         missing: list[RawRecord] = []
         if offset > expected:
-            missing = await self._reader.read(tp.topic, tp.partition, expected, offset)
-            if revocations != self._revocations:
+            read = await self._read_back(tp, expected, offset, "were not handed to the agent")
+            if read is None:
                 return []
-            self.recovered += len(missing)
-            log.warning(
-                "%s[%s]: offsets %s..%s were not handed to the agent; read %d record(s) from Kafka",
-                tp.topic,
-                tp.partition,
-                expected,
-                offset - 1,
-                len(missing),
-                extra={"topic": tp.topic, "partition": tp.partition, "first": expected, "last": offset - 1},
-            )
+            missing = read
         self._next[tp] = offset + 1
         return missing
 
@@ -78,30 +66,49 @@ class SequenceGuard:
     async def tail(self, tp: TP, highwater: int, limit: int) -> list[RawRecord]:
         """The records below ``highwater`` not yet handled in this assignment (at most ``limit``
         offsets' worth), marked handled: for an agent whose stream stopped handing them out."""
-        revocations = self._revocations
-        expected = self._next.get(tp)
+        expected = await self._expected(tp)
         if expected is None:
-            expected = await self._reader.start_offset(tp.topic, tp.partition)
-            if revocations != self._revocations:
-                return []
-            self._next[tp] = expected
+            return []
+        self._next[tp] = expected
         if expected >= highwater:
             return []
         end = min(highwater, expected + limit)
-        records = await self._reader.read(tp.topic, tp.partition, expected, end)
-        if revocations != self._revocations:
+        records = await self._read_back(
+            tp, expected, end, "at the end of the partition were not handed to the idle agent"
+        )
+        if records is None:
             return []
         self._next[tp] = end  # offsets without a record (transaction markers) count as handled
+        return records
+
+    async def _expected(self, tp: TP) -> int | None:
+        """The next offset to handle, from the committed offset for a partition seen first; None
+        if the partition was revoked while that was looked up."""
+        expected = self._next.get(tp)
+        if expected is None:
+            revocations = self._revocations
+            expected = await self._reader.start_offset(tp.topic, tp.partition)
+            if revocations != self._revocations:
+                return None
+        return expected
+
+    async def _read_back(self, tp: TP, start: int, end: int, what: str) -> list[RawRecord] | None:
+        """The records ``start <= offset < end`` read straight from Kafka, counted and logged;
+        None if the partition was revoked meanwhile (its next owner reads them)."""
+        revocations = self._revocations
+        records = await self._reader.read(tp.topic, tp.partition, start, end)
+        if revocations != self._revocations:
+            return None
         self.recovered += len(records)
         log.warning(
-            "%s[%s]: offsets %s..%s at the end of the partition were not handed to the idle agent; "
-            "read %d record(s) from Kafka",
+            "%s[%s]: offsets %s..%s %s; read %d record(s) from Kafka",
             tp.topic,
             tp.partition,
-            expected,
+            start,
             end - 1,
+            what,
             len(records),
-            extra={"topic": tp.topic, "partition": tp.partition, "first": expected, "last": end - 1},
+            extra={"topic": tp.topic, "partition": tp.partition, "first": start, "last": end - 1},
         )
         return records
 
