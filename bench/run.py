@@ -822,6 +822,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the variants' logs and configs")
     args = parser.parse_args(argv)
     if args.workers_integration_set is None:
         args.workers_integration_set = ["max_concurrency=2", "batch_max_items=20"]
@@ -885,7 +886,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(without_timelines(result), indent=2))
     worker_runs = (result["workers"] or {}).get("runs", {}).values()
     runs = [*result["variants"].values(), result["paced"], *worker_runs]
-    if all(run["complete"] or run["window_s"] for run in runs if run):
+    if args.keep_logs:
+        log(f"logs kept in {work}")
+    elif all(run["complete"] or run["window_s"] for run in runs if run):
         shutil.rmtree(work, ignore_errors=True)
     else:
         log(f"a run did not finish; its logs are kept in {work}")

@@ -64,11 +64,12 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, contact: str, item: Any) -> Placed[Any]:
-        """Queue one item of ``contact``; returns its share of the result once its batch is answered."""
+    def place(self, contact: str, item: Any) -> asyncio.Future[Placed[Any]]:
+        """Queue one item of ``contact`` now; the future gets its share of the result. Placing is
+        synchronous, so items placed one after another keep that order within their contact."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._place(contact, item, future)
-        return await future
+        return future
 
     def _place(self, contact: str, item: Any, future: asyncio.Future[Any]) -> None:
         """Into the contact's open group, or behind its batch in flight (a contact is never in two)."""

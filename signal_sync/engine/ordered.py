@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 class _Pending:
     offset: int
     event: Any
+    slots: int
     done: bool = False
 
 
@@ -37,7 +38,8 @@ class KeyOrderedScheduler:
     """Run ``handler(event)`` per event: concurrent across keys, sequential within a key.
 
     ``submit`` waits while ``max_in_flight`` events are running, which stops the agent
-    from reading further and lets Faust pause fetching for this topic alone.
+    from reading further and lets Faust pause fetching for this topic alone. An item may stand
+    for several events (``weight``): it takes that many slots (at most ``max_in_flight``).
     """
 
     ack: Ack
@@ -62,10 +64,13 @@ class KeyOrderedScheduler:
         key: Hashable,
         event: Any,
         handler: Callable[[Any], Awaitable[None]],
+        weight: int = 1,
     ) -> None:
-        """Queue one event; returns once it is scheduled (not finished)."""
-        await self._slots.acquire()
-        pending = _Pending(offset, event)
+        """Queue one item; returns once it is scheduled (not finished)."""
+        slots = max(1, min(weight, self.max_in_flight))
+        for _ in range(slots):
+            await self._slots.acquire()
+        pending = _Pending(offset, event, slots)
         self._pending.setdefault(partition, deque()).append(pending)
         previous = self._tails.get(key)
         task = asyncio.create_task(self._run(partition, key, pending, previous, handler))
@@ -87,18 +92,19 @@ class KeyOrderedScheduler:
                     await asyncio.shield(previous)
             await handler(pending.event)
         except asyncio.CancelledError:  # abandoned at shutdown: never acked, so delivered again
-            self._release(key)
+            self._release(key, pending.slots)
             raise
         except Exception:  # handlers turn failures into outcomes; anything else is a bug to see
             log.exception("event handler raised at offset %s; acked without an outcome", pending.offset)
         pending.done = True
-        self._release(key)
+        self._release(key, pending.slots)
         await self._ack_prefix(partition)
 
-    def _release(self, key: Hashable) -> None:
+    def _release(self, key: Hashable, slots: int) -> None:
         if self._tails.get(key) is asyncio.current_task():
             del self._tails[key]
-        self._slots.release()
+        for _ in range(slots):
+            self._slots.release()
 
     async def _ack_prefix(self, partition: Hashable) -> None:
         """Ack the contiguous completed head of the partition, in offset order."""

@@ -9,8 +9,9 @@ generated from both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
@@ -25,6 +26,17 @@ TRAIT_ALIASES = {"firstName": "first_name", "lastName": "last_name", "postalCode
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+_Model = TypeVar("_Model", bound=_Lenient)
+
+
+def shared_empty(model: type[_Model]) -> Callable[[], _Model]:
+    """A default factory returning one shared empty instance. The models are frozen, and a fresh
+    nested model per event (``default_factory=Page``) runs pydantic's ``__init__`` each time: the
+    four empty defaults were most of an event's validation time (~45 of ~55 µs here)."""
+    empty = model()
+    return lambda: empty
 
 
 class Page(_Lenient):
@@ -45,9 +57,9 @@ class Consent(_Lenient):
 
 class Context(_Lenient):
     ip: StrictStr | None = None
-    page: Page = Field(default_factory=Page)
-    campaign: Campaign = Field(default_factory=Campaign)
-    consent: Consent = Field(default_factory=Consent)
+    page: Page = Field(default_factory=shared_empty(Page))
+    campaign: Campaign = Field(default_factory=shared_empty(Campaign))
+    consent: Consent = Field(default_factory=shared_empty(Consent))
     traits: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -62,7 +74,7 @@ class SignalEvent(_Lenient):
     timestamp: datetime | None = Field(None, description="ISO 8601 with offset; naive means UTC.")
     traits: dict[str, Any] = Field(default_factory=dict)
     properties: dict[str, Any] = Field(default_factory=dict)
-    context: Context = Field(default_factory=Context)
+    context: Context = Field(default_factory=shared_empty(Context))
 
 
 class Outcome(BaseModel):

@@ -15,10 +15,16 @@ partitions never handed to the agent, while Faust's position said they were read
 So each agent runs a watch. When the agent has handled nothing for ``IDLE_S`` and the app
 is neither stopping, rebalancing nor recovering tables, every assigned partition of its
 topic whose high watermark (as of the consumer's last fetch) is above the guard's next
-offset is read straight from Kafka and handed to the agent, in order, under the agent's
-lock. Table writes for those records go to the record's partition: Faust takes it from its
-current event, which such a record lacks. A false alarm costs one read: Faust's own copies
-of those records are then replays, which the guard skips, exactly as after a recovered gap.
+offset, and whose records up to there Faust says it handed out, is read straight from Kafka
+and handed to the agent, in order, under the agent's lock. Records Faust has not handed out
+yet are usually just late: its one fetcher hands records to all agents in turn and waits
+whenever the ingest agent's buffer is full, so while a backlog drains a delivery agent can
+wait seconds for records already fetched. Those are read only after ``SLOW_S`` without
+progress (the watch used to read them after ``IDLE_S``: in a 100k-event drain it read every
+record of the delivery topics a second time). Table writes for records read here go to the
+record's partition: Faust takes it from its current event, which such a record lacks. A
+false alarm costs one read: Faust's own copies of those records are then replays, which the
+guard skips, exactly as after a recovered gap.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ IDLE_S = 2.0
 """How long an agent must have handled nothing before its partitions' tails are checked: far
 longer than a fetch takes, so records Faust is about to hand out are not read twice."""
 
+SLOW_S = 30.0
+"""How long an agent waits for records Faust fetched but has not handed out before they are read
+anyway (a record Faust dropped before handing it out, which it should seek back to)."""
+
 READ_LIMIT = 100
 """Most offsets read per partition and look (an internal record can carry hundreds of events, so
 this bounds the memory of one look); a later look reads on."""
@@ -54,6 +64,7 @@ class TailWatch:
         self._guard = guard
         self._topic = topic
         self._idle_s = idle_s
+        self._quiet_looks = 0
 
     async def run(self, handle: Callable[[RawRecord], Awaitable[None]]) -> None:
         """Forever: look every ``idle_s``; records found go to ``handle`` one by one, in order."""
@@ -84,13 +95,25 @@ class TailWatch:
         tps = sorted(tp for tp in consumer.assignment() if tp.topic == self._topic)
         positions = {tp: self._guard.position(tp) for tp in tps}
         if positions != last:
+            self._quiet_looks = 0
             return positions  # the agent handled something since (or this is the first look)
+        self._quiet_looks += 1
+        patient = self._quiet_looks * self._idle_s >= SLOW_S
         async with self.lock:
             for tp in tps:
                 highwater = consumer.highwater(tp)
-                if highwater is None:
+                if highwater is None or not (patient or handed_out(consumer, tp, positions[tp])):
                     continue
                 for record in await self._guard.tail(tp, highwater, READ_LIMIT):
+                    self._quiet_looks = 0  # the agent has work now
                     with writes_to_partition(record.partition):  # no Faust event to take it from
                         await handle(record)
         return {tp: self._guard.position(tp) for tp in tps}
+
+
+def handed_out(consumer: Any, tp: TP, position: int | None) -> bool:
+    """Whether Faust's fetcher says it handed the agent the record at ``position`` (or, before the
+    partition's first record, anything). faust-streaming 0.15.3 keeps the offset of the last record
+    it queued for the agents in ``Consumer._read_offset``, and the committed offset after a seek."""
+    read = consumer._read_offset.get(tp)
+    return read is not None and (position is None or read >= position)

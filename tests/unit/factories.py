@@ -170,11 +170,13 @@ class Pipeline:
 
 
 class FakeConsumer:
-    """Stands in for Faust's consumer: its assignment, and each assigned partition's high-water
-    mark as of the last fetch (None: not fetched yet)."""
+    """Stands in for Faust's consumer: its assignment, each assigned partition's high-water mark
+    as of the last fetch (None: not fetched yet), and the offset of the last record its fetcher
+    handed to the agents (``_read_offset``, as Faust names it; by default up to the high-water mark)."""
 
     def __init__(self, highwaters: dict[TP, int | None]) -> None:
         self.highwaters = highwaters
+        self._read_offset = {tp: hw - 1 for tp, hw in highwaters.items() if hw}
 
     def assignment(self) -> set[TP]:
         return set(self.highwaters)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from signal_sync.codecs.events import MAX_EVENT_BYTES, decode_event, fallback_message_id, peek_message_id
 from signal_sync.errors import InvalidEventError
@@ -137,3 +138,13 @@ def test_peek_message_id_of_bad_records() -> None:
     )
     assert peek_message_id(None) == fallback_message_id(b"")
     assert peek_message_id(b"garbage") != peek_message_id(b"other garbage")
+
+
+def test_absent_nested_parts_share_one_frozen_empty_instance() -> None:
+    """A fresh empty Context/Page/Campaign/Consent per event was most of the validation time."""
+    first = decode_event(b'{"type": "page", "messageId": "m1"}')
+    second = decode_event(b'{"type": "page", "messageId": "m2", "context": {"ip": "203.0.113.9"}}')
+    assert first.context.page is second.context.page and first.context.campaign is second.context.campaign
+    assert first.context.consent.canonical == {} and second.context.ip == "203.0.113.9"
+    with pytest.raises(ValidationError):  # frozen: sharing cannot leak a change from one event to another
+        first.context.page.url = "https://example.com/"  # type: ignore[misc]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import faust
 import orjson
 from faust.utils import json as faust_json
 
@@ -79,3 +80,17 @@ def test_compact_json_does_not_keep_orjsons_write_buffer() -> None:
     finally:
         tracemalloc.stop()
     assert per_value < 200, f"{per_value:.0f} bytes per small value"
+
+
+def test_reads_go_to_a_faust_tables_store_without_the_tables_lookup_path() -> None:
+    """The table's own ``get`` calls the sensors and raises a KeyError per unknown key."""
+    table = faust.App("json-table-test", store="memory://").Table("t", value_type=bytes)
+    table.data["k"] = compact_json(TRAITS)  # the store: what recovery fills
+
+    def no_lookup_through_the_table(key: str) -> None:
+        raise AssertionError(f"read {key!r} through the table")
+
+    table.on_key_get = no_lookup_through_the_table  # type: ignore[method-assign]
+    values = JsonValues(table)
+    assert values.get("k") == TRAITS and values["k"] == TRAITS
+    assert values.get("unknown") is None

@@ -11,7 +11,7 @@ from faust.types import TP
 from signal_sync.streams.changelog import output_changelog_table
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.sequence import SequenceGuard
-from signal_sync.streams.tail_watch import TailWatch
+from signal_sync.streams.tail_watch import SLOW_S, TailWatch
 from tests.unit.factories import FakeConsumer
 from tests.unit.test_changelog_table import RecordingOutputs
 from tests.unit.test_sequence_guard import FakeReader
@@ -80,3 +80,26 @@ async def test_no_tail_is_read_while_the_agent_moves_or_the_app_is_busy() -> Non
     app.consumer.highwaters[P0] = None  # not fetched yet: unknown, so not read
     app.tables.recovery.completed.set()
     assert await watch.look(handle, seen) == {P0: 2}
+
+
+async def test_records_faust_has_not_handed_out_yet_are_left_to_it_until_the_agent_waited_long() -> None:
+    """While a backlog drains, Faust's one fetcher can keep a delivery agent waiting for seconds:
+    those records are late, not skipped, and reading them as well would be done twice."""
+    guard = SequenceGuard(FakeReader({P0: 0, P1: 0}))
+    app = make_app({P0: 3, P1: 3})
+    app.consumer._read_offset = {P0: 0, P1: 2}  # P0: only offset 0 handed out so far; P1: all three
+    watch = TailWatch(app, guard, TOPIC, idle_s=SLOW_S / 3)
+    handed: list[tuple[int, int]] = []
+
+    async def handle(record: RawRecord) -> None:
+        handed.append((record.partition, record.offset))
+
+    assert await guard.admit(P0, 0) == [] and await guard.admit(P1, 0) == []
+    seen = await watch.look(handle, None)
+    seen = await watch.look(handle, seen)
+    assert handed == [(1, 1), (1, 2)], "Faust handed P1's records out and the agent never got them"
+    for _ in range(2):  # the agent had work (from P1): it has waited less than SLOW_S since
+        seen = await watch.look(handle, seen)
+        assert handed == [(1, 1), (1, 2)], "P0's records are still Faust's to hand out"
+    await watch.look(handle, seen)
+    assert handed[2:] == [(0, 1), (0, 2)], "after SLOW_S without progress they are read anyway"
