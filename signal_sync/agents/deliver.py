@@ -45,9 +45,9 @@ log = logging.getLogger(__name__)
 
 Done = faust.EventT | RawRecord | None
 """What to acknowledge once an item is finished: the internal record, when it is its last item."""
-Item = tuple[list[dict[str, Any]], Done]
+Item = tuple[list[dict[str, Any]], Done, int]
 """A scheduler item: envelopes to deliver in order (one event's, or with batching a whole internal
-record's; none: only the acknowledgement) and what it acknowledges."""
+record's; none: only the acknowledgement), what it acknowledges, and how many event slots it holds."""
 
 
 def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
@@ -207,17 +207,30 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         stream = stream.noack()
         batching = integration.id in runtime.batchers
 
+        # With batching a whole internal record is one scheduler item, but its events still count one
+        # by one against max_in_flight, each given back as soon as it is finished: held until the
+        # whole record was done, they kept new events out and the batches small.
+        event_slots = asyncio.Semaphore(settings.max_in_flight)
+
         async def handle(item: Item) -> None:
-            envelopes, _ = item
+            envelopes, _, held = item
             started = [begin_delivery(runtime, integration, envelope) for envelope in envelopes]
-            for envelope, one in zip(envelopes, started, strict=True):
-                try:
-                    await finish_delivery(runtime, integration, envelope, one)
-                except Exception:  # only an envelope without its source; the record's others go on
-                    log.exception("event of an internal record acked without an outcome")
+            released = 0
+            try:
+                for envelope, one in zip(envelopes, started, strict=True):
+                    try:
+                        await finish_delivery(runtime, integration, envelope, one)
+                    except Exception:  # only an envelope without its source; the record's others go on
+                        log.exception("event of an internal record acked without an outcome")
+                    if released < held:
+                        event_slots.release()
+                        released += 1
+            finally:
+                for _ in range(held - released):
+                    event_slots.release()
 
         async def ack(item: Item) -> None:
-            _, done = item
+            _, done, _ = item
             if done is not None:
                 await acknowledge(stream, runtime.app.consumer, done)
 
@@ -231,10 +244,13 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
             one item: a task per event cost ~14 µs each. Without it each event is an item keyed by
             its contact, and the scheduler runs a contact's events one after another."""
             if batching or not envelopes:
-                await scheduler.submit(tp, offset, (tp, offset), (envelopes, done), handle, len(envelopes))
+                held = min(len(envelopes), settings.max_in_flight) if batching else 0
+                for _ in range(held):
+                    await event_slots.acquire()
+                await scheduler.submit(tp, offset, (tp, offset), (envelopes, done, held), handle)
                 return
             for n, envelope in enumerate(envelopes):
-                item = ([envelope], done if n == len(envelopes) - 1 else None)
+                item = ([envelope], done if n == len(envelopes) - 1 else None, 0)
                 await scheduler.submit(tp, offset, envelope["contact"], item, handle)
 
         async def submit_raw(record: RawRecord) -> None:

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 class _Pending:
     offset: int
     event: Any
-    slots: int
     done: bool = False
 
 
@@ -38,8 +37,7 @@ class KeyOrderedScheduler:
     """Run ``handler(event)`` per event: concurrent across keys, sequential within a key.
 
     ``submit`` waits while ``max_in_flight`` events are running, which stops the agent
-    from reading further and lets Faust pause fetching for this topic alone. An item may stand
-    for several events (``weight``): it takes that many slots (at most ``max_in_flight``).
+    from reading further and lets Faust pause fetching for this topic alone.
     """
 
     ack: Ack
@@ -64,13 +62,10 @@ class KeyOrderedScheduler:
         key: Hashable,
         event: Any,
         handler: Callable[[Any], Awaitable[None]],
-        weight: int = 1,
     ) -> None:
-        """Queue one item; returns once it is scheduled (not finished)."""
-        slots = max(1, min(weight, self.max_in_flight))
-        for _ in range(slots):
-            await self._slots.acquire()
-        pending = _Pending(offset, event, slots)
+        """Queue one event; returns once it is scheduled (not finished)."""
+        await self._slots.acquire()
+        pending = _Pending(offset, event)
         self._pending.setdefault(partition, deque()).append(pending)
         previous = self._tails.get(key)
         task = asyncio.create_task(self._run(partition, key, pending, previous, handler))
@@ -92,19 +87,18 @@ class KeyOrderedScheduler:
                     await asyncio.shield(previous)
             await handler(pending.event)
         except asyncio.CancelledError:  # abandoned at shutdown: never acked, so delivered again
-            self._release(key, pending.slots)
+            self._release(key)
             raise
         except Exception:  # handlers turn failures into outcomes; anything else is a bug to see
             log.exception("event handler raised at offset %s; acked without an outcome", pending.offset)
         pending.done = True
-        self._release(key, pending.slots)
+        self._release(key)
         await self._ack_prefix(partition)
 
-    def _release(self, key: Hashable, slots: int) -> None:
+    def _release(self, key: Hashable) -> None:
         if self._tails.get(key) is asyncio.current_task():
             del self._tails[key]
-        for _ in range(slots):
-            self._slots.release()
+        self._slots.release()
 
     async def _ack_prefix(self, partition: Hashable) -> None:
         """Ack the contiguous completed head of the partition, in offset order."""

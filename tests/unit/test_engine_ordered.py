@@ -104,28 +104,6 @@ async def test_submit_waits_when_max_in_flight_is_reached_and_drain_times_out() 
     assert await scheduler.drain(1)
 
 
-async def test_an_item_of_several_events_takes_a_slot_per_event_up_to_the_cap() -> None:
-    """With batching a whole internal record is one item: it must still count as its events."""
-    release = asyncio.Event()
-
-    async def ack(_: object) -> None:
-        return None
-
-    async def handler(_: object) -> None:
-        await release.wait()
-
-    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=4)
-    await scheduler.submit("p", 0, "record-0", 0, handler, weight=3)
-    second = asyncio.create_task(scheduler.submit("p", 1, "record-1", 1, handler, weight=2))
-    await asyncio.sleep(0.01)
-    assert not second.done(), "3 + 2 events are more than 4 in flight"
-    release.set()
-    await asyncio.wait_for(second, 1)
-    huge = asyncio.create_task(scheduler.submit("p", 2, "record-2", 2, handler, weight=100))
-    await asyncio.wait_for(huge, 1)  # capped at max_in_flight, or it would wait forever
-    assert await scheduler.drain(1) and scheduler._slots._value == 4, "every slot is given back"
-
-
 async def test_a_failing_handler_does_not_stall_the_key() -> None:
     order: list[int] = []
 
