@@ -14,8 +14,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -29,7 +27,7 @@ from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import Request
 from signal_sync.destinations.delivery import DeliveryResult
 from signal_sync.engine.batch_send import make_send_batch
-from signal_sync.engine.batcher import Batcher, Placed
+from signal_sync.engine.batcher import Batcher
 from signal_sync.engine.gate import send_through_gate
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.identity import ResolvedEvent
@@ -44,10 +42,9 @@ from signal_sync.streams.tail_watch import TailWatch
 log = logging.getLogger(__name__)
 
 Done = faust.EventT | RawRecord | None
-"""What to acknowledge once an item is finished: the internal record, when it is its last item."""
-Item = tuple[list[dict[str, Any]], Done, int]
-"""A scheduler item: envelopes to deliver in order (one event's, or with batching a whole internal
-record's; none: only the acknowledgement), what it acknowledges, and how many event slots it holds."""
+"""What to acknowledge once an item is finished: the internal record, when it is its last event."""
+Item = tuple[dict[str, Any] | None, Done]
+"""A scheduler item: one event's envelope (None: nothing to deliver) and what it acknowledges."""
 
 
 def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
@@ -67,85 +64,47 @@ def source_of_envelope(envelope: dict[str, Any]) -> SourceRecord:
     return SourceRecord(topic, partition, offset, timestamp_ms, envelope["raw"].encode("utf-8"))
 
 
-@dataclass(slots=True)
-class Started:
-    """An event whose request is built and on its way (placed in the batcher, when batching)."""
-
-    source: SourceRecord
-    resolved: ResolvedEvent
-    key: str
-    request: Request
-    sent: Awaitable[Any]
-    """The batcher's future of a ``Placed`` result, or the coroutine sending the request alone."""
-
-
-def start_delivery(runtime: Runtime, integration: Integration, envelope: dict[str, Any]) -> Started:
-    """Build the event's request and, when batching, place it in the batcher now: synchronously, so
-    a record's events are placed in their order without a task each."""
-    source = source_of_envelope(envelope)
-    resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
-    contact = resolved.contact_id
-    assert contact is not None and resolved.event.message_id is not None
-    key = state_key(integration, contact)
-    # Mailgun vars of a contact's earlier event still in flight come first: it is applied before us.
-    known = runtime.pending_state[key] if key in runtime.pending_state else runtime.destination_state.get(key)
-    request = build_request(resolved, integration, known)
-    if request.state is not None:
-        runtime.pending_state[key] = request.state
+async def send(
+    runtime: Runtime, integration: Integration, contact: str, request: Request
+) -> tuple[DeliveryResult, bool]:
+    """Deliver through the integration's batcher (coalesced with the contact's neighbours) or on its
+    own; returns the event's result and whether it is the last of its contact's group."""
     batcher = runtime.batchers.get(integration.id)
     if batcher is None:
-        sent: Awaitable[Any] = send_through_gate(
+        return await send_through_gate(
             runtime.sender, runtime.gates[integration.id], integration, request
-        )
-    else:
-        sent = batcher.place(contact, destination_of(integration).batch.item_of(request))
-    return Started(source, resolved, key, request, sent)
-
-
-async def sent_result(started: Started) -> tuple[DeliveryResult, bool]:
-    """The event's result, and whether it was the last of its contact's group in the batch."""
-    answer = await started.sent
-    if not isinstance(answer, Placed):
-        return answer, True
-    result = answer.result
-    if not answer.first and result.created:  # one upsert: only the group's first event created the contact
+        ), True
+    placed = await batcher.submit(contact, destination_of(integration).batch.item_of(request))
+    result = placed.result
+    if not placed.first and result.created:  # one upsert: only the group's first event created the contact
         result = dataclasses.replace(result, created=False)
-    return result, answer.last
+    return result, placed.last
 
 
-def begin_delivery(
-    runtime: Runtime, integration: Integration, envelope: dict[str, Any]
-) -> Started | Exception:
-    """``start_delivery``, with its failure kept for ``finish_delivery`` to report in order."""
+async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[str, Any]) -> None:
+    """Deliver one event to one integration and record the outcome; never raises."""
+    source = source_of_envelope(envelope)
     try:
-        return start_delivery(runtime, integration, envelope)
-    except Exception as exc:
-        return exc
-
-
-async def finish_delivery(
-    runtime: Runtime, integration: Integration, envelope: dict[str, Any], started: Started | Exception
-) -> None:
-    """Wait for a started event's result and record its outcome (an ``internal_error`` failure if
-    it crashed: a handler that raises would be acked without an outcome)."""
-    try:
-        if isinstance(started, Exception):
-            raise started
-        source, resolved, key, request = started.source, started.resolved, started.key, started.request
-        result, last_of_contact = await sent_result(started)
+        resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
+        contact = resolved.contact_id
+        assert contact is not None and resolved.event.message_id is not None
+        key = state_key(integration, contact)
+        # Mailgun vars of a contact's earlier event still in flight come first: it is applied before us.
+        known = (
+            runtime.pending_state[key] if key in runtime.pending_state else runtime.destination_state.get(key)
+        )
+        request = build_request(resolved, integration, known)
+        if request.state is not None:
+            runtime.pending_state[key] = request.state
+        result, last_of_contact = await send(runtime, integration, contact, request)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # a handler that raises would be acked without an outcome
         log.exception(
             "delivery crashed: integration=%s", integration.id, extra={"integration": integration.id}
         )
         await reject(
-            runtime,
-            source_of_envelope(envelope),
-            f"{type(exc).__name__}: {exc}",
-            "failed",
-            "internal_error",
-            [integration],
+            runtime, source, f"{type(exc).__name__}: {exc}", "failed", "internal_error", [integration]
         )
         return
     gate = runtime.gates[integration.id]
@@ -207,30 +166,13 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         stream = stream.noack()
         batching = integration.id in runtime.batchers
 
-        # With batching a whole internal record is one scheduler item, but its events still count one
-        # by one against max_in_flight, each given back as soon as it is finished: held until the
-        # whole record was done, they kept new events out and the batches small.
-        event_slots = asyncio.Semaphore(settings.max_in_flight)
-
         async def handle(item: Item) -> None:
-            envelopes, _, held = item
-            started = [begin_delivery(runtime, integration, envelope) for envelope in envelopes]
-            released = 0
-            try:
-                for envelope, one in zip(envelopes, started, strict=True):
-                    try:
-                        await finish_delivery(runtime, integration, envelope, one)
-                    except Exception:  # only an envelope without its source; the record's others go on
-                        log.exception("event of an internal record acked without an outcome")
-                    if released < held:
-                        event_slots.release()
-                        released += 1
-            finally:
-                for _ in range(held - released):
-                    event_slots.release()
+            envelope, _ = item
+            if envelope is not None:
+                await deliver_to(runtime, integration, envelope)
 
         async def ack(item: Item) -> None:
-            _, done, _ = item
+            _, done = item
             if done is not None:
                 await acknowledge(stream, runtime.app.consumer, done)
 
@@ -238,20 +180,17 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         runtime.schedulers[integration.id] = scheduler
 
         async def submit(tp: TP, offset: int, envelopes: list[dict[str, Any]], done: Done) -> None:
-            """Schedule an internal record's events; the last item acknowledges the record (the
-            scheduler acknowledges in order, so only once every event of it is finished). With
-            batching the batcher keeps each contact's order (and coalesces), so the whole record is
-            one item: a task per event cost ~14 µs each. Without it each event is an item keyed by
-            its contact, and the scheduler runs a contact's events one after another."""
-            if batching or not envelopes:
-                held = min(len(envelopes), settings.max_in_flight) if batching else 0
-                for _ in range(held):
-                    await event_slots.acquire()
-                await scheduler.submit(tp, offset, (tp, offset), (envelopes, done, held), handle)
+            """One scheduler item per event of an internal record; its last one acknowledges the record
+            (the scheduler acknowledges in order, so only once every event of it is finished)."""
+            if not envelopes:
+                await scheduler.submit(tp, offset, (tp, offset), (None, done), handle)
                 return
             for n, envelope in enumerate(envelopes):
-                item = ([envelope], done if n == len(envelopes) - 1 else None, 0)
-                await scheduler.submit(tp, offset, envelope["contact"], item, handle)
+                # With batching the batcher keeps each contact's order (and coalesces); without it the
+                # scheduler runs a contact's events one after another.
+                key = (tp, offset, n) if batching else envelope["contact"]
+                item = (envelope, done if n == len(envelopes) - 1 else None)
+                await scheduler.submit(tp, offset, key, item, handle)
 
         async def submit_raw(record: RawRecord) -> None:
             """A record Faust did not hand to this agent, read by the sequence guard."""

@@ -64,12 +64,11 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def place(self, contact: str, item: Any) -> asyncio.Future[Placed[Any]]:
-        """Queue one item of ``contact`` now; the future gets its share of the result. Placing is
-        synchronous, so items placed one after another keep that order within their contact."""
+    async def submit(self, contact: str, item: Any) -> Placed[Any]:
+        """Queue one item of ``contact``; returns its share of the result once its batch is answered."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._place(contact, item, future)
-        return future
+        return await future
 
     def _place(self, contact: str, item: Any, future: asyncio.Future[Any]) -> None:
         """Into the contact's open group, or behind its batch in flight (a contact is never in two)."""

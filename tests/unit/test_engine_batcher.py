@@ -18,10 +18,10 @@ async def test_events_of_one_contact_coalesce_and_later_ones_wait_for_the_in_fli
         return [[f"ok-{g.contact}-{item}" for item in g.items] for g in groups]
 
     batcher = Batcher(send_batch, max_items=10, linger_s=0.01)
-    first = [batcher.place("a", n) for n in (1, 2)]
-    other = batcher.place("b", 1)
+    first = [asyncio.create_task(batcher.submit("a", n)) for n in (1, 2)]
+    other = asyncio.create_task(batcher.submit("b", 1))
     await asyncio.sleep(0.03)  # the first batch is now in flight
-    late = batcher.place("a", 3)
+    late = asyncio.create_task(batcher.submit("a", 3))
     await asyncio.sleep(0.03)
     assert sent == [[("a", [1, 2]), ("b", [1])]], "a's 3 must wait: a's batch is in flight"
     release.set()
@@ -44,7 +44,7 @@ async def test_a_full_batch_is_sent_without_waiting_for_the_linger() -> None:
         return [[None] * len(g.items) for g in groups]
 
     batcher = Batcher(send_batch, max_items=3, linger_s=60)
-    await asyncio.wait_for(asyncio.gather(*(batcher.place(f"c{n}", n) for n in range(6))), 1)
+    await asyncio.wait_for(asyncio.gather(*(batcher.submit(f"c{n}", n) for n in range(6))), 1)
     assert sizes == [3, 3]
 
 
@@ -60,12 +60,12 @@ async def test_a_failing_batch_fails_its_events_and_frees_the_contact() -> None:
 
     batcher = Batcher(send_batch, max_items=5, linger_s=0.001)
     try:
-        await batcher.place("a", 1)
+        await batcher.submit("a", 1)
     except RuntimeError as exc:
         assert str(exc) == "boom"
     else:
         raise AssertionError("the batch's exception must reach the event")
-    assert (await batcher.place("a", 2)).result == "ok"
+    assert (await batcher.submit("a", 2)).result == "ok"
 
 
 async def test_a_contact_is_never_in_two_batches_at_once_when_a_flush_splits_its_waiting_events() -> None:
@@ -89,9 +89,9 @@ async def test_a_contact_is_never_in_two_batches_at_once_when_a_flush_splits_its
             in_flight.remove(contacts)
 
     batcher = Batcher(send_batch, max_items=2, linger_s=0.01)
-    tasks = [batcher.place(c, n) for c, n in (("a", 1), ("b", 1))]
+    tasks = [asyncio.create_task(batcher.submit(c, n)) for c, n in (("a", 1), ("b", 1))]
     await asyncio.sleep(0)  # batch 1 {a, b} is in flight
-    tasks += [batcher.place(c, n) for c, n in (("a", 2), ("a", 3), ("c", 1))]
+    tasks += [asyncio.create_task(batcher.submit(c, n)) for c, n in (("a", 2), ("a", 3), ("c", 1))]
     await asyncio.sleep(0.001)
     release_first.set()  # a's 2 joins c in a full batch; a's 3 must wait for that batch
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
