@@ -1,7 +1,7 @@
 """What the benchmark's own Faust apps (passthrough, naive) share with the real worker's app.
 
 Same Faust settings as ``signal_sync.runtime.create_runtime`` where they matter for
-throughput (acks=all, commit interval, earliest reset, raw bytes in and out), so the
+throughput (acks=all, commit interval, earliest reset, fetch settings, raw bytes in and out), so the
 comparison measures the work per event and not a different client setup. Each app gets
 its config as a JSON file: ``python bench/<app>.py CONFIG.json``.
 """
@@ -19,6 +19,9 @@ from typing import Any
 
 import faust
 
+from signal_sync.config import KafkaSettings
+from signal_sync.streams.faust_fixes import fetch_with
+
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -31,7 +34,7 @@ def load_config() -> dict[str, Any]:
 
 def make_app(config: dict[str, Any]) -> faust.App:
     """A Faust app with the worker's client settings, no web server, no tables."""
-    return faust.App(
+    app = faust.App(
         config["app_id"],
         broker=f"kafka://{config['bootstrap']}",
         autodiscover=False,
@@ -46,6 +49,13 @@ def make_app(config: dict[str, Any]) -> faust.App:
         producer_acks=-1,
         table_standby_replicas=0,
     )
+    defaults = KafkaSettings.model_fields
+    fetch_with(
+        app,
+        defaults["consumer_fetch_min_bytes"].default,
+        defaults["consumer_fetch_max_wait_ms"].default,
+    )
+    return app
 
 
 def stop_when_orphaned() -> None:

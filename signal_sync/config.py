@@ -128,6 +128,21 @@ class KafkaSettings(_Strict):
         "record still comes whole). The worker reads many partitions (source, one internal topic per "
         "integration), so this bounds the memory fetch responses take.",
     )
+    consumer_fetch_min_bytes: int = Field(
+        65_536,
+        ge=1,
+        description="Data the broker collects for one fetch before it answers, unless "
+        "consumer_fetch_max_wait_ms passes first (fetch.min.bytes). Kafka's default of 1 byte "
+        "answers every fetch as soon as one record arrives: at a few hundred events/s the worker "
+        "then spends most of its CPU on fetch round trips.",
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        50,
+        ge=0,
+        le=10_000,
+        description="Longest the broker holds a fetch for consumer_fetch_min_bytes (fetch.max.wait.ms): "
+        "at low input rates each stage's records wait up to this long.",
+    )
 
     @model_validator(mode="after")
     def _security(self) -> KafkaSettings:

@@ -28,7 +28,7 @@ from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.streams.changelog import output_changelog_table
-from signal_sync.streams.faust_fixes import never_commit_past_unread_offsets
+from signal_sync.streams.faust_fixes import fetch_with, never_commit_past_unread_offsets
 from signal_sync.streams.handoff import DecodedEvents
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
 from signal_sync.streams.json_table import JsonValues
@@ -131,6 +131,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         producer_acks=-1,
         table_standby_replicas=0,
     )
+    fetch_with(app, kafka.consumer_fetch_min_bytes, kafka.consumer_fetch_max_wait_ms)
     outputs = OutputProducer(client_config(kafka))
     flush_with_faust(app, outputs.flush)
     # Faust serializes table keys and values by key_type/value_type (not the schema): JSON keys,
