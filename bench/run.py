@@ -210,6 +210,25 @@ class ResourceSampler(threading.Thread):
         self.sample()
 
 
+def producer_with_id(config: dict[str, Any], timeout_s: float = 30.0) -> Producer:
+    """An idempotent producer that is connected and has its producer id, as a long-lived upstream
+    producer has. A new one holds its first records until it gets the id (about 500 ms here, longer
+    on a broker that has just started), which the paced run would count as the worker's latency."""
+    state: dict[str, str | None] = {}
+
+    def on_stats(raw: str) -> None:
+        state["idempotence"] = orjson.loads(raw).get("eos", {}).get("idemp_state")
+
+    producer = Producer({**config, "statistics.interval.ms": 100, "stats_cb": on_stats})
+    producer.list_topics(timeout=timeout_s)  # connects now
+    deadline = time.monotonic() + timeout_s
+    while state.get("idempotence") != "Assigned":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the input producer got no producer id within {timeout_s:.0f} s")
+        producer.poll(0.05)
+    return producer
+
+
 def produce(
     bootstrap: str,
     topic: str,
@@ -227,7 +246,7 @@ def produce(
         if err is not None:
             errors.append(str(err))
 
-    producer = Producer(
+    producer = producer_with_id(
         {
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
@@ -238,12 +257,6 @@ def produce(
             "logger": QUIET,
         }
     )
-    # Connected before the clock starts, as a long-lived upstream producer is: a new idempotent
-    # producer holds its first records until it has a producer id, about 500 ms after its first
-    # produce() when nothing connected it before (measured here), which the paced run's first
-    # half-second of events would otherwise count as the worker's latency.
-    producer.list_topics(timeout=30)
-    producer.poll(0.1)
     started = time.monotonic()
     for index, (key, value) in enumerate(records):
         if rate is not None:
