@@ -1,9 +1,10 @@
 """The benchmark's input producer does not count its own start-up as the worker's latency.
 
 Latency is measured from the moment ``produce`` hands a record to its producer. A new
-idempotent librdkafka producer holds its first records for about 500 ms (until it has a
-producer id) unless something connected it before; every paced run then began with half a
-second of events that looked 0.5 s slow before any worker had seen them. Here the broker
+idempotent librdkafka producer holds its first records until it has a producer id (about
+500 ms here, longer on a broker that has just started); every paced run then began with half a
+second of events that looked 0.5 s slow before any worker had seen them, so ``produce`` waits
+for the id before its clock starts. Here the broker
 stamps each record (``LogAppendTime``), so the gap between hand-over and the broker is measured
 without any worker.
 """
@@ -58,5 +59,5 @@ def test_first_paced_records_reach_the_broker_without_the_producer_start_up(
         consumer.close()
     assert len(appended) == len(records)
     gaps = [appended[key] - produced_ms[i] for i, (key, _) in enumerate(records)]
-    # Without the connection made up front the first gap was ~500 ms, the others a few ms.
+    # Without waiting for the producer id the first gap was ~500 ms, the others a few ms.
     assert max(gaps) < 250, f"hand-over → broker gaps (ms): {gaps}"
