@@ -7,6 +7,7 @@ files differ from what the models say now.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
@@ -32,8 +33,13 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return {"event.schema.json": event, "outcome.schema.json": outcome, "dead-letter.schema.json": letter}
 
 
+_MODULE_PATH = re.compile(r"\b(?:[a-z_]\w*\.)+(?=[A-Z])")
+"""``typing.``, ``pydantic.types.``, ``pathlib._local.`` (Python 3.13) …: where a type is defined
+is not what a reader of the reference needs, and it changes between Python versions."""
+
+
 def _type_name(info: FieldInfo) -> str:
-    text = str(info.annotation).replace("typing.", "").replace("pathlib.", "").replace("pydantic.types.", "")
+    text = _MODULE_PATH.sub("", str(info.annotation))
     return text.replace("<class '", "").replace("'>", "").replace("|", "\\|")
 
 

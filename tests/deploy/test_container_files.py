@@ -663,14 +663,14 @@ def test_topic_creation_matches_the_config(
 # =========================================================================== Dockerfile tests
 
 
-def test_dockerfile_is_multi_stage_on_one_slim_python_311_base(dockerfile: Dockerfile) -> None:
+def test_dockerfile_is_multi_stage_on_one_slim_python_313_base(dockerfile: Dockerfile) -> None:
     assert len(dockerfile.stages) >= 2
     builder, final = dockerfile.stage("builder"), dockerfile.final
     assert final is not builder
     assert final.base == builder.base, "the final stage must use the builder's base (same Python ABI)"
-    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", final.base), final.base
+    assert re.fullmatch(r"python:3\.13(\.\d+)?-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", final.base), final.base
     lock_header = LOCK_FILE.read_text(encoding="utf-8")
-    assert "with Python 3.11" in lock_header, "requirements.lock was not compiled for the image's Python"
+    assert "with Python 3.13" in lock_header, "requirements.lock was not compiled for the image's Python"
 
 
 def test_final_stage_copies_only_the_venv_and_has_no_compilers(dockerfile: Dockerfile) -> None:
@@ -826,7 +826,7 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     for name, (version, hashes) in lock.items():
         assert hashes, f"{name}=={version} has no --hash"
         assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
-    image_env = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
+    image_env = {"python_version": "3.13", "python_full_version": "3.13.0", "sys_platform": "linux",
                  "platform_system": "Linux", "os_name": "posix", "implementation_name": "cpython",
                  "platform_python_implementation": "CPython", "platform_machine": "x86_64"}  # fmt: skip
     for line in project["dependencies"]:
