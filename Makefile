@@ -50,7 +50,7 @@ kafka-stop:
 kafka-status:
 	$(PYTHON) dev/local_kafka.py status
 
-# Throughput benchmark: passthrough vs naive vs signal-sync, side by side (bench/README.md).
+# Throughput benchmark: faust_floor, passthrough, naive and signal-sync, side by side (bench/README.md).
 bench: setup
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[bench]'
 	$(PY) bench/run.py

@@ -19,14 +19,14 @@ from signal_sync.outcomes import OUTCOME_SCHEMA, iso_utc
 NAMESPACE = uuid.UUID("00000000-0000-4000-8000-000000000001")
 
 
-def outcome_for(event: dict, now: float) -> dict:
+def outcome_for(event: dict, now: float, integration: str = "passthrough") -> dict:
     """A record shaped and sized like an outcome (sha-like ids, timestamps, nulls)."""
     message_id = str(event.get("messageId") or event.get("message_id") or "")
     return {
         "schema": OUTCOME_SCHEMA,
         "delivery_id": str(uuid.uuid5(NAMESPACE, message_id)),
         "message_id": message_id,
-        "integration": "passthrough",
+        "integration": integration,
         "destination": "mautic",
         "event": event.get("event") or event.get("type"),
         "contact_id": "0" * 64,

@@ -78,7 +78,7 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
     expected = saved["workload"]["expected"]["statuses"]
     assert sum(expected["mautic-main"].values()) == sum(expected["mailgun-news"].values()) == events
 
-    for name, per_event in (("passthrough", 1), ("naive", 2), ("signal_sync", 2)):
+    for name, per_event in (("faust_floor", 1), ("passthrough", 1), ("naive", 2), ("signal_sync", 2)):
         run = saved["variants"][name]
         assert VARIANT_FIELDS <= set(run), (name, VARIANT_FIELDS - set(run))
         assert run["complete"] and not run["stalled"], (name, run["outcomes"])
@@ -96,10 +96,11 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
         assert sum(run["timeline"]["events_per_s"]) == pytest.approx(events, abs=1)
     delivered = expected["mautic-main"]["delivered"], expected["mailgun-news"]["delivered"]
     assert saved["variants"]["naive"]["http_requests"] == {"mautic": delivered[0], "mailgun": delivered[1]}
-    assert saved["variants"]["passthrough"]["http_requests"] == {"mautic": 0, "mailgun": 0}
+    for name in ("faust_floor", "passthrough"):
+        assert saved["variants"][name]["http_requests"] == {"mautic": 0, "mailgun": 0}
 
     ratios = saved["ratios"]
-    assert set(ratios) == {"signal_sync/naive", "signal_sync/passthrough"}
+    assert set(ratios) == {"signal_sync/naive", "signal_sync/passthrough", "signal_sync/faust_floor"}
     assert all(isinstance(value, float) and value > 0 for value in ratios.values())
 
     paced = saved["paced"]
