@@ -14,7 +14,7 @@
 #   docker buildx imagetools inspect python:3.13-slim-bookworm
 # and build with --build-arg PYTHON_IMAGE=python:3.13.<patch>-slim-bookworm@sha256:<digest>.
 # Python 3.13 rather than 3.11: the worker is CPU-bound on one core, and 3.13 drains ~10% faster
-# here (README, Performance); requirements.lock is compiled with it.
+# here (docs/performance-history.md, sixth release); requirements.lock is compiled with it.
 ARG PYTHON_IMAGE=python:3.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder

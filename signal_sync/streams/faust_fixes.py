@@ -14,8 +14,8 @@ transaction marker (duplicates on restart, never loss) — see docs/design.md.
 a fixed ``fetch.max.wait.ms``), so the broker answers each fetch as soon as one record arrives. The
 worker reads some 36 partitions; at a few hundred events per second every produced batch then
 costs a fetch round trip through aiokafka's thread and Faust's fetch loop, about 40% of the
-worker's CPU at 150 events/s (measured: README, *Performance*). ``fetch_with`` sets both for one
-app.
+worker's CPU at 150 events/s (measured: docs/performance-history.md, fifth release).
+``fetch_with`` sets both for one app.
 """
 
 from __future__ import annotations
