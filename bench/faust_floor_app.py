@@ -18,8 +18,7 @@ from confluent_kafka import Producer
 from faust_common import RAW, load_config, make_app, run
 from passthrough_app import outcome_for
 
-POLL_EVERY = 64
-"""Serve librdkafka's delivery reports every this many records, as the worker's producer does."""
+from signal_sync.streams.output_producer import POLL_EVERY, SETTINGS
 
 
 def main() -> None:
@@ -27,8 +26,7 @@ def main() -> None:
     app = make_app(config)
     source = app.topic(config["source_topic"], **RAW)
     outcome_topic = config["outcome_topic"]
-    settings = {"bootstrap.servers": config["bootstrap"], "linger.ms": 20, "enable.idempotence": True}
-    producer = Producer(settings)
+    producer = Producer({**SETTINGS, "bootstrap.servers": config["bootstrap"]})  # the worker's settings
 
     @app.agent(source, name="faust_floor")
     async def faust_floor(stream: faust.StreamT) -> None:
