@@ -1,8 +1,9 @@
 """What the benchmark's own Faust apps (passthrough, naive) share with the real worker's app.
 
 Same Faust settings as ``signal_sync.runtime.create_runtime`` where they matter for
-throughput (acks=all, commit interval, earliest reset, fetch settings, raw bytes in and out), so the
-comparison measures the work per event and not a different client setup. Each app gets
+throughput (acks=all, commit interval, earliest reset, fetch settings, eager hand-over of
+fetched records, raw bytes in and out), so the comparison measures the work per event and not
+a different client setup. Each app gets
 its config as a JSON file: ``python bench/<app>.py CONFIG.json``.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import faust
 
 from signal_sync.config import KafkaSettings
-from signal_sync.streams.faust_fixes import fetch_with
+from signal_sync.streams.faust_fixes import deliver_fetched_records_eagerly, fetch_with
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -49,6 +50,7 @@ def make_app(config: dict[str, Any]) -> faust.App:
         producer_acks=-1,
         table_standby_replicas=0,
     )
+    deliver_fetched_records_eagerly()
     defaults = KafkaSettings.model_fields
     fetch_with(
         app,

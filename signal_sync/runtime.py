@@ -28,7 +28,11 @@ from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.streams.changelog import output_changelog_table
-from signal_sync.streams.faust_fixes import fetch_with, never_commit_past_unread_offsets
+from signal_sync.streams.faust_fixes import (
+    deliver_fetched_records_eagerly,
+    fetch_with,
+    never_commit_past_unread_offsets,
+)
 from signal_sync.streams.handoff import DecodedEvents
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
 from signal_sync.streams.json_table import JsonValues
@@ -106,6 +110,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
     """Build the Faust app, topics and tables; agents are attached by ``signal_sync.agents``."""
     codec = orjson_codec.register()
     never_commit_past_unread_offsets()
+    deliver_fetched_records_eagerly()
     kafka, worker = settings.kafka, settings.worker
     app = faust.App(
         kafka.app_id,
