@@ -25,7 +25,8 @@ events, waits for the first and cancels the other three: some ten event-loop ste
 though the hand-over almost never waits. On Python 3.12+ ``deliver_fetched_records_eagerly``
 starts the hand-over eagerly (``asyncio.Task(eager_start=True)``): when it finishes without
 waiting, that was the whole cost; when it waits, Faust's ``wait_first`` takes over with that
-task, as before. Measured in docs/performance-history.md (seventh release).
+task, as before. Measured side by side: README, Performance (eighth release; then
+docs/performance-history.md).
 """
 
 from __future__ import annotations
