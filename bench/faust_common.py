@@ -3,8 +3,8 @@
 Same Faust settings as ``signal_sync.runtime.create_runtime`` where they matter for
 throughput (acks=all, commit interval, earliest reset, fetch settings, eager hand-over of
 fetched records, raw bytes in and out), so the comparison measures the work per event and not
-a different client setup. Each app gets
-its config as a JSON file: ``python bench/<app>.py CONFIG.json``.
+a different client setup. Each app gets its config as a JSON file:
+``python bench/<app>.py CONFIG.json``.
 """
 
 from __future__ import annotations
