@@ -84,6 +84,9 @@ def test_sigterm_with_a_hung_destination_still_exits_within_grace(chaos, monkeyp
     An exit forced by the grace deadline skips the consumer group's LeaveGroup, so the
     restarted worker gets the partitions only once the old member's session expires:
     ``BROKER_SESSION_TIMEOUT`` = 10 s here instead of Faust's 60 s.
+
+    The second half of the input is produced only once Mautic hangs: produced at once, a fast
+    worker had delivered all of it before the fault was set, and no request was left to hang.
     """
     monkeypatch.setenv("BROKER_SESSION_TIMEOUT", "10")
     monkeypatch.setenv("BROKER_HEARTBEAT_INTERVAL", "1")
@@ -92,15 +95,20 @@ def test_sigterm_with_a_hung_destination_still_exits_within_grace(chaos, monkeyp
     config = chaos.config(worker={"shutdown_grace_s": GRACE_S}, delivery={"max_in_flight": MAX_IN_FLIGHT})
     worker = chaos.start_worker(config)
     log = chaos.outcome_log(work)
-    stream = StreamProducer(chaos.bootstrap, chaos.topics["source"], work.records, rate=1000)
-    stream.start()
+    half = len(work.records) // 2
+    streams = [StreamProducer(chaos.bootstrap, chaos.topics["source"], work.records[:half], rate=1000)]
+    streams[0].start()
 
     def alive() -> None:
         worker.assert_alive()
-        stream.check()
+        for stream in streams:
+            stream.check()
 
     log.wait("the first Mautic deliveries", lambda: log.count(INTEGRATIONS[0]) >= 100, 120, alive)
     set_faults(chaos.mautic.url, {"hang_rate": 1.0, "hang_seconds": 60})
+    log.wait("the first half acknowledged", lambda: streams[0].done, 60, alive)  # keeps each key's order
+    streams.append(StreamProducer(chaos.bootstrap, chaos.topics["source"], work.records[half:], rate=1000))
+    streams[1].start()
     log.wait(
         "Mautic requests hanging",
         lambda: get_json(f"{chaos.mautic.url}/_sandbox/faults")["stats"].get("hang", 0) > 0,
@@ -123,7 +131,8 @@ def test_sigterm_with_a_hung_destination_still_exits_within_grace(chaos, monkeyp
 
     def check() -> None:
         restarted.assert_alive()
-        stream.check()
+        for stream in streams:
+            stream.check()
 
     verdict = chaos.finish(log, check=check, timeout=240)
     bound = MAX_IN_FLIGHT * len(INTEGRATIONS)
