@@ -40,7 +40,8 @@ import faust
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
-from mode.services import Service, WaitArgT, WaitResults
+from mode.services import WaitArgT, WaitResults
+from mode.utils.times import Seconds
 
 
 async def _never_skip(self: Consumer, tp: TP, offset_from: int, offset_to: int) -> None:
@@ -75,14 +76,19 @@ def fetch_with(app: faust.App, min_bytes: int, max_wait_ms: int) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = _create_with_fetch_settings  # type: ignore[method-assign]
 
 
-async def _wait_first_eagerly(self: Consumer, *coros: WaitArgT, timeout: Any = None) -> WaitResults:
+_faust_wait_first = Consumer.wait_first
+
+
+async def _wait_first_eagerly(
+    self: Consumer, *coros: WaitArgT, timeout: Seconds | None = None
+) -> WaitResults:
     """``Consumer.wait_first`` with its first awaitable, when a coroutine, started eagerly."""
     first, *others = coros
     if not asyncio.iscoroutine(first):
-        return await Service.wait_first(self, *coros, timeout=timeout)
+        return await _faust_wait_first(self, *coros, timeout=timeout)
     task = asyncio.Task(first, loop=self.loop, eager_start=True)  # type: ignore[call-arg]
     if not task.done():
-        return await Service.wait_first(self, task, *others, timeout=timeout)
+        return await _faust_wait_first(self, task, *others, timeout=timeout)
     for other in others:  # never started, so never awaited: close it
         if asyncio.iscoroutine(other):
             other.close()
