@@ -9,7 +9,11 @@ SHELL := /bin/bash
 
 # The newest Python here that runs: 3.13 is the image's, and 3.12+ hands Faust's fetched records to
 # the agents without extra tasks (streams/faust_fixes.py), about 1.5x the worker's throughput of 3.11.
-PYTHON ?= $(firstword $(foreach p,python3.13 python3.12 python3.11,$(shell $(p) -c 'import sys' >/dev/null 2>&1 && echo $(p))) python3)
+# Probed once here (`?=` would probe again at every use); PYTHON=... on the command line or in the
+# environment wins.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(firstword $(foreach p,python3.13 python3.12 python3.11,$(shell $(p) -c 'import sys' >/dev/null 2>&1 && echo $(p))) python3)
+endif
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.signal-sync-installed
