@@ -19,7 +19,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.signal-sync-installed
 PYTEST_FLAGS ?= -q -p no:cacheprovider --timeout=600 --durations=15
 
-.PHONY: setup tools test chaos lint demo bench kafka-start kafka-stop kafka-status
+.PHONY: setup registry tools test chaos fuzz lint demo bench kafka-start kafka-stop kafka-status
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,17 +31,26 @@ $(STAMP): pyproject.toml | $(PY)
 setup: $(STAMP)
 	$(PY) dev/local_kafka.py fetch
 
+# The Schema Registry the integration tests start (Apicurio Registry, from Maven, into .cache/).
+registry: $(STAMP)
+	$(PY) dev/schema_registry.py fetch
+
 # Test-only tools: helm (built with go install, cached in .cache/bin) and Debian's chromium.
 tools:
 	bash dev/install_tools.sh
 	bash dev/install_browser.sh
 
 # Unit, integration, deploy, benchmark-smoke and fault-injection (tests/chaos, ~5 min) tests.
-test: setup tools
+test: setup registry tools
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
 
 chaos: setup
 	$(PY) -m pytest $(PYTEST_FLAGS) tests/chaos
+
+# The property tests (tests/property, part of `make test` with a small budget) with Hypothesis'
+# `fuzz` profile: thousands of generated records per property, several minutes, no broker needed.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest $(PYTEST_FLAGS) --timeout=3600 --hypothesis-show-statistics tests/property
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

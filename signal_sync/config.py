@@ -51,14 +51,31 @@ def is_loopback_host(host: str) -> bool:
 
 
 def check_base_url(url: str) -> str:
-    """Reject base URLs that would make every request 404 or leak credentials in clear text."""
-    parts = urlsplit(url)
+    """Reject base URLs that would make every request 404 or leak credentials in clear text.
+
+    Messages quote at most the scheme, host and path, never a query, fragment or userinfo,
+    because those may carry a secret that would then reach the terminal or a log."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL; use https://host[:port]") from None
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not carry credentials (user:password@host); put them in the integration's "
+            "api_user / api_password or api_key fields (or their *_file twins)"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must start with https:// and name a host, got {url!r}")
-    if parts.path == "/":
-        raise ValueError(f"has a trailing slash; use the bare root, e.g. {url.rstrip('/')!r}")
+        raise ValueError("must start with https:// and name a host")
+    root = f"{parts.scheme}://{parts.netloc}"
+    if parts.path == "/" and not (parts.query or parts.fragment):
+        raise ValueError(f"has a trailing slash; use the bare root, e.g. {root!r}")
     if parts.path or parts.query or parts.fragment:
-        raise ValueError(f"must be the bare root without a path, got {url!r} (Signal appends the API path)")
+        found = f"a path {parts.path!r}" if parts.path not in ("", "/") else "a query or fragment"
+        raise ValueError(
+            f"must be the bare root {root!r} without a path, query or fragment, got {found} "
+            "(Signal appends the API path)"
+        )
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError("plain http is only allowed to a loopback host; use https")
     return url
@@ -219,9 +236,33 @@ class DeliverySettings(_Strict):
     """HTTP behaviour shared by all integrations."""
 
     timeout_s: float = Field(10.0, gt=0, description="Total timeout of one HTTP request.")
-    max_attempts: int = Field(5, ge=1, description="Attempts for a retryable failure before it is `failed`.")
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="HTTP attempts per delivery for retryable answers (5xx, 408/420/425/429, timeouts, "
+        "refused or reset connections). When they run out while other calls to the destination "
+        "succeed, the event is `failed`; when no call succeeded meanwhile, the destination is down: "
+        "the circuit opens and the event is held instead.",
+    )
+    max_elapsed_s: float = Field(
+        600.0,
+        gt=0,
+        description="Time budget of one delivery's retries, counting every attempt and every wait "
+        "(back-off and Retry-After): no retry starts whose wait would end past it. The default leaves "
+        "room for two waits of the longest Retry-After honoured (retry_after_max_s, 300 s), so a "
+        "destination's own rate-limit answer is waited out rather than turned into a failure, while "
+        "a delivery still ends within minutes; max_attempts usually ends it first.",
+        examples=[120],
+    )
     backoff_initial_s: float = Field(0.2, gt=0, description="First retry delay (exponential, full jitter).")
     backoff_max_s: float = Field(10.0, gt=0, description="Largest retry delay.")
+    retry_after_max_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest wait honoured from a destination's Retry-After (seconds or HTTP date) or "
+        "X-RateLimit-Reset; larger, infinite or far-future values wait this long, and the wait counts "
+        "against max_elapsed_s.",
+    )
     max_connections: int = Field(32, ge=1, description="Pooled keep-alive connections per integration.")
     batch_linger_ms: float = Field(
         20.0, ge=0, description="How long a batch waits for more contacts before it is sent."
@@ -230,7 +271,10 @@ class DeliverySettings(_Strict):
         1.0, gt=0, description="First wait before probing an integration paused by a 401/403/404 (doubles)."
     )
     pause_probe_max_s: float = Field(
-        30.0, gt=0, description="Longest wait between probes of a paused integration."
+        30.0,
+        gt=0,
+        description="Longest wait between probes of a paused integration (a 401/403/404 pause or an open "
+        "circuit).",
     )
     forward_max_events: int = Field(
         500,
@@ -262,6 +306,50 @@ class OutcomeSettings(_Strict):
     )
 
 
+DEBUGGER_TOKEN_MIN_LENGTH = 16
+
+
+class DebuggerSettings(_Strict):
+    """The event debugger at ``/debugger``: whether it is served, to whom, and what it shows."""
+
+    enabled: bool = Field(
+        False,
+        description="Serve the event debugger (the /debugger page and its API) on the worker's web port. "
+        "Off by default: it shows recent deliveries.",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token (secret, at least 16 characters). Set: every request to the "
+        "debugger's API must carry 'Authorization: Bearer <token>', loopback clients included (a "
+        "service mesh's sidecar delivers all clients from a loopback address). Unset: only loopback "
+        "clients are served (kubectl port-forward to the pod, the same machine).",
+    )
+    token_file: Path | None = Field(
+        None, description="File holding token.", examples=["/var/run/secrets/signal-sync/debugger/token"]
+    )
+    show_personal_data: bool = Field(
+        False,
+        description="Show personal fields in the debugger as sent: email, names, phone, address, IP "
+        "(request bodies, headers, Mailgun vars). Off: they are masked by field name, and any other "
+        "email address in a text is masked too.",
+    )
+
+    @model_validator(mode="after")
+    def _token(self) -> DebuggerSettings:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("token: set either token or token_file, not both")
+        token = self.token
+        if self.token_file is not None:
+            try:
+                token = SecretStr(self.token_file.read_text(encoding="utf-8").strip())
+            except OSError as exc:
+                raise ValueError(f"token_file: cannot read {self.token_file}: {exc.strerror}") from None
+        if token is not None and len(token.get_secret_value()) < DEBUGGER_TOKEN_MIN_LENGTH:
+            raise ValueError(f"token: must be at least {DEBUGGER_TOKEN_MIN_LENGTH} characters")
+        object.__setattr__(self, "token", token)
+        return self
+
+
 class _IntegrationBase(_Strict):
     id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique integration id.")
     base_url: str = Field(..., description="Root URL of the destination, scheme and host, no path.")
@@ -280,9 +368,20 @@ class _IntegrationBase(_Strict):
         examples=[50],
     )
     circuit_breaker_failures: int = Field(
-        20, ge=1, description="Failed deliveries in a row that open the circuit (the integration pauses)."
+        20,
+        ge=1,
+        description="HTTP attempts in a row, across this integration's requests, that fail at the "
+        "destination as a whole (5xx, 408/420/425/429, timeouts, refused or reset connections, DNS "
+        "failures) and open the circuit: the integration pauses and holds its events (no outcome, no "
+        "commit, no dead letter) until a probe gets an answer. A 2xx resets the count; per-event "
+        "rejections (400, 422, other 4xx) neither count nor reset it.",
     )
-    circuit_breaker_open_s: float = Field(30.0, gt=0, description="How long an open circuit stays open.")
+    circuit_breaker_open_s: float = Field(
+        5.0,
+        gt=0,
+        description="Wait between the circuit opening and the first probe; later probes back off, "
+        "doubling up to delivery.pause_probe_max_s.",
+    )
     consent: list[str] = Field(
         default_factory=lambda: ["marketing"],
         description="Consent categories that must be explicitly true for delivery; [] disables gating.",
@@ -383,6 +482,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
+    debugger: DebuggerSettings = Field(default_factory=DebuggerSettings)
     integrations: list[Integration] = Field(..., min_length=1, description="Destinations, in delivery order.")
 
     @field_validator("integrations")
@@ -455,6 +555,17 @@ def describe_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def yaml_error_location(error: yaml.YAMLError) -> str:
+    """`` at line L, column C: <problem>`` for a YAML error, never the text of the line.
+
+    PyYAML's own message quotes the offending line, which may be a secret (a password with a
+    character YAML cannot read); the location and the parser's short problem are enough."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None)
+    return f"{where}: {problem}" if problem else where
+
+
 def load_settings(path: str | Path, environ: dict[str, str] | None = None) -> Settings:
     """Read, interpolate and validate a config file; any problem raises ``ConfigError``."""
     try:
@@ -464,7 +575,7 @@ def load_settings(path: str | Path, environ: dict[str, str] | None = None) -> Se
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML{yaml_error_location(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     try:

@@ -1,22 +1,41 @@
-"""Who an event is about: email normalization, contact ids and identity stitching.
+"""Who an event is about: email normalization and validation, contact ids and identity stitching.
 
 A ``track`` often carries no traits (the seed's Signed Up example), yet the upsert needs
 the email and names from an earlier ``identify``. Stitching merges the latest traits we
 know for the event's ``user_id`` and ``anonymous_id`` under the event's own traits (the
 event wins). This module is pure: the Faust table that remembers traits lives in the
 agents, and preview keeps the same state in a dict.
+
+An email is sent only when it is an address both destinations take exactly as given
+(docs/destinations-api.md, "Email addresses"): Mautic cleans an address before validating it
+(it strips spaces and other characters, so ``jane doe@example.com`` would become another
+contact) and Mailgun reads ``Name <address>`` forms, so anything else is dropped with
+``invalid_email`` rather than sent.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
+
 from signal_sync.streams.records import TRAIT_ALIASES, SignalEvent
 
 EVENT_NAMES = {"identify": "Identified", "page": "page"}
+
+MAX_EMAIL_CHARS = 191
+"""Mautic keeps a contact's email in a VARCHAR(191) column (``SchemaDefinition::MAX_VARCHAR_LENGTH``)."""
+MAUTIC_KEPT_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-=?^_`{|}~@.[]")
+"""What PHP's ``FILTER_SANITIZE_EMAIL`` keeps; Mautic strips every other character before validating."""
+MAUTIC_REFUSED_CHARACTERS = frozenset("^&*%")
+"""Characters Mautic's ``EmailValidator::hasValidCharacters`` rejects although RFC 5322 allows them."""
+EMAIL_CACHE_SIZE = 32_768
+"""Normalized addresses whose verdict is kept: every event checks its email once per stage."""
 
 
 def normalize_email(value: Any) -> str | None:
@@ -25,6 +44,46 @@ def normalize_email(value: Any) -> str | None:
         return None
     email = value.strip().lower()
     return email or None
+
+
+def email_problem(email: str) -> str | None:
+    """Why a normalized address is not one both destinations take as given, or None when it is.
+
+    The syntax is RFC 5321/5322's dot-atom address, checked by ``email-validator`` (no DNS, no
+    quoted local part, no IP literal, local part at most 64 characters, a domain that can receive
+    mail); on top, what Mautic refuses or would rewrite: non-ASCII characters (internationalized
+    domains are accepted in their ``xn--`` form), characters its cleaning strips, ``^&*%``, a
+    top-level domain starting with a digit and more than 191 characters. The texts never contain
+    the address. Verdicts are cached per address; a longer one is refused before the cache, so the
+    cache holds at most ``EMAIL_CACHE_SIZE`` short keys whatever the input."""
+    if len(email) > MAX_EMAIL_CHARS:
+        return f"longer than {MAX_EMAIL_CHARS} characters"
+    return _syntax_problem(email)
+
+
+@functools.lru_cache(maxsize=EMAIL_CACHE_SIZE)
+def _syntax_problem(email: str) -> str | None:
+    if not email.isascii():
+        return "contains characters outside ASCII (give an internationalized domain in its xn-- form)"
+    if not MAUTIC_KEPT_CHARACTERS.issuperset(email):
+        return "contains a character Mautic strips from addresses (a space, a quote, a slash, a control …)"
+    if not MAUTIC_REFUSED_CHARACTERS.isdisjoint(email):
+        return "contains one of ^ & * %, which Mautic refuses"
+    try:
+        validate_email(
+            email,
+            check_deliverability=False,
+            allow_smtputf8=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            strict=True,
+        )
+    except EmailNotValidError as exc:
+        return str(exc)
+    if not email.rpartition(".")[2][:1].isalpha():
+        return "the top-level domain does not start with a letter"
+    return None
 
 
 def contact_id(email: str) -> str:
@@ -63,13 +122,20 @@ class ResolvedEvent:
     event: SignalEvent
     traits: dict[str, Any] = field(default_factory=dict)
     email: str | None = field(init=False)
+    """The normalized email when it is a valid address (see ``email_problem``), else None."""
     contact_id: str | None = field(init=False)
     """sha256 of ``email``; both are read several times per event, so they are computed once."""
+    email_invalid: bool = field(init=False)
+    """The event has an email, but not one the destinations take (its ``email`` is None)."""
 
     def __post_init__(self) -> None:
         email = normalize_email(self.traits.get("email"))
+        invalid = email is not None and email_problem(email) is not None
+        if invalid:
+            email = None
         object.__setattr__(self, "email", email)
         object.__setattr__(self, "contact_id", contact_id(email) if email else None)
+        object.__setattr__(self, "email_invalid", invalid)
 
     @property
     def name(self) -> str:

@@ -3,6 +3,12 @@
 Outcomes are built as plain dicts and serialized with orjson on the hot path; the
 pydantic ``Outcome`` model in ``streams.records`` is the contract they follow (tests
 validate them against it and docs/schemas is generated from it).
+
+Both records are bounded whatever the input: the texts an input controls are bounded where they
+are made (ids and event names at decode, ``streams.records.MAX_ID_CHARS``; error texts by
+``destinations.delivery.short_text``), and a dead letter keeps only as much of the original record
+as fits its topic (``encode_dead_letter``). So an outcome can always be written, which is what lets
+every event have one.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 import orjson
@@ -60,13 +65,10 @@ def iso_utc(timestamp: float) -> str:
 
 
 def event_timestamp(event: SignalEvent | None) -> str | None:
-    """The event's own timestamp, normalized to UTC (naive means UTC)."""
+    """The event's own timestamp (decoding holds it in UTC), as RFC 3339 with ``Z``."""
     if event is None or event.timestamp is None:
         return None
-    stamp = event.timestamp
-    if stamp.utcoffset():  # another offset than UTC's; most events say "Z"
-        stamp = stamp.astimezone(UTC)
-    return stamp.replace(tzinfo=None).isoformat() + "Z"
+    return event.timestamp.replace(tzinfo=None).isoformat() + "Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,16 +139,18 @@ class OutcomeBuilder:
 DEAD_LETTER_ORIGINAL_LIMIT = 256 * 1024
 
 
-def dead_letter(outcome: dict[str, Any], source: SourceRecord) -> dict[str, Any]:
+def dead_letter(
+    outcome: dict[str, Any], source: SourceRecord, keep_bytes: int = DEAD_LETTER_ORIGINAL_LIMIT
+) -> dict[str, Any]:
     """The original record plus why it could not be delivered, for replay.
 
     A poison record can be far larger than a Kafka message may be (a 5 MB value was
     accepted upstream by a topic with a raised limit); writing it whole would make the
-    dead-letter write fail and stall the partition, so only its head is kept, with the
-    size and hash of the whole.
+    dead-letter write fail and stall the partition, so only its first ``keep_bytes`` are kept,
+    with the size and hash of the whole.
     """
     whole = source.value or b""
-    raw = whole[:DEAD_LETTER_ORIGINAL_LIMIT]
+    raw = whole[:keep_bytes]
     try:
         original, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -167,8 +171,20 @@ def dead_letter(outcome: dict[str, Any], source: SourceRecord) -> dict[str, Any]
         "original_encoding": encoding,
         "original_bytes": len(whole),
         "original_sha256": hashlib.sha256(whole).hexdigest(),
-        "original_truncated": len(whole) > DEAD_LETTER_ORIGINAL_LIMIT,
+        "original_truncated": len(whole) > keep_bytes,
     }
+
+
+def encode_dead_letter(outcome: dict[str, Any], source: SourceRecord, max_bytes: int) -> bytes:
+    """The dead letter as compact JSON of at most ``max_bytes``: the kept head of the original is
+    halved until it fits (JSON escapes can make a text up to six times its size, base64 a third
+    larger)."""
+    keep = DEAD_LETTER_ORIGINAL_LIMIT
+    while True:
+        wire = encode(dead_letter(outcome, source, keep))
+        if len(wire) <= max_bytes or keep == 0:
+            return wire
+        keep //= 2
 
 
 def encode(record: dict[str, Any]) -> bytes:

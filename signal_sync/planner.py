@@ -11,6 +11,8 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import DropReason, Request, gate
 from signal_sync.identity import ResolvedEvent, identity_keys, stitch
@@ -49,13 +51,37 @@ def remembered_for(event: SignalEvent, lookup: Mapping[str, Any]) -> dict[str, M
     return {key: value for key in identity_keys(event) if (value := lookup.get(key))}
 
 
+REMEMBERED_MAX_BYTES = 16 * 1024
+"""Most JSON bytes of traits remembered per identity key. Stitching needs the email and a few
+names; a larger value would make every identity's changelog record (and the worker's memory)
+as large as the largest trait any producer sends."""
+
+
+def bounded_traits(traits: Mapping[str, Any], max_bytes: int = REMEMBERED_MAX_BYTES) -> dict[str, Any]:
+    """``traits`` as a new dict whose JSON is at most ``max_bytes``: the largest values are left
+    out first, so what stitching needs most (the email, names) stays."""
+    value = dict(traits)
+    if len(orjson.dumps(value)) <= max_bytes:
+        return value
+    # Compact JSON is "{" + the members joined by "," + "}": each member's size is exact on its own.
+    sizes = {name: len(orjson.dumps({name: item})) - 2 for name, item in value.items()}
+    total = 1 + sum(sizes.values()) + len(sizes)
+    for name in sorted(sizes, key=sizes.__getitem__, reverse=True):
+        if total <= max_bytes:
+            break
+        del value[name]
+        total -= sizes[name] + 1
+    return value
+
+
 def remember(store: MutableMapping[str, Any], event: SignalEvent, learned: Mapping[str, Any]) -> None:
-    """Keep what the event taught us under each of its identity keys (nothing when it taught nothing).
+    """Keep what the event taught us under each of its identity keys (nothing when it taught nothing),
+    at most ``REMEMBERED_MAX_BYTES`` of it (``bounded_traits``).
 
     The keys share one value: values are only ever read and replaced, never changed in place (the
     worker's ``JsonValues`` then encodes it once and stores one bytes object under every key)."""
     if learned:
-        value = dict(learned)
+        value = bounded_traits(learned)
         for key in identity_keys(event):
             store[key] = value
 

@@ -2,7 +2,8 @@
 
 State (identities, Mailgun vars) is kept in dicts exactly as the worker keeps it in
 tables, and every request is assumed to succeed, so a sequence of events previews the
-same payloads the worker would send for it.
+same payloads the worker would send for it. A drop for ``invalid_event`` or
+``invalid_email`` carries an ``error`` saying what is wrong (never the address itself).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from signal_sync.codecs.events import decode_event, peek_message_id
 from signal_sync.config import Settings
 from signal_sync.errors import InvalidEventError
+from signal_sync.identity import email_problem, normalize_email
 from signal_sync.planner import build_request, plan_event, remember, remembered_for, state_key
 
 
@@ -39,7 +41,10 @@ class Previewer:
         assert event.message_id is not None
         for integration, reason in plan.decisions:
             if reason is not None:
-                yield self._line(event.message_id, integration.id, resolved.name, reason, None)
+                error = None
+                if reason == "invalid_email":  # why, without the address itself
+                    error = email_problem(normalize_email(resolved.traits.get("email")) or "")
+                yield self._line(event.message_id, integration.id, resolved.name, reason, None, error=error)
                 continue
             key = state_key(integration, resolved.contact_id or "")
             request = build_request(resolved, integration, self.destination_state.get(key))

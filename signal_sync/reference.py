@@ -24,7 +24,9 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     event["title"] = "signal.events value"
     event["description"] = (
         "One analytics event. camelCase aliases are accepted for ids and traits "
-        "(messageId, anonymousId, userId, firstName, lastName, postalCode); unknown fields are ignored."
+        "(messageId, anonymousId, userId, firstName, lastName, postalCode); unknown fields are ignored. "
+        "A record over 1,000,000 bytes, not UTF-8 JSON, or with objects and arrays nested more than "
+        "64 levels deep is an invalid event."
     )
     outcome = Outcome.model_json_schema(mode="serialization", by_alias=True)
     outcome["title"] = "signal.deliveries value"

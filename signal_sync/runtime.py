@@ -8,8 +8,10 @@ count, because Faust requires a table's changelog to match the stream that write
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,8 @@ from signal_sync.streams.output_producer import OutputProducer, flush_with_faust
 from signal_sync.streams.partition_reader import PartitionReader
 from signal_sync.streams.sequence import SequenceGuard
 from signal_sync.streams.topics import client_config
+
+log = logging.getLogger(__name__)
 
 OutcomeObserver = Callable[[dict[str, Any], Request | None], None]
 """Called with every outcome written and the request behind it (None for drops): how metrics
@@ -75,6 +79,13 @@ class Runtime:
     decoded: DecodedEvents = field(default_factory=DecodedEvents)
     """Events stage 1 validated, left for this process's delivery agents."""
 
+    async def stop_worker(self, reason: BaseException) -> None:
+        """Stop the worker loudly (its process exits non-zero) because an event could not be given an
+        outcome: that event is not acknowledged, so it is read again after the restart, rather than
+        the worker going on with a commit point that can never move past it."""
+        log.critical("stopping the worker: %s: %s", type(reason).__name__, reason)
+        await self.app.crash(reason)
+
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
     """``a:9092,b:9092`` → Faust's ``kafka://`` URL list."""
@@ -106,8 +117,17 @@ def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
     return None
 
 
-def create_runtime(settings: Settings, partitions: int) -> Runtime:
-    """Build the Faust app, topics and tables; agents are attached by ``signal_sync.agents``."""
+def bounded_values(table: faust.Table, outputs: OutputProducer) -> JsonValues:
+    """A table's JSON view whose writes fit the table's changelog topic."""
+    return JsonValues(table, outputs.record_limit(table.changelog_topic.get_topic_name()))
+
+
+def create_runtime(
+    settings: Settings, partitions: int, topic_limits: Mapping[str, int] | None = None
+) -> Runtime:
+    """Build the Faust app, topics and tables; agents are attached by ``signal_sync.agents``.
+    ``topic_limits``: ``max.message.bytes`` of the topics the worker writes, as read at start
+    (``streams.topics.max_message_bytes``); every record is bounded by them."""
     codec = orjson_codec.register()
     never_commit_past_unread_offsets()
     deliver_fetched_records_eagerly()
@@ -137,7 +157,7 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
         table_standby_replicas=0,
     )
     fetch_with(app, kafka.consumer_fetch_min_bytes, kafka.consumer_fetch_max_wait_ms)
-    outputs = OutputProducer(client_config(kafka))
+    outputs = OutputProducer(client_config(kafka), topic_limits)
     flush_with_faust(app, outputs.flush)
     # Faust serializes table keys and values by key_type/value_type (not the schema): JSON keys,
     # raw values (JSON bytes that ``JsonValues`` encodes and decodes).
@@ -165,8 +185,10 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
             settings.delivery.forward_max_events,
         ),
         outputs=outputs,
-        identities=JsonValues(output_changelog_table(app, outputs, IDENTITIES_TABLE, **table)),
-        destination_state=JsonValues(output_changelog_table(app, outputs, DESTINATION_STATE_TABLE, **table)),
+        identities=bounded_values(output_changelog_table(app, outputs, IDENTITIES_TABLE, **table), outputs),
+        destination_state=bounded_values(
+            output_changelog_table(app, outputs, DESTINATION_STATE_TABLE, **table), outputs
+        ),
         outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
         sender=Sender(settings.delivery),
         sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),
@@ -193,8 +215,9 @@ def create_runtime(settings: Settings, partitions: int) -> Runtime:
 
     @app.on_before_shutdown.connect
     async def _finish_in_flight(sender: faust.App, **_: object) -> None:
-        for scheduler in runtime.schedulers.values():
-            await scheduler.drain(settings.worker.shutdown_grace_s * 0.8)
+        # One deadline for every integration: waiting for each in turn could take a multiple of it.
+        budget = settings.worker.shutdown_grace_s * 0.8
+        await asyncio.gather(*(scheduler.drain(budget) for scheduler in runtime.schedulers.values()))
         await runtime.sender.close()
         await runtime.sequence.close()
 

@@ -1,4 +1,4 @@
-"""Session-wide Kafka fixtures.
+"""Session-wide Kafka and Schema Registry fixtures.
 
 Integration tests need a real broker. Which one is chosen, in order:
 
@@ -8,7 +8,11 @@ Integration tests need a real broker. Which one is chosen, in order:
 4. otherwise ``pytest.fail`` when ``CI=true`` (a silent skip would hide a broken CI box),
    else ``pytest.skip`` with the reason.
 
-Every broker fixture is lazy: pure unit tests never start Java or Docker.
+The Schema Registry (``schema_registry``) is chosen the same way: ``SCHEMA_REGISTRY_URL``
+(a Confluent-compatible API someone already runs), else a local Apicurio Registry
+(``dev/schema_registry.py``), else ``pytest.fail`` under ``CI=true`` and ``pytest.skip`` otherwise.
+
+Every broker and registry fixture is lazy: pure unit tests never start Java or Docker.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ if str(REPO_ROOT / "dev") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "dev"))
 
 from local_kafka import LocalKafka, LocalKafkaError, fetch_jars  # noqa: E402
+from schema_registry import LocalSchemaRegistry, SchemaRegistryError, fetch_registry  # noqa: E402
 
 TopicFactory = Callable[..., str]
 
@@ -173,3 +178,41 @@ def kafka_topics(kafka_backend: KafkaBackend) -> Iterator[TopicFactory]:
                 fut.result(timeout=60)
         except Exception as exc:  # broker stopped by a fault test, etc.: hygiene only
             print(f"kafka_topics: could not delete {created}: {exc}", file=sys.stderr)
+
+
+@dataclass
+class SchemaRegistryBackend:
+    """The Schema Registry the session uses: ``url`` is the Confluent API (for ``SchemaRegistryClient``)."""
+
+    url: str
+    kind: str  # "env" | "local"
+    local: LocalSchemaRegistry | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaRegistryBackend]:
+    """A real, ready Schema Registry shared by the whole session; see the module docstring."""
+    env = os.environ.get("SCHEMA_REGISTRY_URL", "").strip().rstrip("/")
+    if env:
+        yield SchemaRegistryBackend(env, "env")
+        return
+    try:
+        fetch_registry()
+    except SchemaRegistryError as exc:  # no Java 21+ or mvn, or Maven Central unreachable
+        msg = f"no Schema Registry for integration tests: {exc}"
+        msg += " (set SCHEMA_REGISTRY_URL to use an existing one)"
+        if _is_ci():
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    registry = LocalSchemaRegistry()
+    try:
+        registry.start(tmp_path_factory.mktemp("schema-registry"))
+    except SchemaRegistryError as exc:
+        # Java and the registry are here but it does not start: a real bug, never skip.
+        pytest.fail(f"local Schema Registry failed to start: {exc}", pytrace=False)
+    notes = [f"ready in {registry.startup_seconds:.1f}s"]
+    try:
+        yield SchemaRegistryBackend(registry.url, "local", registry, notes)
+    finally:
+        registry.stop()

@@ -11,7 +11,6 @@ successful delivery, written to the destination-state table on the same partitio
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from typing import Any
@@ -20,12 +19,12 @@ import faust
 import orjson
 from faust.types import TP
 
-from signal_sync.agents.ingest import reject
+from signal_sync.agents.ingest import reject, source_of_envelope
 from signal_sync.agents.outputs import emit
 from signal_sync.codecs.events import decode_event
 from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import Request
-from signal_sync.destinations.delivery import DeliveryResult
+from signal_sync.destinations.delivery import DeliveryResult, exception_text
 from signal_sync.engine.batch_send import make_send_batch
 from signal_sync.engine.batcher import Batcher
 from signal_sync.engine.gate import send_through_gate
@@ -34,6 +33,7 @@ from signal_sync.identity import ResolvedEvent
 from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import build_request, state_key
 from signal_sync.runtime import Runtime
+from signal_sync.streams.json_table import ValueTooLargeError
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.records import SignalEvent
 from signal_sync.streams.sequence import acknowledge
@@ -58,12 +58,6 @@ def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceReco
     return event
 
 
-def source_of_envelope(envelope: dict[str, Any]) -> SourceRecord:
-    """The original input record an envelope was made from (for outcomes and dead letters)."""
-    topic, partition, offset, timestamp_ms = envelope["src"]
-    return SourceRecord(topic, partition, offset, timestamp_ms, envelope["raw"].encode("utf-8"))
-
-
 async def send(
     runtime: Runtime, integration: Integration, contact: str, request: Request
 ) -> tuple[DeliveryResult, bool]:
@@ -75,47 +69,50 @@ async def send(
             runtime.sender, runtime.gates[integration.id], integration, request
         ), True
     placed = await batcher.submit(contact, destination_of(integration).batch.item_of(request))
-    result = placed.result
-    if not placed.first and result.created:  # one upsert: only the group's first event created the contact
-        result = dataclasses.replace(result, created=False)
-    return result, placed.last
+    return placed.result, placed.last
 
 
 async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[str, Any]) -> None:
-    """Deliver one event to one integration and record the outcome; never raises."""
+    """Deliver one event to one integration and record its one outcome. An unexpected exception
+    (decoding, mapping, sending or building the outcome) becomes a ``failed`` / ``internal_error``
+    outcome; raises only when the outcome cannot be written (the scheduler then stops the worker)."""
     source = source_of_envelope(envelope)
     try:
-        resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
-        contact = resolved.contact_id
-        assert contact is not None and resolved.event.message_id is not None
-        key = state_key(integration, contact)
-        # Mailgun vars of a contact's earlier event still in flight come first: it is applied before us.
-        known = (
-            runtime.pending_state[key] if key in runtime.pending_state else runtime.destination_state.get(key)
-        )
-        request = build_request(resolved, integration, known)
-        if request.state is not None:
-            runtime.pending_state[key] = request.state
-        result, last_of_contact = await send(runtime, integration, contact, request)
+        outcome, request = await delivery_outcome(runtime, integration, envelope, source)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # a handler that raises would be acked without an outcome
+    except Exception as exc:  # a handler that raises would leave the event without an outcome
         log.exception(
             "delivery crashed: integration=%s", integration.id, extra={"integration": integration.id}
         )
-        await reject(
-            runtime, source, f"{type(exc).__name__}: {exc}", "failed", "internal_error", [integration]
-        )
+        await reject(runtime, source, exception_text(exc), "failed", "internal_error", [integration])
         return
-    gate = runtime.gates[integration.id]
-    if request.state is not None and runtime.pending_state.get(key) is request.state:
-        del runtime.pending_state[key]
+    await emit(runtime, outcome, source, request)
+
+
+async def delivery_outcome(
+    runtime: Runtime, integration: Integration, envelope: dict[str, Any], source: SourceRecord
+) -> tuple[dict[str, Any], Request]:
+    """Deliver the envelope's event; its outcome and the request behind it."""
+    resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
+    contact = resolved.contact_id
+    assert contact is not None and resolved.event.message_id is not None
+    key = state_key(integration, contact)
+    # Mailgun vars of a contact's earlier event still in flight come first: it is applied before us.
+    known = runtime.pending_state[key] if key in runtime.pending_state else runtime.destination_state.get(key)
+    request = build_request(resolved, integration, known)
+    if request.state is not None:
+        runtime.pending_state[key] = request.state
+    try:
+        result, last_of_contact = await send(runtime, integration, contact, request)
+    finally:
+        if request.state is not None and runtime.pending_state.get(key) is request.state:
+            del runtime.pending_state[key]
+    note = None
     if result.status == "delivered":
-        gate.record_delivered()
         if request.state is not None and last_of_contact:
-            runtime.destination_state[key] = request.state
+            note = keep_state(runtime, key, request.state)
     else:
-        gate.record_failed()
         log.warning(
             "delivery failed: integration=%s message_id=%s reason=%s attempts=%s",
             integration.id,
@@ -144,9 +141,23 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
         created=result.created,
         attempts=result.attempts,
         hint=result.hint,
-        error=result.error,
+        error=result.error or note,
     )
-    await emit(runtime, outcome, source, request)
+    return outcome, request
+
+
+def keep_state(runtime: Runtime, key: str, state: dict[str, Any]) -> str | None:
+    """Store a contact's destination state (Mailgun vars) after its delivery; when it is too large for
+    the table's changelog, keep the state stored before and return what the outcome says about it."""
+    try:
+        runtime.destination_state[key] = state
+    except ValueTooLargeError as exc:
+        log.warning("destination state not kept: %s", exc, extra={"state_key": key})
+        return (
+            f"delivered, but the merged vars are not remembered ({exc}): the contact's next event "
+            "merges into the vars remembered before"
+        )
+    return None
 
 
 def attach_one(runtime: Runtime, integration: Integration) -> None:
@@ -176,7 +187,17 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
             if done is not None:
                 await acknowledge(stream, runtime.app.consumer, done)
 
-        scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=settings.max_in_flight)
+        async def fail(item: Item, exc: Exception) -> None:
+            """The outcome of an event whose handler raised (``deliver_to`` turns its own failures into
+            outcomes; this is for anything else)."""
+            envelope, _ = item
+            if envelope is not None:
+                source = source_of_envelope(envelope)
+                await reject(runtime, source, exception_text(exc), "failed", "internal_error", [integration])
+
+        scheduler = KeyOrderedScheduler(
+            ack=ack, max_in_flight=settings.max_in_flight, fail=fail, halt=runtime.stop_worker
+        )
         runtime.schedulers[integration.id] = scheduler
 
         async def submit(tp: TP, offset: int, envelopes: list[dict[str, Any]], done: Done) -> None:

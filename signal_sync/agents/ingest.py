@@ -5,6 +5,12 @@ each deliverable event to the internal topic of every integration that takes it,
 by ``contact_id``, so every event of one contact is delivered in order by one worker and
 each integration progresses on its own offsets. Drops and invalid records get their
 outcomes here and never reach stage 2.
+
+Every source record ends with exactly one outcome or forward per integration it is for, before
+it is acknowledged: an event whose envelope cannot fit an internal record gets ``invalid`` /
+``event_too_large``; an unexpected exception gets ``failed`` / ``internal_error`` for the
+integrations that had nothing yet. When even that cannot be written, or a forward fails, the
+record is not acknowledged and the worker stops (it reads the record again after the restart).
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -20,10 +27,12 @@ import faust
 from signal_sync.agents.outputs import emit
 from signal_sync.codecs.events import decode_event, peek_message_id
 from signal_sync.destinations import Integration
+from signal_sync.destinations.delivery import exception_text
 from signal_sync.errors import InvalidEventError
 from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import plan_event, remember, remembered_for
 from signal_sync.runtime import Runtime
+from signal_sync.streams.json_table import ValueTooLargeError
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.routing import replay_target
 from signal_sync.streams.sequence import acknowledge
@@ -35,6 +44,12 @@ log = logging.getLogger(__name__)
 def source_of_record(record: RawRecord) -> SourceRecord:
     """Position and payload of a record the sequence guard read from Kafka itself."""
     return SourceRecord(record.topic, record.partition, record.offset, record.timestamp_ms, record.value)
+
+
+def source_of_envelope(envelope: dict[str, Any]) -> SourceRecord:
+    """The original input record an envelope was made from (for outcomes and dead letters)."""
+    topic, partition, offset, timestamp_ms = envelope["src"]
+    return SourceRecord(topic, partition, offset, timestamp_ms, envelope["raw"].encode("utf-8"))
 
 
 def source_of(event: faust.EventT) -> SourceRecord:
@@ -56,8 +71,10 @@ async def reject(
     status: str = "invalid",
     reason: str = "invalid_event",
     integrations: Iterable[Integration] | None = None,
+    finished: set[str] | None = None,
 ) -> None:
-    """A record we cannot process: one outcome and dead letter per integration (default: all)."""
+    """A record we cannot process: one outcome and dead letter per integration (default: all); the
+    id of each integration whose outcome was handed over is added to ``finished``."""
     message_id = peek_message_id(source.value)
     position = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
     log.warning(
@@ -83,6 +100,8 @@ async def reject(
             error=error,
         )
         await emit(runtime, outcome, source)
+        if finished is not None:
+            finished.add(integration.id)
 
 
 def targets_of(runtime: Runtime, headers: Any) -> list[Integration]:
@@ -93,15 +112,28 @@ def targets_of(runtime: Runtime, headers: Any) -> list[Integration]:
     return [runtime.integrations[only]] if only in runtime.integrations else []
 
 
-async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[Integration]) -> None:
-    """Handle one source record completely for ``integrations``; never raises for bad input."""
+async def ingest_one(
+    runtime: Runtime, source: SourceRecord, integrations: list[Integration], finished: set[str]
+) -> None:
+    """Handle one source record completely for ``integrations``; never raises for bad input. The id
+    of each integration whose outcome or forward was handed over is added to ``finished``."""
     try:
         event = decode_event(source.value)
     except InvalidEventError as exc:
-        await reject(runtime, source, str(exc), integrations=integrations)
+        await reject(runtime, source, str(exc), integrations=integrations, finished=finished)
         return
     plan = plan_event(event, integrations, remembered_for(event, runtime.identities))
-    remember(runtime.identities, event, plan.learned)
+    try:
+        remember(runtime.identities, event, plan.learned)
+    except ValueTooLargeError as exc:  # stitching knows less; the event itself goes on
+        log.warning(
+            "identity not remembered for the record at %s[%s]@%s: %s",
+            source.topic,
+            source.partition,
+            source.offset,
+            exc,
+            extra={"topic": source.topic, "partition": source.partition, "offset": source.offset},
+        )
     resolved = plan.resolved
     assert event.message_id is not None
     now = time.time()
@@ -119,6 +151,7 @@ async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[
                 event=event,
             )
             await emit(runtime, outcome, source)
+            finished.add(integration.id)
     if plan.to_send and resolved.contact_id:
         envelope = {
             "raw": (source.value or b"").decode("utf-8"),
@@ -127,16 +160,24 @@ async def ingest_one(runtime: Runtime, source: SourceRecord, integrations: list[
             "src": [source.topic, source.partition, source.offset, source.timestamp_ms],
             "takers": len(plan.to_send),
         }
-        for integration in plan.to_send:
-            runtime.forwarder.add(integration.id, resolved.contact_id, envelope)
+        takers = [integration.id for integration in plan.to_send]
+        runtime.forwarder.add(takers, resolved.contact_id, envelope, len(source.value or b""))
+        finished.update(takers)
         runtime.decoded.keep(source.position, event, len(plan.to_send))
 
 
 async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) -> None:
-    """Handle one source record; an unexpected error becomes a ``failed`` outcome, never a skip."""
-    integrations = targets_of(runtime, headers)
+    """Handle one source record: one outcome or forward per integration it is for. An unexpected
+    error becomes a ``failed`` / ``internal_error`` outcome for the integrations that have none yet
+    (never a skip); raises only when even that cannot be written."""
+    integrations = list(runtime.integrations.values())
+    finished: set[str] = set()
     try:
-        await ingest_one(runtime, source, integrations)
+        integrations = targets_of(runtime, headers)
+        await ingest_one(runtime, source, integrations, finished)
+        if len(finished) < len(integrations):
+            missing = sorted(i.id for i in integrations if i.id not in finished)
+            raise RuntimeError(f"no outcome was decided for {', '.join(missing)}")
     except Exception as exc:  # an agent that raises skips the event for good
         log.exception(
             "ingest failed at %s[%s]@%s",
@@ -145,8 +186,8 @@ async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) ->
             source.offset,
             extra={"topic": source.topic, "partition": source.partition, "offset": source.offset},
         )
-        error = f"{type(exc).__name__}: {exc}"
-        await reject(runtime, source, error, "failed", "internal_error", integrations)
+        rest = [integration for integration in integrations if integration.id not in finished]
+        await reject(runtime, source, exception_text(exc), "failed", "internal_error", rest, finished)
 
 
 BACKLOG_LINGER_S = 0.5
@@ -163,6 +204,69 @@ def in_backlog(consumer: Any, message: Any, threshold: int) -> bool:
     return highwater is not None and highwater - message.offset > threshold
 
 
+@dataclass
+class Forwarding:
+    """Source records handled by the ingest stage, acknowledged (in the order read) once every
+    forward made from them went to the producer.
+
+    A record that could not get its outcomes is never acknowledged, and from then on neither is
+    any later one: Faust commits past a single unacknowledged record once the record after it is
+    acknowledged (``Consumer._new_offset``), so the commit point holds only if nothing behind it
+    is acknowledged. The worker stops and reads them all again after its restart."""
+
+    runtime: Runtime
+    acknowledge: Callable[[faust.EventT | RawRecord], Awaitable[None]]
+    held: list[faust.EventT | RawRecord] = field(default_factory=list)
+    failed: bool = False
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ingest(self, source: SourceRecord, headers: Any, item: faust.EventT | RawRecord) -> None:
+        """Handle one source record (``ingest_record``) and hold it for acknowledgement."""
+        try:
+            await ingest_record(self.runtime, source, headers)
+        except Exception as exc:
+            where = f"{source.topic}[{source.partition}]@{source.offset}"
+            await self.fail(exc, f"the record at {where} has no outcome")
+            return
+        self.hold(item)
+
+    def hold(self, item: faust.EventT | RawRecord) -> None:
+        """A record whose outcomes and forwards were handed over (forwards wait in the forwarder)."""
+        if not self.failed:
+            self.held.append(item)
+
+    async def forward(self) -> None:
+        """Send what the forwarder holds, then acknowledge the records held until now. An envelope
+        too large for an internal record gets its ``invalid`` / ``event_too_large`` outcome first
+        (for the integration it was left out for); when the producer refuses a forward, ``fail``."""
+        async with self._lock:
+            if self.failed:
+                return
+            groups, done = self.runtime.forwarder.take(), self.held
+            self.held = []
+            try:
+                records, refused = self.runtime.forwarder.encode(groups)
+                for left_out in refused:
+                    integration = self.runtime.integrations[left_out.integration_id]
+                    source = source_of_envelope(left_out.envelope)
+                    await reject(
+                        self.runtime, source, str(left_out.error), "invalid", "event_too_large", [integration]
+                    )
+                await self.runtime.forwarder.send(records)
+            except Exception as exc:
+                await self.fail(exc, f"forwarding to the internal topics failed ({len(done)} records)")
+                return
+            for item in done:
+                await self.acknowledge(item)
+
+    async def fail(self, exc: Exception, what: str) -> None:
+        """Acknowledge nothing from now on, and stop the worker."""
+        self.failed = True
+        self.held = []
+        log.critical("%s; no record read from here on is acknowledged", what, exc_info=exc)
+        await self.runtime.stop_worker(exc)
+
+
 def attach(runtime: Runtime) -> None:
     """Register the ingest agent on the runtime's app.
 
@@ -176,16 +280,7 @@ def attach(runtime: Runtime) -> None:
     async def ingest(stream: faust.StreamT) -> None:
         stream = stream.noack()
         consumer = runtime.app.consumer
-        unacked: list[faust.EventT | RawRecord] = []
-        forwarding = asyncio.Lock()
-
-        async def forward() -> None:
-            async with forwarding:
-                groups, done = runtime.forwarder.take(), unacked[:]
-                unacked.clear()
-                await runtime.forwarder.send(groups)
-                for item in done:
-                    await acknowledge(stream, consumer, item)
+        forwarding = Forwarding(runtime, lambda item: acknowledge(stream, consumer, item))
 
         last_message: Any = None  # the message read last (read by the ticker)
 
@@ -199,15 +294,11 @@ def attach(runtime: Runtime) -> None:
                 if behind and lingered < BACKLOG_LINGER_S:
                     continue  # fuller records for the delivery agents; latency is the backlog's anyway
                 lingered = 0.0
-                try:
-                    await forward()
-                except Exception:  # unacknowledged records stay so: they are read again after a restart
-                    log.exception("forwarding to the internal topics failed")
+                await forwarding.forward()
 
         async def ingest_raw(record: RawRecord) -> None:
             """A record Faust did not hand to this agent, read by the sequence guard."""
-            await ingest_record(runtime, source_of_record(record), record.headers)
-            unacked.append(record)
+            await forwarding.ingest(source_of_record(record), record.headers, record)
 
         watch = TailWatch(runtime.app, runtime.sequence, runtime.source.get_topic_name())
         tasks = [asyncio.create_task(forward_periodically()), asyncio.create_task(watch.run(ingest_raw))]
@@ -216,13 +307,14 @@ def attach(runtime: Runtime) -> None:
                 async with watch.lock:
                     message = last_message = event.message
                     missing = await runtime.sequence.admit(message.tp, message.offset)
-                    if missing is not None:
+                    if missing is None:  # already handled: only its acknowledgement, in order
+                        forwarding.hold(event)
+                    else:
                         for record in missing:
                             await ingest_raw(record)
-                        await ingest_record(runtime, source_of(event), message.headers)
-                    unacked.append(event)
+                        await forwarding.ingest(source_of(event), message.headers, event)
                     if runtime.forwarder.full:
-                        await forward()
+                        await forwarding.forward()
         finally:
             for task in tasks:
                 task.cancel()

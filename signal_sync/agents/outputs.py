@@ -7,24 +7,40 @@ is committed only after its outcomes are written" hold.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from signal_sync.destinations.base import Request
-from signal_sync.outcomes import SourceRecord, dead_letter, encode
+from signal_sync.outcomes import SourceRecord, encode, encode_dead_letter
 from signal_sync.runtime import Runtime
 
 DEAD_LETTER_STATUSES = frozenset({"failed", "invalid"})
+log = logging.getLogger(__name__)
 
 
 async def emit(
     runtime: Runtime, outcome: dict[str, Any], source: SourceRecord, request: Request | None = None
 ) -> None:
     """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed;
-    then tell the observers (metrics, debugger). ``request`` is the request behind it, if any."""
+    then tell the observers (metrics, debugger). ``request`` is the request behind it, if any.
+
+    Both records are built and checked against their topics' limits before either is handed over,
+    so an outcome is not written without its dead letter. Raises only when they cannot be written;
+    an observer that raises is logged (the outcome is written by then)."""
     key = (outcome["contact_id"] or outcome["message_id"]).encode()
     topics = runtime.settings.kafka
-    await runtime.outputs.send(topics.deliveries_topic, key, encode(outcome))
+    outputs = runtime.outputs
+    value = encode(outcome)
+    letter = None
     if outcome["status"] in DEAD_LETTER_STATUSES:
-        await runtime.outputs.send(topics.dead_letter_topic, key, encode(dead_letter(outcome, source)))
+        dlq = topics.dead_letter_topic
+        letter = encode_dead_letter(outcome, source, outputs.record_limit(dlq) - len(key))
+        outputs.check(dlq, key, letter)
+    await outputs.send(topics.deliveries_topic, key, value)
+    if letter is not None:
+        await outputs.send(topics.dead_letter_topic, key, letter)
     for observer in runtime.observers:
-        observer(outcome, request)
+        try:
+            observer(outcome, request)
+        except Exception:
+            log.exception("an outcome observer raised: integration=%s", outcome["integration"])

@@ -24,8 +24,8 @@ from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
 from signal_sync.observability import logs
 from signal_sync.runtime import create_runtime
-from signal_sync.streams.internal import ensure_internal_topics
-from signal_sync.streams.topics import check_topics
+from signal_sync.streams.internal import ensure_internal_topics, written_topics
+from signal_sync.streams.topics import check_topics, max_message_bytes
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,10 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(config)
         logging_config = logs.configure(settings)
         partitions = check_topics(settings.kafka)
-        ensure_internal_topics(settings.kafka, [i.id for i in settings.integrations], partitions)
-        runtime = create_runtime(settings, partitions)
+        integration_ids = [i.id for i in settings.integrations]
+        ensure_internal_topics(settings.kafka, integration_ids, partitions)
+        limits = max_message_bytes(settings.kafka, written_topics(settings.kafka, integration_ids))
+        runtime = create_runtime(settings, partitions, limits)
         runtime.outputs.connect()
         attach_all(runtime)
         observability.install(runtime)

@@ -9,20 +9,49 @@ record would be logged and skipped, i.e. lost. Here every failure becomes an
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from signal_sync.config import format_location
 from signal_sync.errors import InvalidEventError
-from signal_sync.streams.records import SignalEvent
+from signal_sync.streams.records import MAX_ID_CHARS, SignalEvent, has_control_character
 
 MAX_EVENT_BYTES = 1_000_000
+MAX_KEY_SHOWN = 64
+"""Characters of an event's object key quoted in an error text."""
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of objects and arrays accepted, the event object itself being level 1. orjson
+reads up to 1,024 levels but writes at most 254, and an event's traits are written again (identity
+table, internal topics) at a deeper level: a deeper event would fail there instead of here."""
 
 
 def fallback_message_id(raw: bytes) -> str:
     """A deterministic id for records that carry none, so replays still match."""
     return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def nesting_depth_over(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in ``value`` nest deeper than ``limit`` levels (iterative: a deep
+    value cannot exhaust the stack)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _printable_key(part: int | str) -> int | str:
+    """A location part for an error text: an object key comes from the event, so it is shortened
+    and its control characters are escaped (the text goes into outcomes, dead letters and logs)."""
+    if isinstance(part, int):
+        return part
+    shown = part if len(part) <= MAX_KEY_SHOWN else part[:MAX_KEY_SHOWN] + "..."
+    return shown.encode("unicode_escape").decode("ascii") if has_control_character(shown) else shown
 
 
 def decode_event(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> SignalEvent:
@@ -37,27 +66,37 @@ def decode_event(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> SignalE
         raise InvalidEventError(f"not valid UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidEventError(f"event must be a JSON object, got {type(data).__name__}")
+    # Only a record with that many brackets can nest that deep: most events skip the walk.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and nesting_depth_over(data, MAX_JSON_DEPTH):
+        raise InvalidEventError(f"objects and arrays nest deeper than {MAX_JSON_DEPTH} levels")
     try:
         event = SignalEvent.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = format_location(first["loc"]) or "(event)"
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = format_location(tuple(map(_printable_key, first["loc"]))) or "(event)"
         raise InvalidEventError(f"{where}: {first['msg']}") from None
     if event.type == "track" and not event.event:
         raise InvalidEventError("event: a track event needs an event name")
-    if event.message_id is None:
+    if not event.message_id:  # absent or empty: an empty id would give unrelated events one delivery_id
         event = event.model_copy(update={"message_id": fallback_message_id(raw)})
     return event
 
 
+def usable_message_id(value: Any) -> bool:
+    """Whether a record's own ``message_id`` may name it in outcomes: a non-empty string that the
+    event model would accept (bounded, no control characters)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and not has_control_character(value)
+
+
 def peek_message_id(raw: bytes | None) -> str:
-    """Best-effort message id of a record that failed to decode."""
+    """Best-effort message id of a record that failed to decode: its own when usable, else the
+    deterministic fallback (a 900 KB id would make every outcome and dead letter of it as large)."""
     if raw:
         try:
             data = orjson.loads(raw)
             if isinstance(data, dict):
                 value = data.get("message_id", data.get("messageId"))
-                if isinstance(value, str) and value:
+                if usable_message_id(value):
                     return value
         except orjson.JSONDecodeError:
             pass

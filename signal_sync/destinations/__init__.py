@@ -16,28 +16,30 @@ Integration = MauticIntegration | MailgunIntegration
 
 @dataclass(frozen=True, slots=True)
 class BatchFormat:
-    """How a destination batches: item shape, coalescing, validation, requests, per-item answers."""
+    """How a destination batches: item shape, coalescing, requests, per-item answers."""
 
     max_items: int
     item_of: Callable[[Request], dict[str, Any]]
     coalesce: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
     """A contact's items in one batch → the entries to send for them, in order (one, or one each)."""
-    invalid: Callable[[dict[str, Any]], str | None]
     single_request: Callable[[Any, dict[str, Any]], Request]
     batch_request: Callable[[Any, list[dict[str, Any]]], Request]
-    item_results: Callable[[Any, int], list[tuple[int, str | None]]] | None
-    """Per-item (status, error) from the batch answer; None: every item shares the call's status."""
+    item_results: Callable[[Any, int], list[tuple[int | None, str | None]]] | None
+    """Per-item (status, error message) as the batch answer reports them, unread (None where an
+    item has no readable status); ``classify`` decides what they mean. None: every item shares
+    the call's status."""
 
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """One destination type: its mapped events, request builder, hints and reply reading."""
+    """One destination type: its mapped events, request builder, hints and what its replies report."""
 
     name: str
     mapped_events: frozenset[str]
     hints: Mapping[int, str]
     build: Callable[[ResolvedEvent, Any, Mapping[str, Any] | None], Request]
-    created: Callable[[int], bool | None]
+    reports_created: bool
+    """Whether a 2xx tells a created record (201) from an updated one (200)."""
     batch: BatchFormat
 
 
@@ -47,12 +49,11 @@ DESTINATIONS: dict[str, Destination] = {
         mapped_events=mautic.MAPPED_EVENTS,
         hints=mautic.HINTS,
         build=lambda resolved, integration, _state: mautic.build_request(resolved, integration),
-        created=lambda status: {201: True, 200: False}.get(status),
+        reports_created=True,
         batch=BatchFormat(
             max_items=mautic.BATCH_MAX_ITEMS,
             item_of=lambda request: dict(request.json or {}),  # type: ignore[arg-type]
             coalesce=list,  # every request is recorded (visitor IP, tag changes): one item per event
-            invalid=lambda _item: None,
             single_request=mautic.single_request,
             batch_request=mautic.build_batch_request,
             item_results=mautic.batch_item_results,
@@ -63,12 +64,11 @@ DESTINATIONS: dict[str, Destination] = {
         mapped_events=mailgun.MAPPED_EVENTS,
         hints=mailgun.HINTS,
         build=mailgun.build_request,
-        created=lambda _status: None,
+        reports_created=False,
         batch=BatchFormat(
             max_items=mailgun.BATCH_MAX_ITEMS,
             item_of=mailgun.member_of,
             coalesce=lambda members: [mailgun.merge_members(members)],
-            invalid=mailgun.invalid_member,
             single_request=mailgun.single_request,
             batch_request=mailgun.build_batch_request,
             item_results=None,

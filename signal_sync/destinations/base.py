@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from signal_sync.identity import ResolvedEvent
 
-DropReason = Literal["invalid_event", "event_not_mapped", "no_email", "consent_denied"]
+DropReason = Literal["invalid_event", "event_not_mapped", "no_email", "invalid_email", "consent_denied"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def gate(resolved: ResolvedEvent, mapped_events: frozenset[str], consent: list[s
     if resolved.name not in mapped_events:
         return "event_not_mapped"
     if not resolved.email:
-        return "no_email"
+        return "invalid_email" if resolved.email_invalid else "no_email"
     if not consent_granted(resolved, consent):
         return "consent_denied"
     return None

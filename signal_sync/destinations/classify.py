@@ -1,26 +1,37 @@
-"""The one place that turns a destination's reply into a decision.
+"""The one place that turns a destination's answer into a decision.
 
-    2xx                        → DELIVERED
-    408, 425, 429, 5xx         → RETRY (honouring Retry-After / X-RateLimit-Reset)
-    timeouts, resets, refused  → RETRY
-    400, 422, other 4xx        → FAILED for this event
-    401, 403, 404              → FAULT: the integration itself is misconfigured
+    2xx                          → DELIVERED (201 created / 200 updated where the destination says so)
+    408, 420, 425, 429, 5xx      → RETRY (honouring Retry-After / X-RateLimit-Reset, capped)
+    timeouts, resets, refused,   → RETRY
+    DNS failures
+    400, 422, other 4xx          → FAILED for this event
+    401, 403, 404                → FAULT: the integration itself is misconfigured
+    an exception raised while    → FAILED for this event, reason ``client_error``
+    building or sending a request
 
-Nothing else in the code base looks at status codes.
+The same rules apply to a whole HTTP call (``classify_status``) and to one item inside a
+batch answer (``classify_item``: Mautic's ``statusCodes``). RETRY is also what the circuit
+breaker counts: it means the destination as a whole did not take the request, whatever the
+event. Nothing else in the code base looks at status codes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-RETRYABLE_STATUSES = frozenset({408, 425, 429})
+RETRYABLE_STATUSES = frozenset({408, 420, 425, 429})
+"""Besides 5xx: timeout, Mailgun's sending limit ("try again after …"), too early, rate limited."""
 FAULT_STATUSES = frozenset({401, 403, 404})
+CONNECTION_ERROR = "connection_error"
+CLIENT_ERROR = "client_error"
+DEFAULT_RETRY_AFTER_MAX_S = 300.0
 
 
 class Verdict(enum.Enum):
@@ -32,44 +43,89 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Classification:
+    """A decision, how long the destination asked us to wait, the outcome's ``reason`` for a
+    non-delivery, and for a delivery whether it created the record (None: not reported)."""
+
     verdict: Verdict
     retry_after_s: float | None = None
+    reason: str | None = None
+    created: bool | None = None
+
+    @property
+    def destination_down(self) -> bool:
+        """The destination as a whole did not take the request: what the circuit breaker counts."""
+        return self.verdict is Verdict.RETRY
 
 
-def retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds the server asked us to wait: ``Retry-After`` (seconds or HTTP date) or Mautic's
-    ``X-RateLimit-Reset`` (a Unix time)."""
+def _bounded(seconds: float, max_s: float) -> float | None:
+    """A wait in [0, max_s]; NaN is no usable answer."""
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), max_s)
+
+
+def retry_after(
+    headers: Mapping[str, str], now: float, max_s: float = DEFAULT_RETRY_AFTER_MAX_S
+) -> float | None:
+    """Seconds the server asked us to wait, at most ``max_s``: ``Retry-After`` (seconds or HTTP
+    date) or Mautic's ``X-RateLimit-Reset`` (a Unix time). None when absent or unreadable."""
     value = headers.get("Retry-After")
     if value:
         try:
-            return max(0.0, float(value))
+            return _bounded(float(value), max_s)
         except ValueError:
             try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-            except (TypeError, ValueError):
+                return _bounded(parsedate_to_datetime(value).timestamp() - now, max_s)
+            except (TypeError, ValueError, OverflowError, OSError):
                 return None
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:
-            return max(0.0, float(reset) - now)
+            return _bounded(float(reset) - now, max_s)
         except ValueError:
             return None
     return None
 
 
-def classify_status(status: int, headers: Mapping[str, str], now: float) -> Classification:
+def created_of(status: int, reports_created: bool) -> bool | None:
+    """Whether a 2xx created the record (201) or updated it (200), for destinations that say so."""
+    if not reports_created:
+        return None
+    return {201: True, 200: False}.get(status)
+
+
+def classify_status(
+    status: int,
+    headers: Mapping[str, str],
+    now: float,
+    *,
+    reports_created: bool = False,
+    retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S,
+) -> Classification:
     """Decision for an HTTP reply."""
     if 200 <= status < 300:
-        return Classification(Verdict.DELIVERED)
+        return Classification(Verdict.DELIVERED, created=created_of(status, reports_created))
+    reason = f"http_{status}"
     if status in RETRYABLE_STATUSES or status >= 500:
-        return Classification(Verdict.RETRY, retry_after(headers, now))
+        return Classification(Verdict.RETRY, retry_after(headers, now, retry_after_max_s), reason)
     if status in FAULT_STATUSES:
-        return Classification(Verdict.FAULT)
-    return Classification(Verdict.FAILED)
+        return Classification(Verdict.FAULT, reason=reason)
+    return Classification(Verdict.FAILED, reason=reason)
+
+
+def classify_item(status: int | None, *, reports_created: bool = False) -> Classification:
+    """Decision for one item of a batch the destination accepted as a whole. An item without a
+    readable status is sent again (upserts are idempotent), as a lost reply would be."""
+    if status is None:
+        return Classification(Verdict.RETRY, reason="http_item_unknown")
+    return classify_status(status, {}, 0.0, reports_created=reports_created)
 
 
 def classify_exception(exc: BaseException) -> Classification:
-    """Decision for a request that got no reply: network trouble is always worth a retry."""
+    """Decision for a request that got no reply. Network trouble (timeouts, refused or reset
+    connections, DNS failures, truncated bodies) is the destination's: worth a retry. Anything
+    else was raised on our side while building or sending this one request (aiohttp refuses a
+    header with CR/LF, a body that cannot be encoded): it fails this event only."""
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
-        return Classification(Verdict.RETRY)
-    return Classification(Verdict.FAILED)
+        return Classification(Verdict.RETRY, reason=CONNECTION_ERROR)
+    return Classification(Verdict.FAILED, reason=CLIENT_ERROR)

@@ -2,7 +2,11 @@
 
 Mapping modules build ``Request`` values; this module is the only one that does HTTP.
 Retries use tenacity: exponential backoff with full jitter, but a server's own
-``Retry-After`` wins. Every attempt's reply goes through ``classify`` and nowhere else.
+``Retry-After`` wins (capped at ``delivery.retry_after_max_s``); a delivery stops after
+``delivery.max_attempts`` attempts or before a wait would take it past
+``delivery.max_elapsed_s``. Every attempt's reply, and any exception raised while making
+it, goes through ``classify`` and nowhere else; an ``AttemptWatch`` (the integration's gate)
+sees every attempt and can halt the retries of a destination that is down as a whole.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import aiohttp
 import orjson
@@ -20,6 +24,7 @@ from tenacity import (
     RetryCallState,
     retry_if_result,
     stop_after_attempt,
+    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -28,8 +33,15 @@ from signal_sync.destinations import Destination, Integration, destination_of
 from signal_sync.destinations.base import Request
 from signal_sync.destinations.classify import Classification, Verdict, classify_exception, classify_status
 
-_EMAIL_IN_TEXT = re.compile(r"[^\s'\"<>@]+@[^\s'\"<>@]+\.[A-Za-z]{2,}")
+_EMAIL_IN_TEXT = re.compile(r"(?<![^\s'\"<>@])[^\s'\"<>@]+@[^\s'\"<>@]+\.(?:xn--[A-Za-z0-9-]+|[^\W\d_]{2,})")
+"""An address in free text, matched only from the start of a word (the lookbehind keeps the scan
+linear: without it a long run without ``@`` is rescanned from every position); the top-level domain
+may be internationalized (letters of any script, or its ``xn--`` form)."""
 ERROR_TEXT_LIMIT = 300
+REDACTION_WINDOW = 64 * 1024
+"""Characters of a text redacted before it is cut to ``ERROR_TEXT_LIMIT``: even if every address in
+the window shrinks to ``<email>``, more than the limit remains, so an address the window's end cuts
+in half is never in what is kept."""
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,22 @@ class DeliveryResult:
     hint: str | None
     fault: bool = False
     reply: bytes = field(default=b"", repr=False, compare=False)
+    destination_down: bool = False
+    """The last attempt failed at the destination as a whole (5xx, 408/420/425/429, timeout,
+    refused or reset connection): retries ran out or were halted, not a verdict on the event."""
+    retry_after_s: float | None = field(default=None, compare=False)
+    """How long the destination asked to wait after the last attempt (capped), if it said."""
+
+
+class AttemptWatch(Protocol):
+    """Sees every attempt of a delivery and may halt its retries (the integration's gate)."""
+
+    def attempted(self, classification: Classification) -> None:
+        """One HTTP attempt ended with this classification."""
+
+    @property
+    def halted(self) -> bool:
+        """True while no further attempt may be made (the integration is paused)."""
 
 
 class DeliveryHooks:
@@ -74,12 +102,24 @@ class DeliveryHooks:
         """A retryable answer came back earlier: the same request is now sent again, after its back-off."""
 
     def delivery_finished(self, integration_id: str, result: DeliveryResult) -> None:
-        """The delivery is over (delivered, or failed after its last attempt)."""
+        """A delivery or a probe of a paused integration ended: delivered, failed for the event, or
+        ``destination_down`` (the gate then holds the event and sends it again later)."""
 
 
 def redact_emails(value: str) -> str:
     """Destinations echo addresses in errors; keep them out of outcomes and logs."""
     return _EMAIL_IN_TEXT.sub("<email>", value)
+
+
+def short_text(value: str) -> str:
+    """At most ``ERROR_TEXT_LIMIT`` characters of ``value``, its emails redacted before the cut (so
+    no address is kept half)."""
+    return redact_emails(value[:REDACTION_WINDOW])[:ERROR_TEXT_LIMIT]
+
+
+def exception_text(exc: BaseException) -> str:
+    """What an outcome or a dead letter says about an exception: its type and message, short, no emails."""
+    return short_text(f"{type(exc).__name__}: {exc}")
 
 
 def error_text(body: bytes) -> str | None:
@@ -89,39 +129,36 @@ def error_text(body: bytes) -> str | None:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return redact_emails(body.decode("utf-8", "replace").strip()[:ERROR_TEXT_LIMIT]) or None
+        return short_text(body[:REDACTION_WINDOW].decode("utf-8", "replace").strip()) or None
     message = None
     if isinstance(data, dict):
         errors = data.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             message = errors[0].get("message")
         message = message or data.get("message")
-    return redact_emails(str(message or body[:ERROR_TEXT_LIMIT].decode("utf-8", "replace")))[
-        :ERROR_TEXT_LIMIT
-    ]
+    return short_text(str(message or body[:REDACTION_WINDOW].decode("utf-8", "replace")))
 
 
 def result_of(attempt: Attempt, attempts: int, destination: Destination) -> DeliveryResult:
     """Turn the last attempt into a result for the outcome."""
-    status = attempt.status
-    if attempt.classification.verdict is Verdict.DELIVERED:
+    status, classification = attempt.status, attempt.classification
+    if classification.verdict is Verdict.DELIVERED:
         assert status is not None
         return DeliveryResult(
-            "delivered", status, destination.created(status), attempts, None, None, None, reply=attempt.body
+            "delivered", status, classification.created, attempts, None, None, None, reply=attempt.body
         )
-    if status is None:
-        reason, error = "connection_error", attempt.error
-    else:
-        reason, error = f"http_{status}", error_text(attempt.body)
+    error = attempt.error if status is None else error_text(attempt.body)
     return DeliveryResult(
         "failed",
         status,
         None,
         attempts,
-        reason,
+        classification.reason,
         error,
         destination.hints.get(status) if status is not None else None,
-        fault=attempt.classification.verdict is Verdict.FAULT,
+        fault=classification.verdict is Verdict.FAULT,
+        destination_down=classification.destination_down,
+        retry_after_s=classification.retry_after_s,
     )
 
 
@@ -154,28 +191,46 @@ class Sender:
             except Exception:  # observability must never fail a delivery
                 log.exception("delivery hook %s failed", hook)
 
-    async def attempt(self, integration_id: str, request: Request) -> Attempt:
-        """One HTTP round trip, classified."""
+    async def attempt(
+        self, integration_id: str, request: Request, *, reports_created: bool = False
+    ) -> Attempt:
+        """One HTTP round trip, classified. Never raises (except on cancellation): an exception
+        while encoding or sending this request is this request's failed attempt."""
         session = self._session(integration_id)
-        data = (
-            request.form
-            if request.form is not None
-            else (orjson.dumps(request.json) if request.json is not None else None)
-        )
         self._notify("request_started", integration_id, request.contacts)
         started = time.perf_counter()
         status: int | None = None
         try:
+            data = (
+                request.form
+                if request.form is not None
+                else (orjson.dumps(request.json) if request.json is not None else None)
+            )
             async with session.request(
                 request.method, request.url, headers=request.headers, data=data
             ) as reply:
                 status = reply.status
                 body = await reply.read()
-                return Attempt(classify_status(reply.status, reply.headers, time.time()), reply.status, body)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+                classification = classify_status(
+                    reply.status,
+                    reply.headers,
+                    time.time(),
+                    reports_created=reports_created,
+                    retry_after_max_s=self.settings.retry_after_max_s,
+                )
+                return Attempt(classification, reply.status, body)
+        except Exception as exc:
             status = None
+            classification = classify_exception(exc)
+            if classification.verdict is not Verdict.RETRY:
+                log.warning(
+                    "request could not be sent: integration=%s error_type=%s",
+                    integration_id,
+                    type(exc).__name__,
+                    extra={"integration": integration_id, "error_type": type(exc).__name__},
+                )
             kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            return Attempt(classify_exception(exc), error=redact_emails(f"{kind}: {exc}"[:ERROR_TEXT_LIMIT]))
+            return Attempt(classification, error=short_text(f"{kind}: {exc}"))
         finally:
             self._notify("request_finished", integration_id, status, time.perf_counter() - started)
 
@@ -184,25 +239,54 @@ class Sender:
         asked = attempt.classification.retry_after_s if attempt else None
         return asked if asked is not None else self._jitter(state)
 
-    async def deliver(self, integration: Integration, request: Request) -> DeliveryResult:
-        """Send until delivered, a final answer, or the attempts run out."""
+    async def deliver(
+        self, integration: Integration, request: Request, watch: AttemptWatch | None = None
+    ) -> DeliveryResult:
+        """Send until delivered, a final answer, or the retry budget runs out: ``max_attempts``
+        attempts, or a wait that would end past ``max_elapsed_s`` (Retry-After included). A
+        ``watch`` sees every attempt; while it is halted no further attempt is made."""
+        destination = destination_of(integration)
+
+        def halted(_state: RetryCallState) -> bool:
+            return watch is not None and watch.halted
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts),
+            stop=stop_after_attempt(self.settings.max_attempts)
+            | stop_before_delay(self.settings.max_elapsed_s)
+            | halted,
             wait=self._wait,
             retry=retry_if_result(lambda a: a.classification.verdict is Verdict.RETRY),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         attempts = 0
+        last: Attempt | None = None
 
         async def counted() -> Attempt:
-            nonlocal attempts
+            nonlocal attempts, last
+            if last is not None and watch is not None and watch.halted:
+                return last  # paused during the back-off: not sent; the stop check ends the delivery
             attempts += 1
             if attempts > 1:
                 self._notify("retry_started", integration.id)
-            return await self.attempt(integration.id, request)
+            last = await self.attempt(integration.id, request, reports_created=destination.reports_created)
+            if watch is not None:
+                watch.attempted(last.classification)
+            return last
 
-        last: Attempt = await retrying(counted)
-        result = result_of(last, attempts, destination_of(integration))
+        final: Attempt = await retrying(counted)
+        result = result_of(final, attempts, destination)
+        self._notify("delivery_finished", integration.id, result)
+        return result
+
+    async def probe(
+        self, integration: Integration, request: Request, watch: AttemptWatch | None = None
+    ) -> DeliveryResult:
+        """One attempt and no retry: how a paused integration asks whether its destination answers."""
+        destination = destination_of(integration)
+        attempt = await self.attempt(integration.id, request, reports_created=destination.reports_created)
+        if watch is not None:
+            watch.attempted(attempt.classification)
+        result = result_of(attempt, 1, destination)
         self._notify("delivery_finished", integration.id, result)
         return result
 

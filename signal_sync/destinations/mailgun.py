@@ -116,14 +116,6 @@ def merge_members(members: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def invalid_member(member: dict[str, Any]) -> str | None:
-    """Why Mailgun would reject this entry (one bad entry fails a synchronous bulk call), or None."""
-    address = member.get("address") or ""
-    if "@" not in address or address != address.strip() or " " in address:
-        return "'address' parameter is not a valid email address"
-    return None
-
-
 def single_request(integration: MailgunIntegration, member: dict[str, Any]) -> Request:
     """The one-member upsert (form-encoded, ``upsert=true`` always) of one event's member entry or
     several merged; ``state`` is the vars the member holds once it succeeds."""

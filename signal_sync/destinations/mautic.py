@@ -7,13 +7,13 @@ both ``ipAddress`` and ``X-Forwarded-For`` so Mautic's geo lookup sees the visit
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from signal_sync.config import MauticIntegration
 from signal_sync.destinations.base import Request, basic_auth, first_text, text
 from signal_sync.identity import ResolvedEvent
+from signal_sync.streams.records import usable_ip
 
 NAME = "mautic"
 CONTACT_UPSERT_PATH = "/api/contacts/new"
@@ -65,9 +65,17 @@ def utm_parameters(resolved: ResolvedEvent) -> dict[str, str]:
     found = {field: text(getattr(campaign, attr)) for attr, field in UTM_FIELDS}
     if not any(found.values()):
         url = resolved.event.context.page.url or text(resolved.event.properties.get("url"))
-        query = parse_qs(urlsplit(url).query) if url else {}
+        query = parse_qs(_query_of(url)) if url else {}
         found = {field: text(query.get(field, [None])[0]) for _, field in UTM_FIELDS}
     return {field: value for field, value in found.items() if value}
+
+
+def _query_of(url: str) -> str:
+    """The URL's query; none for a URL ``urlsplit`` refuses (``http://[::1``: an unclosed IPv6 host)."""
+    try:
+        return urlsplit(url).query
+    except ValueError:
+        return ""
 
 
 def contact_fields(resolved: ResolvedEvent) -> dict[str, Any]:
@@ -78,11 +86,10 @@ def contact_fields(resolved: ResolvedEvent) -> dict[str, Any]:
         value = _trait(traits, trait)
         if value is not None:
             body[alias] = value
-    if event.context.ip:
+    if event.context.ip:  # normalized at decode; an unusable IP is None there
         body["ipAddress"] = event.context.ip
-    if event.timestamp is not None:
-        stamp = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
-        body["lastActive"] = stamp.astimezone(UTC).strftime(LAST_ACTIVE_FORMAT)
+    if event.timestamp is not None:  # UTC and within Mautic's DATETIME range since decode
+        body["lastActive"] = event.timestamp.strftime(LAST_ACTIVE_FORMAT)
     body.update(utm_parameters(resolved))
     if resolved.name == "Signed Up" and (method := first_text(event.properties, "method")):
         body["signal_signup_method"] = method
@@ -107,14 +114,16 @@ BATCH_MAX_ITEMS = 200  # Mautic's default api_batch_max_limit; more answers HTTP
 
 def single_request(integration: MauticIntegration, body: dict[str, Any]) -> Request:
     """The one-contact upsert of a Contact body (one event's, or several merged); the visitor IP
-    is also sent as ``X-Forwarded-For`` so Mautic's geo lookup sees the visitor, not us."""
+    is also sent as ``X-Forwarded-For`` so Mautic's geo lookup sees the visitor, not us. Only an IP
+    address in its normalized form goes into the header: nothing else a body holds can reach it."""
     headers = {
         "Authorization": basic_auth(*integration.credentials()),
         "Content-Type": "application/json",
         "Accept": "application/json",
     }
-    if body.get("ipAddress"):
-        headers["X-Forwarded-For"] = body["ipAddress"]
+    ip = body.get("ipAddress")
+    if isinstance(ip, str) and usable_ip(ip) == ip:
+        headers["X-Forwarded-For"] = ip
     return Request(method="POST", url=integration.base_url + CONTACT_UPSERT_PATH, headers=headers, json=body)
 
 
@@ -136,21 +145,35 @@ def build_batch_request(integration: MauticIntegration, bodies: list[dict[str, A
 def _by_index(value: Any, count: int) -> list[Any]:
     """Mautic writes per-item arrays as lists or as objects keyed by index (PHP json_encode)."""
     if isinstance(value, list):
-        return value + [None] * (count - len(value))
+        return (value + [None] * count)[:count]
     if isinstance(value, dict):
         return [value.get(str(index)) for index in range(count)]
     return [None] * count
 
 
-def batch_item_results(reply: Any, count: int) -> list[tuple[int, str | None]]:
-    """Per item: its HTTP-like status and error message, from a batch answer (201 as a whole)."""
+def _item_status(code: Any) -> int | None:
+    """An item's status code as Mautic writes it (an int; a numeric string is read too)."""
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return None
+
+
+def _item_message(error: Any) -> str | None:
+    if isinstance(error, dict):
+        message = error.get("message")
+        return str(message) if message else None
+    return str(error) if error else None
+
+
+def batch_item_results(reply: Any, count: int) -> list[tuple[int | None, str | None]]:
+    """Per item, from a batch answer (201 as a whole): its status code and error message as Mautic
+    reports them in ``statusCodes`` and ``errors``; None where the answer has no readable one."""
     if not isinstance(reply, dict):
-        return [(500, "unreadable batch answer")] * count
+        return [(None, None)] * count
     codes = _by_index(reply.get("statusCodes"), count)
     errors = _by_index(reply.get("errors"), count)
-    results = []
-    for code, error in zip(codes, errors, strict=True):
-        status = code if isinstance(code, int) else 500
-        message = error.get("message") if isinstance(error, dict) else (str(error) if error else None)
-        results.append((status, None if 200 <= status < 300 else message or f"item answered {status}"))
-    return results
+    return [(_item_status(code), _item_message(error)) for code, error in zip(codes, errors, strict=True)]

@@ -9,6 +9,12 @@ commits past holes when acks arrive out of offset order (faust-streaming #606) a
 
 One slow contact holds back only its own later events (and the commit point of its
 partition), never the other contacts.
+
+No event is acked without an outcome. Handlers turn every expected failure into one; a handler
+that raises anyway has its event passed to ``fail``, which records an ``internal_error`` outcome,
+and only then is the event acked. When that fails too (or there is no ``fail``), the event is
+not acked, so its partition's commit point stays before it, and ``halt`` is called: the worker
+stops loudly and reads the event again after its restart, rather than stalling in silence.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Ack = Callable[[Any], Awaitable[Any]]
+Fail = Callable[[Any, Exception], Awaitable[None]]
+"""Record the outcome of an event whose handler raised this exception."""
+Halt = Callable[[BaseException], Awaitable[None]]
+"""Stop the worker: an event could not be given an outcome."""
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +52,8 @@ class KeyOrderedScheduler:
 
     ack: Ack
     max_in_flight: int = 64
+    fail: Fail | None = None
+    halt: Halt | None = None
     _slots: asyncio.Semaphore = field(init=False)
     _tails: dict[Hashable, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _pending: dict[Hashable, deque[_Pending]] = field(default_factory=dict, init=False)
@@ -81,19 +93,51 @@ class KeyOrderedScheduler:
         previous: asyncio.Task[None] | None,
         handler: Callable[[Any], Awaitable[None]],
     ) -> None:
-        try:
-            if previous is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(previous)
-            await handler(pending.event)
-        except asyncio.CancelledError:  # abandoned at shutdown: never acked, so delivered again
+        try:  # cancelled (abandoned at shutdown): never acked, so delivered again
+            finished = await self._handle(pending, previous, handler)
+        finally:
             self._release(key)
-            raise
-        except Exception:  # handlers turn failures into outcomes; anything else is a bug to see
-            log.exception("event handler raised at offset %s; acked without an outcome", pending.offset)
-        pending.done = True
-        self._release(key)
-        await self._ack_prefix(partition)
+        if finished:
+            pending.done = True
+            await self._ack_prefix(partition)
+
+    async def _handle(
+        self,
+        pending: _Pending,
+        previous: asyncio.Task[None] | None,
+        handler: Callable[[Any], Awaitable[None]],
+    ) -> bool:
+        """Run the handler after the key's previous event; True once the event has its outcome."""
+        if previous is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(previous)
+        try:
+            await handler(pending.event)
+        except Exception as exc:  # handlers turn failures into outcomes; this is a bug to see
+            log.error(
+                "event handler raised at offset %s; recording it as failed", pending.offset, exc_info=exc
+            )
+            return await self._failed(pending, exc)
+        return True
+
+    async def _failed(self, pending: _Pending, exc: Exception) -> bool:
+        """Record the failure of an event whose handler raised; False when it cannot be recorded
+        (then the event is not acked and ``halt`` stops the worker)."""
+        if self.fail is not None:
+            try:
+                await self.fail(pending.event, exc)
+                return True
+            except Exception as again:
+                exc = again
+        log.critical(
+            "the event at offset %s has no outcome and is not acknowledged: its partition commits no "
+            "further; stopping the worker (the event is read again after the restart)",
+            pending.offset,
+            exc_info=exc,
+        )
+        if self.halt is not None:
+            await self.halt(exc)
+        return False
 
     def _release(self, key: Hashable) -> None:
         if self._tails.get(key) is asyncio.current_task():

@@ -64,6 +64,53 @@ class Faults(BaseModel):
     force_status: int | None = Field(
         None, ge=400, le=599, description="Answer every API request with this status until cleared."
     )
+    each_fault_within: int = Field(
+        8,
+        ge=0,
+        description=(
+            "Inject each fault kind with a non-zero rate once within the first this-many API requests "
+            "(positions drawn from the seed; outside a rate-limit burst), then at its rate; 0 leaves every "
+            "fault to chance. Fewer than the number of such kinds counts as that number."
+        ),
+    )
+
+
+RANDOM_KINDS = ("reset", "hang", "rate_limit", "error")
+"""The fault kinds given as a rate, in the order they win when several hit one request."""
+
+
+def rated_kinds(faults: Faults) -> list[str]:
+    """The kinds ``faults`` gives a non-zero rate, in ``RANDOM_KINDS`` order."""
+    rl = faults.rate_limit
+    rates = {
+        "reset": faults.reset_rate,
+        "hang": faults.hang_rate,
+        "rate_limit": rl.rate if rl is not None else 0.0,
+        "error": faults.error_rate,
+    }
+    return [kind for kind in RANDOM_KINDS if rates[kind] > 0]
+
+
+def first_faults(faults: Faults) -> dict[int, str]:
+    """Request index -> the fault kind injected there for certain.
+
+    Each kind with a non-zero rate gets one of the first ``each_fault_within`` request indices
+    (at least as many as there are such kinds), drawn from an RNG seeded by ``faults.seed``: the
+    same configuration gives the same positions. A rate-limit burst's indices are left out, so the
+    burst keeps its consecutive 429s and no scheduled kind is hidden behind it. The RNG is a
+    separate one, so the per-request draws are the same with and without this schedule.
+    """
+    kinds = rated_kinds(faults)
+    if not kinds or faults.each_fault_within == 0:
+        return {}
+    window = max(faults.each_fault_within, len(kinds))
+    rl = faults.rate_limit
+    # Candidate n is request index n, or n + burst when it would fall at or after the burst's start.
+    burst_start, burst = (rl.after, rl.burst) if rl is not None and rl.burst > 0 else (window, 0)
+    seed = None if faults.seed is None else f"first-faults:{faults.seed}"
+    rng = random.Random(seed)  # noqa: S311 - reproducible chaos, not crypto
+    picks = rng.sample(range(window), len(kinds))
+    return {n if n < burst_start else n + burst: kind for n, kind in zip(picks, kinds, strict=True)}
 
 
 class Dialect(Protocol):
@@ -101,6 +148,7 @@ class FaultInjector:
         self._seen = 0
         self._window_start = time.monotonic()
         self._window_count = 0
+        self._first_faults = first_faults(faults)
         self.stats.clear()
         self.release_hung()
 
@@ -125,7 +173,8 @@ class FaultInjector:
             pass
 
     def decide(self) -> Decision:
-        """Pick this request's fate. Draws a fixed number of random values so runs replay."""
+        """Pick this request's fate. Draws a fixed number of random values so runs replay; a
+        request that ``first_faults`` scheduled a kind for gets that kind."""
         f = self.faults
         rng = self._rng
         jitter, r_reset, r_hang, r_limit, r_error = (rng.random() for _ in range(5))
@@ -143,6 +192,11 @@ class FaultInjector:
     ) -> tuple[str | None, int]:
         if f.force_status is not None:
             return "force_status", 0
+        scheduled = self._first_faults.get(index)
+        if scheduled == "rate_limit" and f.rate_limit is not None:
+            return scheduled, f.rate_limit.retry_after_s
+        if scheduled is not None:
+            return scheduled, 0
         if r_reset < f.reset_rate:
             return "reset", 0
         if r_hang < f.hang_rate:

@@ -8,7 +8,9 @@
   body is the plain text ``Forbidden`` (not JSON), as Mailgun sends it.
 * ``subscribed``/``upsert`` take yes/no/true/false; ``vars`` must be a JSON object string
   and *replaces* the stored vars; without ``upsert=true`` an existing member is a 400.
-* Addresses (members and lists) match case-insensitively.
+* Addresses (members and lists) match case-insensitively. A member address must be a bare
+  address Mailgun's parser reads as given (``address_accepted``), else 400, for the single call
+  and for every entry of a bulk call.
 * ``POST /v3/lists/{list}/members.json``: bulk add/upsert. Form field ``members`` is a
   JSON array of addresses or ``{address, name, vars, subscribed}`` objects (at most 1,000),
   plus ``upsert``. Up to 100 entries are applied synchronously, in order, and one invalid
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
+import idna
 import orjson
 from aiohttp import web
 
@@ -55,7 +58,36 @@ BULK_SYNC_LIMIT = 100
 BULK_MAX_MEMBERS = 1000
 DEFAULT_BULK_ASYNC_DELAY_S = 0.5
 _BOOLS = {"yes": True, "true": True, "no": False, "false": False}
-_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+MAX_ADDRESS_CHARS = 1024
+"""flanker's ``MAX_ADDRESS_LENGTH``: its parser gives up on longer addresses."""
+_NON_ASCII = "\u0080-\U0010ffff"
+_ATOM = rf"[A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~{_NON_ASCII}]+"
+_LABEL = rf"[A-Za-z0-9{_NON_ASCII}](?:[A-Za-z0-9\-{_NON_ASCII}]*[A-Za-z0-9{_NON_ASCII}])?"
+_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?P<domain>{_LABEL}(?:\.{_LABEL})+)")
+"""A bare address as Mailgun's parser (flanker, its open-source address library) reads one: a
+dot-atom local part where any non-ASCII character counts as atext (RFC 6531), and a domain of
+letter/digit/hyphen labels (or non-ASCII ones, IDNA-encodable) with at least one dot."""
+
+
+def address_accepted(address: str) -> bool:
+    """Whether Mailgun takes ``address`` as a member address, as given.
+
+    The display-name form ``Name <address>`` that Mailgun also reads is refused here: Signal sends
+    bare addresses, and a name in ``address`` would be a client bug. So is anything with spaces,
+    CR/LF or a second ``@``."""
+    if len(address) > MAX_ADDRESS_CHARS:
+        return False
+    match = _ADDRESS.fullmatch(address)
+    if match is None:
+        return False
+    domain = match.group("domain")
+    if domain.isascii():
+        return True
+    try:
+        idna.encode(domain)
+    except idna.IDNAError:
+        return False
+    return True
 
 
 def message_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -175,7 +207,7 @@ def parse_address(form: Mapping[str, str]) -> str:
     address = form.get("address")
     if address is None or address == "":
         raise BadRequest("'address' parameter is missing")
-    if not _ADDRESS.match(address):
+    if not address_accepted(address):
         raise BadRequest(f"'address' parameter is not a valid email address: '{address}'")
     return address
 
@@ -213,7 +245,7 @@ def parse_bulk_entry(entry: Any, index: int) -> BulkEntry:
     address = entry.get("address")
     if not isinstance(address, str) or address == "":
         raise BadRequest(f"{where}: 'address' parameter is missing")
-    if not _ADDRESS.match(address):
+    if not address_accepted(address):
         raise BadRequest(f"{where}: 'address' parameter is not a valid email address: '{address}'")
     name = entry.get("name")
     if name is not None and not isinstance(name, str):

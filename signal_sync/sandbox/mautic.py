@@ -16,6 +16,9 @@ real instance enforces it, so a client bug shows up here rather than in producti
   user's permission to edit contacts. Errors use Mautic's ``{"errors": [...]}`` JSON.
 * Anything else under ``/api/`` is Mautic's JSON 404; a base URL carrying a path
   (``//api/...``, ``/mautic/api/...``) gets the HTML 404 of the web UI, as it would.
+* ``email`` must be an address Mautic stores as given (``email_accepted``: its cleaning and
+  ``FILTER_VALIDATE_EMAIL``), else 400 ``A valid email is required.``, for the single call and
+  per item of a batch.
 * Blank values (``""``/``null``) never wipe stored values; unknown aliases are ignored
   (custom fields must be created first, see ``custom_fields``); ``tags`` add ``foo`` and
   remove ``-foo``; ``ipAddress`` and X-Forwarded-For are recorded; UTM parameters become
@@ -70,7 +73,34 @@ RATE_LIMIT_PER_HOUR = 100
 MSG_BATCH_LIMIT = "A max of {limit} entities are supported at a time."
 MSG_BATCH_ITEM_NOT_OBJECT = "Each contact of a batch must be a JSON object."
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MSG_EMAIL_REQUIRED = "A valid email is required."
+EMAIL_COLUMN_CHARS = 191
+"""Mautic's contact email column is a VARCHAR(191) (``SchemaDefinition::MAX_VARCHAR_LENGTH``)."""
+EMAIL_CLEAN_MAX_CHARS = 254
+"""``InputHelper::email`` keeps the first 254 characters of an address before validating it."""
+EMAIL_SANITIZE_KEEPS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-=?^_`{|}~@.[]"
+)
+"""What PHP's ``FILTER_SANITIZE_EMAIL`` keeps: Mautic strips every other character before validating."""
+EMAIL_REFUSED_CHARACTERS = frozenset("^&*%")
+"""``EmailValidator::hasValidCharacters``: RFC-valid, but refused by Mautic."""
+_ATEXT = r"[\x21\x23-\x27\x2A\x2B\x2D\x2F-\x39\x3D\x3F\x5E-\x7E]"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+# PHP's FILTER_VALIDATE_EMAIL pattern (ext/filter/logical_filters.c), which carries this notice
+# for the regex it is based on: "Copyright (c) Michael Rushton 2009-10, http://squiloople.com/ --
+# Feel free to use and redistribute this code. But please keep this copyright notice."
+# Applied here only to addresses that FILTER_SANITIZE_EMAIL leaves unchanged: those hold no quote,
+# backslash, colon or space, so the pattern's quoted-string and IPv6 branches cannot match and
+# are left out, its quote-aware length look-aheads become plain ones, and its nested label
+# repetition ``((label\.){1,126}){1,}`` is written ``(label\.)+`` (the same addresses, without
+# the exponential backtracking Python's ``re`` would do on a long failing domain).
+_PHP_VALIDATE_EMAIL = re.compile(
+    rf"(?!.{{255}})(?![^@]{{65}})"
+    rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
+    r"@(?:(?!.*[^.]{64})(?:[a-z0-9]+(?:-+[a-z0-9]+)*\.)+[a-z][a-z0-9]*(?:-+[a-z0-9]+)*"
+    rf"|\[{_OCTET}(?:\.{_OCTET}){{3}}\])",
+    re.IGNORECASE | re.ASCII,
+)
 _LAST_ACTIVE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _UTM_KEYS = {
     "utm_source": "utmSource",
@@ -162,13 +192,29 @@ def _field_error(alias: str, message: str) -> BadRequest:
     return BadRequest(f"{alias}: {message}", {alias: [message]})
 
 
+def email_accepted(email: Any) -> bool:
+    """Whether Mautic stores this address as given.
+
+    Mautic cleans an address (``InputHelper::email``: first 254 characters, then
+    ``FILTER_SANITIZE_EMAIL``, then trim) and validates what is left (``EmailValidator``:
+    ``filter_var(FILTER_VALIDATE_EMAIL)``, then no ``^&*%``), and its email column holds 191
+    characters. An address the cleaning would change is refused here, where Mautic would store
+    another address (``jane doe@example.com`` as ``janedoe@example.com``): a client that sends one
+    has a bug the emulator must show."""
+    if not isinstance(email, str) or not email:
+        return False
+    if len(email) > EMAIL_CLEAN_MAX_CHARS or not EMAIL_SANITIZE_KEEPS.issuperset(email):
+        return False
+    if _PHP_VALIDATE_EMAIL.fullmatch(email) is None or not EMAIL_REFUSED_CHARACTERS.isdisjoint(email):
+        return False
+    return len(email) <= EMAIL_COLUMN_CHARS
+
+
 def validate_payload(payload: Mapping[str, Any], known: Iterable[str]) -> None:
     """Raise ``BadRequest`` for what Mautic's contact form would reject."""
     email = payload.get("email")
-    if is_blank(email):
-        raise _field_error("email", "A valid email is required.")
-    if not isinstance(email, str) or not _EMAIL.match(email):
-        raise _field_error("email", "A valid email is required.")
+    if is_blank(email) or not email_accepted(email):
+        raise _field_error("email", MSG_EMAIL_REQUIRED)
     last_active = payload.get("lastActive")
     if not is_blank(last_active):
         if not isinstance(last_active, str) or not _LAST_ACTIVE.match(last_active):

@@ -5,12 +5,18 @@ code keeps running, whatever event loop (or none) they use; so ``start_in_thread
 the app its own loop in a daemon thread and returns only once the socket listens, which
 makes "server not up yet" flakiness impossible. ``serve`` blocks and stops cleanly on
 SIGINT/SIGTERM, which is what a container or a terminal needs.
+
+A started server can also go away and come back like a destination in a maintenance window:
+``take_down`` stops listening (new connections are refused) and closes the open ones once
+their request in progress is answered; ``bring_up`` listens again on the same address. The
+app, and so the emulator's state, journal and faults, stay as they were.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +28,8 @@ from signal_sync.sandbox.journal import KIND_KEY
 SHUTDOWN_TIMEOUT_S = 2.0
 """How long in-flight requests get on stop; hung requests are released before that."""
 START_TIMEOUT_S = 10.0
+REBIND_TIMEOUT_S = 10.0
+"""How long ``bring_up`` keeps trying to listen again while the port is still taken."""
 
 
 @dataclass
@@ -36,6 +44,50 @@ class RunningServer:
     _thread: threading.Thread = field(repr=False)
     _runner: web.AppRunner = field(repr=False)
     _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def listening(self) -> bool:
+        """True unless the listener was taken down (or the server stopped)."""
+        return not self._stopped and bool(self._runner.sites)
+
+    def take_down(self, grace_s: float = SHUTDOWN_TIMEOUT_S, timeout: float = 10.0) -> None:
+        """Stop accepting connections (from then on clients get "connection refused") and close the open
+        ones: a request in progress is answered first, for at most ``grace_s``."""
+        self._call(self._take_down(grace_s), timeout)
+
+    def bring_up(self, timeout: float = REBIND_TIMEOUT_S + 5.0) -> None:
+        """Listen again on the same host and port, with the same app and state."""
+        self._call(self._bring_up(), timeout)
+
+    async def _take_down(self, grace_s: float) -> None:
+        for site in list(self._runner.sites):
+            await site.stop()
+        server = self._runner.server
+        if server is not None:
+            server.pre_shutdown()  # idle keep-alive connections close at once, busy ones after their answer
+            await server.shutdown(grace_s)
+
+    async def _bring_up(self) -> None:
+        if self._runner.sites:
+            return
+        deadline = time.monotonic() + REBIND_TIMEOUT_S
+        while True:
+            site = web.TCPSite(self._runner, self.host, self.port)
+            try:
+                await site.start()
+                return
+            except OSError:  # the old socket's port is not free yet
+                if site in self._runner.sites:
+                    await site.stop()
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    def _call(self, coroutine: Any, timeout: float) -> None:
+        if self._stopped:
+            coroutine.close()
+            raise RuntimeError("the server is stopped")
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close the socket, finish or release in-flight requests, end the thread."""

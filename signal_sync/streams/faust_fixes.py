@@ -6,9 +6,10 @@ did not exist. That is right for transaction markers, but around a rebalance's s
 86..97 do exist and were simply not handed to the agent (our chaos suite reproduced it):
 committing past them loses them for good. We turn gap recording off, so the commit point only
 moves over offsets the agents acknowledged: records skipped that way are read again after the
-next restart or rebalance (duplicates and late, out-of-order deliveries; never loss). The cost:
-a source topic written by a *transactional* producer would hold its commit point at the first
-transaction marker (duplicates on restart, never loss) — see docs/design.md.
+next restart or rebalance (duplicates and late, out-of-order deliveries; never loss). The cost,
+for a source topic written by a *transactional* producer: offsets without records (transaction
+markers) are never acknowledged; Faust's commit passes a single one right after its commit
+point, a longer run holds it (duplicates on restart, never loss) — see docs/design.md.
 
 **Fetch settings.** Faust builds its aiokafka consumer with Kafka's ``fetch.min.bytes`` of 1 (and
 a fixed ``fetch.max.wait.ms``), so the broker answers each fetch as soon as one record arrives. The
@@ -50,7 +51,10 @@ async def _never_skip(self: Consumer, tp: TP, offset_from: int, offset_to: int) 
 
 
 def never_commit_past_unread_offsets() -> None:
-    """Install the change (idempotent)."""
+    """Install the change (idempotent); raises if this Faust has no ``Consumer._add_gap`` to replace
+    (an upgrade must fail at start, not lose records: tests/*/test_faust_canary.py)."""
+    if not callable(getattr(Consumer, "_add_gap", None)):
+        raise RuntimeError("this faust-streaming has no Consumer._add_gap: update streams/faust_fixes.py")
     Consumer._add_gap = _never_skip  # type: ignore[method-assign]
 
 

@@ -37,6 +37,11 @@ def internal_topic_configs(kafka: KafkaSettings, integration_ids: list[str]) -> 
     return topics
 
 
+def written_topics(kafka: KafkaSettings, integration_ids: list[str]) -> list[str]:
+    """Every topic the worker's output producer writes: the internal ones, deliveries and dead letters."""
+    return [*internal_topic_configs(kafka, integration_ids), kafka.deliveries_topic, kafka.dead_letter_topic]
+
+
 def ensure_internal_topics(kafka: KafkaSettings, integration_ids: list[str], partitions: int) -> None:
     """Create missing internal topics and wait until all are visible with ``partitions`` partitions."""
     admin = admin_client(kafka)

@@ -8,8 +8,13 @@ keys share it, and a write of the value already stored is skipped (it would cost
 record).
 
 The changelog values are JSON as before (Faust wrote them with its json serializer; the
-tables' value type is now ``bytes``, i.e. raw), so a changelog written by an older worker
+tables' value type is ``bytes``, i.e. raw), so a changelog written by an older worker
 recovers unchanged.
+
+Each write is a changelog record, so a value whose record would be larger than the changelog
+topic accepts (``max_record_bytes``) is refused with ``ValueTooLargeError`` before anything is
+stored: the caller decides what that means (the identity stage keeps what it knew, the Mailgun
+agent says so in the event's outcome) instead of a record the broker refuses.
 """
 
 from __future__ import annotations
@@ -18,6 +23,16 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import orjson
+from faust.utils import json as faust_json
+
+
+class ValueTooLargeError(ValueError):
+    """A table value whose changelog record would be too large; nothing was stored."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a table value of {size} bytes (with its key) is over the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
 
 
 def compact_json(value: Any) -> bytes:
@@ -29,8 +44,10 @@ def compact_json(value: Any) -> bytes:
 class JsonValues(MutableMapping[str, Any]):
     """A dict-like view of a table whose values are JSON bytes: dicts in, dicts out."""
 
-    def __init__(self, table: MutableMapping[str, bytes]) -> None:
+    def __init__(self, table: MutableMapping[str, bytes], max_record_bytes: int | None = None) -> None:
+        """``max_record_bytes``: the most bytes of key and value one changelog record may have."""
         self.table = table
+        self.max_record_bytes = max_record_bytes
         self._last: tuple[Any, bytes] = (None, b"null")
         self._reads: Mapping[str, bytes] | None = None
 
@@ -57,6 +74,13 @@ class JsonValues(MutableMapping[str, Any]):
         if value is not self._last[0]:
             self._last = (value, compact_json(value))
         encoded = self._last[1]
+        limit = self.max_record_bytes
+        # The key goes out as Faust's JSON: n characters take at most 12n + 2 bytes (a character
+        # outside the BMP escaped as a surrogate pair); measured only when that bound is too much.
+        if limit is not None and len(encoded) + 12 * len(key) + 2 > limit:
+            size = len(encoded) + len(faust_json.dumps(key))
+            if size > limit:
+                raise ValueTooLargeError(size, limit)
         # A write is a changelog record (a Kafka send): skip it when the value did not change.
         if self._stored().get(key) != encoded:
             self.table[key] = encoded

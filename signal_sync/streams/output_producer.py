@@ -14,6 +14,14 @@ producer too. A record the broker refused (after librdkafka's own retries, or af
 ``message.timeout.ms``, 5 minutes) makes this and every later flush raise: Faust's commit task
 fails, its consumer crashes and the worker stops without committing past the record; the events
 are read again after the restart.
+
+Every record is bounded: ``send_soon`` refuses one larger than the limit of its topic
+(``record_limit``: the smaller of librdkafka's ``message.max.bytes`` and the topic's
+``max.message.bytes`` as read at start, less ``RECORD_OVERHEAD_BYTES`` for the record's framing)
+with a ``RecordTooLargeError`` before anything is queued, so an oversize record is the caller's
+decision (the ingest stage splits its forwards and rejects an event that cannot fit alone), never a
+delivery failure that stops every later commit. ``batch.size`` is lowered to the smallest topic
+limit too: librdkafka puts several records in one batch, and the broker checks the batch.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -32,6 +40,12 @@ POLL_EVERY = 64
 """Serve delivery reports and librdkafka's log lines every this many records (and in each flush)."""
 FLUSH_WARN_S = 10.0
 log = logging.getLogger(__name__)
+
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes`` (and ``batch.size``)."""
+RECORD_OVERHEAD_BYTES = 1024
+"""Room left in a limit for what a record adds to its key and value on the wire: the batch header
+(61 bytes), the record's own header and length fields (at most about 40), with a wide margin."""
 
 SETTINGS = {
     "linger.ms": 20,  # fewer, larger produce requests: the broker shares the worker's machine
@@ -44,6 +58,16 @@ SETTINGS = {
 class OutputProducerError(KafkaException):
     """A record (outcome, dead letter, forward or changelog) could not be written: offsets must not
     be committed."""
+
+
+class RecordTooLargeError(ValueError):
+    """A record larger than its topic accepts; it was not queued."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(f"a record of {size} bytes for {topic!r} is over its {limit}-byte limit")
+        self.topic = topic
+        self.size = size
+        self.limit = limit
 
 
 class _Epoch:
@@ -76,9 +100,21 @@ class OutputProducer:
     """A confluent-kafka producer for the worker's output topics, internal topics and table
     changelogs."""
 
-    def __init__(self, client_config: dict[str, Any]) -> None:
-        """``client_config``: librdkafka settings (connection, security); they win over ``SETTINGS``."""
+    def __init__(self, client_config: dict[str, Any], topic_limits: Mapping[str, int] | None = None) -> None:
+        """``client_config``: librdkafka settings (connection, security); they win over ``SETTINGS``.
+        ``topic_limits``: ``max.message.bytes`` of the topics this producer writes, as the broker has
+        them (a topic not named is bounded by ``message.max.bytes`` alone)."""
         self._config = {**SETTINGS, **client_config, "logger": log}
+        message_max = int(self._config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        self.default_limit = message_max - RECORD_OVERHEAD_BYTES
+        limits = dict(topic_limits or {})
+        self._limits = {
+            topic: min(message_max, limit) - RECORD_OVERHEAD_BYTES for topic, limit in limits.items()
+        }
+        smallest = min(limits.values(), default=message_max)
+        batch_size = int(self._config.get("batch.size", DEFAULT_MESSAGE_MAX_BYTES))
+        if smallest < batch_size:  # one batch must fit the strictest topic's limit
+            self._config["batch.size"] = smallest
         self._client: Producer | None = None
         self._failure: KafkaError | None = None
         self._backlog: deque[_Record] = deque()
@@ -102,6 +138,17 @@ class OutputProducer:
 
         return on_delivery
 
+    def record_limit(self, topic: str) -> int:
+        """The most bytes of key plus value a record for ``topic`` may have."""
+        return self._limits.get(topic, self.default_limit)
+
+    def check(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Raise ``RecordTooLargeError`` unless a record of this key and value fits ``topic``."""
+        size = (len(key) if key else 0) + (len(value) if value else 0)
+        limit = self._limits.get(topic, self.default_limit)
+        if size > limit:
+            raise RecordTooLargeError(topic, size, limit)
+
     def send_soon(
         self,
         topic: str,
@@ -111,7 +158,9 @@ class OutputProducer:
         on_delivered: Delivered | None = None,
     ) -> None:
         """Hand over one record without waiting (-1: the partitioner picks the partition). While
-        librdkafka's queue is full, records wait here, in order, and the next flush includes them."""
+        librdkafka's queue is full, records wait here, in order, and the next flush includes them.
+        Raises ``RecordTooLargeError`` (nothing queued) for a record its topic would refuse."""
+        self.check(topic, key, value)
         record = (topic, key, value, partition, self._epoch, on_delivered)
         if self._backlog or not self._produce(record):
             self._backlog.append(record)
@@ -132,7 +181,8 @@ class OutputProducer:
         return len(self._backlog)
 
     async def send(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
-        """Hand over one record; waits (without blocking the loop) while records wait for room."""
+        """Hand over one record; waits (without blocking the loop) while records wait for room.
+        Raises ``RecordTooLargeError`` (nothing queued) for a record its topic would refuse."""
         self.send_soon(topic, key, value, partition)
         while self._backlog:
             await asyncio.sleep(FLUSH_POLL_S)

@@ -10,13 +10,18 @@ apply to the admin calls and ``signal-sync produce`` exactly as to the worker.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from signal_sync.config import KafkaSettings
 from signal_sync.errors import ConfigError
 
 ADMIN_TIMEOUT_S = 15.0
+MAX_MESSAGE_BYTES = "max.message.bytes"
+log = logging.getLogger(__name__)
 
 
 def client_config(kafka: KafkaSettings) -> dict[str, str]:
@@ -89,3 +94,25 @@ def create_topics(kafka: KafkaSettings, partitions: int, replication_factor: int
         except KafkaException as exc:
             raise ConfigError(f"cannot create topic {name!r}: {exc}") from None
     return [topic.topic for topic in wanted]
+
+
+def max_message_bytes(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
+    """``max.message.bytes`` of each topic as the broker has it (its default or the topic's own):
+    the largest record batch it accepts. A topic whose config cannot be read (missing, or no
+    DescribeConfigs permission) is left out, with a warning: the producer's own limit applies."""
+    admin = admin_client(kafka)  # keep a reference: the futures die with the client
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in dict.fromkeys(topics)]
+    limits: dict[str, int] = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_S).items():
+        try:
+            entry = future.result(timeout=ADMIN_TIMEOUT_S)[MAX_MESSAGE_BYTES]
+            limits[resource.name] = int(entry.value)
+        except (KafkaException, KeyError, TimeoutError, TypeError, ValueError) as exc:
+            log.warning(
+                "cannot read %s of topic %r (%s); records for it are bounded by the producer's limit",
+                MAX_MESSAGE_BYTES,
+                resource.name,
+                exc,
+                extra={"topic": resource.name},
+            )
+    return limits

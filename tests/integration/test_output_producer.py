@@ -100,3 +100,26 @@ async def test_records_beyond_librdkafkas_queue_wait_in_order_and_the_flush_incl
     assert producer.waiting == 0
     assert [key for _, key, _ in read_all(kafka_bootstrap, topic, 60)] == [str(n).encode() for n in range(60)]
     assert offsets == list(range(60))  # what a RocksDB table keeps as its persisted offset
+
+
+async def test_a_record_over_the_topics_limit_read_at_start_is_refused_before_the_broker_sees_it(
+    kafka_bootstrap, kafka_topics
+):
+    """With the topic's ``max.message.bytes`` read from the broker, an oversize record raises at once
+    and nothing sticky is left: later records still flush (the broker would refuse it, and every
+    later flush would raise)."""
+    from signal_sync.config import KafkaSettings
+    from signal_sync.streams.output_producer import RecordTooLargeError
+    from signal_sync.streams.topics import max_message_bytes
+
+    topic = kafka_topics("outputs-limited", partitions=1, config={"max.message.bytes": "20000"})
+    limits = max_message_bytes(KafkaSettings(bootstrap_servers=kafka_bootstrap), [topic])
+    assert limits == {topic: 20_000}
+    producer = OutputProducer({"bootstrap.servers": kafka_bootstrap}, limits)
+    with pytest.raises(RecordTooLargeError):
+        await producer.send(topic, b"k", b"x" * 19_500)
+    # Many records that each fit go out in batches the broker accepts (batch.size follows the limit).
+    for n in range(40):
+        await producer.send(topic, str(n).encode(), b"y" * 9_000)
+    await producer.flush()
+    assert len(read_all(kafka_bootstrap, topic, 40)) == 40

@@ -15,7 +15,8 @@ import pytest
 from harness import consume_until, produce
 
 from signal_sync.identity import contact_id
-from signal_sync.streams.records import DeadLetter, Outcome
+from signal_sync.streams.records import DeadLetter
+from tests.support.outcomes import consume_outcomes
 from tests.support.scenario import build_scenario
 
 pytestmark = pytest.mark.integration
@@ -34,17 +35,9 @@ def test_every_event_gets_its_outcome_and_contacts_end_in_the_right_state(
     produce(kafka_bootstrap, pipeline_topics["source"], scenario.records)
     expected_total = len(scenario.expected) + 2 * scenario.invalid_count
 
-    outcomes = consume_until(
-        kafka_bootstrap,
-        pipeline_topics["deliveries"],
-        lambda got: len(got) >= expected_total,
-        timeout=240,
-        check=worker.assert_alive,
+    outcomes = consume_outcomes(
+        kafka_bootstrap, pipeline_topics["deliveries"], expected_total, worker, timeout=240
     )
-
-    assert len(outcomes) == expected_total, worker.log_tail()
-    for outcome in outcomes:
-        Outcome.model_validate({k: v for k, v in outcome.items() if k != "_key"})
     pairs = Counter((o["message_id"], o["integration"]) for o in outcomes)
     assert max(pairs.values()) == 1, "a clean run must not duplicate outcomes"
 

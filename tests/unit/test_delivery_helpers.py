@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
+import aiohttp
 import orjson
 import pytest
 
 from signal_sync.destinations import DESTINATIONS
-from signal_sync.destinations.classify import Classification, Verdict
+from signal_sync.destinations.classify import classify_exception, classify_status
 from signal_sync.destinations.delivery import ERROR_TEXT_LIMIT, Attempt, error_text, redact_emails, result_of
 
 MAUTIC = DESTINATIONS["mautic"]
 MAILGUN = DESTINATIONS["mailgun"]
 
 
-def attempt(status: int | None, body: bytes = b"", verdict: Verdict | None = None, error: str | None = None):
-    if verdict is None:
-        if status is None:
-            verdict = Verdict.RETRY
-        elif 200 <= status < 300:
-            verdict = Verdict.DELIVERED
-        elif status in (401, 403, 404):
-            verdict = Verdict.FAULT
-        elif status in (408, 429) or status >= 500:
-            verdict = Verdict.RETRY
-        else:
-            verdict = Verdict.FAILED
-    return Attempt(Classification(verdict), status, body, error)
+def attempt(status: int | None, body: bytes = b"", error: str | None = None, reports_created: bool = False):
+    """An attempt as ``Sender.attempt`` records it: classified by ``classify``."""
+    if status is None:
+        return Attempt(classify_exception(aiohttp.ClientConnectionError("refused")), None, body, error)
+    return Attempt(classify_status(status, {}, 0.0, reports_created=reports_created), status, body, error)
 
 
 @pytest.mark.parametrize(
@@ -83,7 +76,9 @@ def test_error_text_is_bounded(body: bytes) -> None:
     [(MAUTIC, 201, True), (MAUTIC, 200, False), (MAILGUN, 200, None)],
 )
 def test_delivered_result(destination, status: int, created: bool | None) -> None:
-    result = result_of(attempt(status, b'{"contact": {}}'), 2, destination)
+    result = result_of(
+        attempt(status, b'{"contact": {}}', reports_created=destination.reports_created), 2, destination
+    )
     assert result.status == "delivered"
     assert result.http_status == status
     assert result.created is created
@@ -146,7 +141,7 @@ def test_connection_error_result() -> None:
     assert result.reason == "connection_error"
     assert result.error == "ClientConnectorError: refused"
     assert (result.http_status, result.hint, result.created, result.fault) == (None, None, None, False)
-    assert result.attempts == 5
+    assert result.attempts == 5 and result.destination_down
 
 
 def test_exhausted_retries_report_the_last_status() -> None:
@@ -157,3 +152,14 @@ def test_exhausted_retries_report_the_last_status() -> None:
         "Service Unavailable",
         5,
     )
+
+
+def test_client_side_failure_result() -> None:
+    failed = Attempt(classify_exception(ValueError("bad header")), None, b"", "ValueError: bad header")
+    result = result_of(failed, 1, MAUTIC)
+    assert (result.status, result.reason, result.error) == (
+        "failed",
+        "client_error",
+        "ValueError: bad header",
+    )
+    assert not result.destination_down and not result.fault

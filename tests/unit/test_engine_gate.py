@@ -1,4 +1,5 @@
-"""Integration gate: concurrency cap, pause/resume on faults, circuit breaker."""
+"""Integration gate: concurrency cap, pause/resume, probe delays. The circuit breaker's counting is
+tested through ``send_through_gate`` over real HTTP (tests/integration/test_delivery_resilience.py)."""
 
 from __future__ import annotations
 
@@ -36,24 +37,33 @@ async def test_pause_blocks_admission_until_resume() -> None:
     assert not gate.state.paused
 
 
-async def test_a_run_of_failures_opens_the_circuit_then_half_opens() -> None:
-    gate = IntegrationGate("m", failure_threshold=3, open_for_s=0.05)
-    gate.record_failed()
-    gate.record_delivered()
-    gate.record_failed()
-    gate.record_failed()
-    assert not gate.state.paused, "a success in between resets the run"
-    gate.record_failed()
-    assert gate.state.paused and gate.state.reason == "circuit_open"
-    await asyncio.wait_for(gate.wait_open(), 1)
-    gate.record_failed()
-    assert gate.state.paused, "half-open: one more failure re-opens"
-
-
 def test_probe_delays_double_up_to_the_maximum() -> None:
     gate = IntegrationGate("m", probe_initial_s=1, probe_max_s=5)
+    gate.pause("http_401", None)
     delays = gate.probe_delays()
     assert [next(delays) for _ in range(5)] == [1, 2, 4, 5, 5]
+
+
+def test_an_open_circuit_waits_open_for_s_before_its_first_probe() -> None:
+    gate = IntegrationGate("m", open_for_s=3, probe_initial_s=1, probe_max_s=10)
+    assert gate.open_circuit() is True
+    assert gate.open_circuit() is False, "opening twice reports once"
+    assert gate.state.reason == "circuit_open" and gate.halted
+    delays = gate.probe_delays()
+    assert [next(delays) for _ in range(4)] == [3, 6, 10, 10]
+    longer = IntegrationGate("m", open_for_s=60, probe_max_s=10)
+    longer.open_circuit()
+    delays = longer.probe_delays()
+    assert [next(delays) for _ in range(2)] == [60, 60]
+
+
+def test_a_fault_during_an_open_circuit_becomes_the_reason() -> None:
+    gate = IntegrationGate("m")
+    gate.open_circuit()
+    since = gate.state.since
+    assert gate.pause("http_401", "check the key") is True
+    assert (gate.state.reason, gate.state.hint, gate.state.since) == ("http_401", "check the key", since)
+    assert gate.open_circuit() is False, "a paused integration stays paused for its fault"
 
 
 async def test_rate_limit_spaces_requests() -> None:

@@ -104,22 +104,74 @@ async def test_submit_waits_when_max_in_flight_is_reached_and_drain_times_out() 
     assert await scheduler.drain(1)
 
 
-async def test_a_failing_handler_does_not_stall_the_key() -> None:
+async def test_a_handler_that_raises_gets_its_failure_recorded_then_the_ack_in_order() -> None:
     order: list[int] = []
+    acked: list[int] = []
+    failed: list[tuple[int, str]] = []
 
-    async def ack(_: object) -> None:
-        return None
+    async def ack(event: int) -> None:
+        acked.append(event)
+
+    async def fail(event: int, exc: Exception) -> None:
+        assert event not in acked, "the failure is recorded before the ack"
+        failed.append((event, str(exc)))
 
     async def handler(event: int) -> None:
         order.append(event)
         if event == 0:
             raise RuntimeError("boom")
 
-    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=4)
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=4, fail=fail)
     await scheduler.submit("p", 0, "k", 0, handler)
     await scheduler.submit("p", 1, "k", 1, handler)
-    await scheduler.drain(1)
-    assert order == [0, 1]
+    assert await scheduler.drain(1)
+    assert order == [0, 1], "a failing event does not stall its key"
+    assert failed == [(0, "boom")] and acked == [0, 1]
+
+
+async def test_an_event_whose_failure_cannot_be_recorded_is_never_acked_nor_anything_after_it() -> None:
+    acked: list[int] = []
+    halted: list[BaseException] = []
+
+    async def ack(event: int) -> None:
+        acked.append(event)
+
+    async def fail(event: int, exc: Exception) -> None:
+        raise OSError("the outcome producer is gone")
+
+    async def halt(reason: BaseException) -> None:
+        halted.append(reason)
+
+    async def handler(event: int) -> None:
+        if event == 1:
+            raise RuntimeError("boom")
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=4, fail=fail, halt=halt)
+    for offset in range(4):
+        await scheduler.submit("p", offset, f"k{offset}", offset, handler)
+    assert await scheduler.drain(1)
+    assert acked == [0], "the commit point stays before the event without an outcome"
+    assert [type(reason) for reason in halted] == [OSError]
+    assert scheduler.in_flight == 0
+
+
+async def test_without_a_failure_recorder_a_raising_handler_halts_and_is_not_acked() -> None:
+    acked: list[int] = []
+    halted: list[BaseException] = []
+
+    async def ack(event: int) -> None:
+        acked.append(event)
+
+    async def halt(reason: BaseException) -> None:
+        halted.append(reason)
+
+    async def handler(event: int) -> None:
+        raise ValueError("bug")
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=4, halt=halt)
+    await scheduler.submit("p", 0, "k", 0, handler)
+    assert await scheduler.drain(1)
+    assert acked == [] and [str(reason) for reason in halted] == ["bug"]
 
 
 async def _until(condition) -> None:  # type: ignore[no-untyped-def]

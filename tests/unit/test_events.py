@@ -46,7 +46,7 @@ def test_full_event_fields() -> None:
     )
     assert event.type == "track" and event.event == "Signed Up"
     assert event.timestamp == datetime(2026, 6, 6, 14, 32, 10, tzinfo=UTC)
-    assert event.timestamp.utcoffset() == timedelta(hours=2)
+    assert event.timestamp.utcoffset() == timedelta(0)  # held in UTC
     assert event.properties == {"method": "email"}
     assert event.context.ip == "203.0.113.50"
     assert event.context.page.url == "https://example.com/?utm_source=x"

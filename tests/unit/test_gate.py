@@ -1,4 +1,4 @@
-"""Drop reasons and their order: invalid_event, event_not_mapped, no_email, consent_denied."""
+"""Drop reasons and their order: invalid_event, event_not_mapped, no_email, invalid_email, consent_denied."""
 
 from __future__ import annotations
 
@@ -57,6 +57,11 @@ def test_invalid_event_comes_first_for_every_integration(raw: bytes) -> None:
         ),
         # mapped, no email, consent denied → no_email
         ({"type": "page", "context": consent(marketing=False)}, ["no_email", "no_email"]),
+        # mapped, invalid email, consent denied → invalid_email
+        (
+            {"type": "identify", "traits": {"email": "jane@"}, "context": consent(marketing=False)},
+            ["invalid_email"] * 2,
+        ),
         # mapped, email, consent denied → consent_denied
         ({"type": "identify", "traits": JANE, "context": consent(marketing=False)}, ["consent_denied"] * 2),
         # mapped, email, consent granted → send

@@ -6,6 +6,7 @@ import tracemalloc
 
 import faust
 import orjson
+import pytest
 from faust.utils import json as faust_json
 
 from signal_sync.planner import remember
@@ -94,3 +95,17 @@ def test_reads_go_to_a_faust_tables_store_without_the_tables_lookup_path() -> No
     values = JsonValues(table)
     assert values.get("k") == TRAITS and values["k"] == TRAITS
     assert values.get("unknown") is None
+
+
+def test_a_value_whose_changelog_record_would_be_too_large_is_refused_and_nothing_is_stored() -> None:
+    from signal_sync.streams.json_table import ValueTooLargeError
+
+    table: dict[str, bytes] = {}
+    values = JsonValues(table, max_record_bytes=1_000)
+    values["a:small"] = TRAITS
+    with pytest.raises(ValueTooLargeError) as refused:
+        values["a:big"] = {"bio": "x" * 1_000}
+    assert refused.value.limit == 1_000 and refused.value.size > 1_000
+    with pytest.raises(ValueTooLargeError):  # the key counts too, as Faust serializes it
+        values["u:" + "\U0001f600" * 300] = TRAITS
+    assert set(table) == {"a:small"}

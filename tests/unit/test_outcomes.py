@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from signal_sync.outcomes import (
     DELIVERY_NAMESPACE,
@@ -23,6 +25,7 @@ from signal_sync.outcomes import (
     iso_utc,
 )
 from signal_sync.streams.records import DeadLetter, Outcome, SignalEvent
+from tests.property.profiles import PROFILE
 from tests.unit.factories import event, mailgun, mautic
 
 CONTRACT_KEYS = {
@@ -269,3 +272,50 @@ def test_completed_at_is_what_datetime_formats(timestamp: float) -> None:
 def test_event_timestamps_with_an_offset_are_converted_to_utc(given: str, expected: str) -> None:
     event = SignalEvent.model_validate({"type": "page", "timestamp": given})
     assert event_timestamp(event) == expected
+
+
+def test_the_error_text_of_an_exception_names_its_type_without_emails() -> None:
+    from signal_sync.destinations.delivery import ERROR_TEXT_LIMIT, exception_text
+
+    assert exception_text(ValueError("jane@example.com: bad")) == "ValueError: <email>: bad"
+    assert len(exception_text(RuntimeError("x" * 100_000))) == ERROR_TEXT_LIMIT
+    assert exception_text(KeyError()) == "KeyError: "
+    for start in range(270, 300):  # an address the cut goes through is not half shown
+        cut = exception_text(RuntimeError(" " * start + "someone.long@example.com " + "y" * 5_000))
+        assert "someone" not in cut and "example" not in cut
+
+
+@PROFILE
+@given(
+    original=st.one_of(st.binary(max_size=300_000), st.text(max_size=100_000).map(str.encode)),
+    max_bytes=st.integers(min_value=8_000, max_value=600_000),
+)
+def test_a_dead_letter_always_fits_its_limit_and_describes_the_whole_original(
+    original: bytes, max_bytes: int
+) -> None:
+    from signal_sync.outcomes import encode_dead_letter
+
+    source = SourceRecord("signal.events", 0, 7, None, original)
+    outcome = build(status="invalid", reason="invalid_event", email=None, event=None, source=source)
+    wire = encode_dead_letter(outcome, source, max_bytes)
+    assert len(wire) <= max_bytes
+    letter = DeadLetter.model_validate(orjson.loads(wire))
+    assert letter.original_bytes == len(original)
+    assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
+    kept = (
+        base64.b64decode(letter.original)
+        if letter.original_encoding == "base64"
+        else letter.original.encode()
+    )
+    assert original.startswith(kept) and letter.original_truncated == (len(kept) < len(original))
+
+
+def test_a_dead_letter_of_control_characters_is_cut_until_it_fits() -> None:
+    from signal_sync.outcomes import encode_dead_letter
+
+    original = b"\x01" * 200_000  # valid UTF-8; JSON writes each as \u0001, six bytes
+    source = SourceRecord("signal.events", 0, 7, None, original)
+    outcome = build(status="invalid", reason="invalid_event", email=None, event=None, source=source)
+    wire = encode_dead_letter(outcome, source, 300_000)
+    assert 150_000 < len(wire) <= 300_000
+    assert orjson.loads(wire)["original_truncated"] is True

@@ -1,0 +1,69 @@
+"""A worker runtime for unit tests of the agents' functions: Faust's app is built (it connects
+nowhere), the tables are dicts, and the output producer records what it is handed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from signal_sync.engine.forwarder import Forwarder
+from signal_sync.runtime import Runtime, create_runtime
+from signal_sync.streams.json_table import JsonValues
+from signal_sync.streams.output_producer import RecordTooLargeError
+from tests.unit.factories import settings
+
+
+class RecordingOutputs:
+    """Stands in for the ``OutputProducer``: one record limit for every topic, and what was sent."""
+
+    def __init__(self, limit: int = 1_000_000) -> None:
+        self.default_limit = limit
+        self.records: list[tuple[str, bytes | None, bytes, int]] = []
+        self.refuse: BaseException | None = None
+        """When set, every send raises it (a producer that lost its broker for good)."""
+
+    def record_limit(self, topic: str) -> int:
+        return self.default_limit
+
+    def check(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        size = len(key or b"") + len(value or b"")
+        if size > self.default_limit:
+            raise RecordTooLargeError(topic, size, self.default_limit)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.check(topic, key, value)
+        self.records.append((topic, key, value, partition))
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(value) for name, _, value, _ in self.records if name == topic]
+
+
+class Stops:
+    """Records ``Runtime.stop_worker`` calls."""
+
+    def __init__(self) -> None:
+        self.reasons: list[BaseException] = []
+
+    async def __call__(self, reason: BaseException) -> None:
+        self.reasons.append(reason)
+
+
+def fake_runtime(limit: int = 1_000_000, state_limit: int | None = None) -> tuple[Runtime, RecordingOutputs]:
+    """A runtime whose records go to a ``RecordingOutputs`` (each at most ``limit`` bytes) and whose
+    ``stop_worker`` is a ``Stops``."""
+    runtime = create_runtime(settings(), partitions=1)
+    outputs = RecordingOutputs(limit)
+    runtime.outputs = outputs  # type: ignore[assignment]
+    runtime.forwarder = Forwarder(
+        outputs,  # type: ignore[arg-type]
+        dict(runtime.forwarder.topics),
+        partitions=1,
+        max_items=500,
+    )
+    runtime.identities = JsonValues({}, limit)
+    runtime.destination_state = JsonValues({}, state_limit or limit)
+    runtime.stop_worker = Stops()  # type: ignore[method-assign]
+    return runtime, outputs

@@ -1,0 +1,195 @@
+"""Canaries: the faust-streaming internals signal-sync patches or reads are still there and used.
+
+At-least-once rests on names Faust does not promise to keep (``streams/faust_fixes.py``,
+``streams/output_producer.flush_with_faust``, ``streams/tail_watch.handed_out``,
+``streams/sequence.acknowledge``). A patch of a name Faust no longer calls installs without error
+and does nothing, so these tests run Faust's own fetch loop (``Consumer._drain_messages``) and
+commit path (``Consumer.force_commit``) on a real Faust consumer, fed records by a stand-in for
+aiokafka's ``getmany``, and check that each patched name is called and its effect holds. An
+upgrade of faust-streaming (pinned in pyproject.toml) that moves any of them fails here.
+tests/integration/test_faust_canary.py checks the same on the real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+import pytest
+from faust.transport.consumer import Consumer
+from faust.types import TP, Message
+from mode import Service
+
+from signal_sync.streams.faust_fixes import (
+    _never_skip,
+    _wait_first_eagerly,
+    deliver_fetched_records_eagerly,
+    never_commit_past_unread_offsets,
+)
+from signal_sync.streams.output_producer import flush_with_faust
+from signal_sync.streams.partition_reader import RawRecord
+from signal_sync.streams.sequence import acknowledge
+from signal_sync.streams.tail_watch import handed_out
+
+TOPIC = "canary-events"
+TP0 = TP(TOPIC, 0)
+
+
+class Fetcher(Service):
+    """Stands in for Faust's fetcher service: the fetch loop runs until it is stopped."""
+
+
+@pytest.fixture
+async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
+    """A real, unstarted Faust consumer of an app that acks ``TOPIC``, with the worker's patches."""
+    monkeypatch.setattr(Consumer, "_add_gap", Consumer._add_gap)  # restored after the test
+    monkeypatch.setattr(Consumer, "wait_first", Consumer.wait_first)
+    never_commit_past_unread_offsets()
+    deliver_fetched_records_eagerly()
+    app = faust.App("canary", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: topic == TOPIC)
+    yield app.consumer
+
+
+def record(offset: int) -> Message:
+    return Message(TOPIC, 0, offset, 0.0, 0, None, b"k", b"{}", None)
+
+
+async def fetch(consumer: Consumer, offsets: list[int]) -> list[int]:
+    """Run Faust's fetch loop over one fetch of ``offsets``; the offsets it handed to the agents."""
+    handed: list[int] = []
+    fetcher = Fetcher()
+
+    async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        for offset in offsets:
+            yield TP0, record(offset)
+        fetcher._stopped.set()  # one fetch, then the loop ends
+
+    async def callback(message: Message) -> None:
+        handed.append(message.offset)
+
+    consumer.getmany = getmany  # type: ignore[method-assign]
+    consumer.callback = callback
+    await asyncio.wait_for(consumer._drain_messages(fetcher), 5)
+    return handed
+
+
+async def commit_through_faust(consumer: Consumer, monkeypatch: pytest.MonkeyPatch) -> list[dict[TP, int]]:
+    """Run Faust's commit path (``force_commit``) for ``TP0``; the offsets it committed."""
+    committed: list[dict[TP, int]] = []
+
+    async def commit(offsets: dict[TP, int]) -> bool:  # aiokafka's commit, on the consumer thread
+        committed.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0})
+    monkeypatch.setattr(consumer, "_commit", commit)
+    monkeypatch.setattr(consumer.app.producer, "flush", _nothing)  # a started producer's flush
+    await consumer.force_commit()
+    return committed
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_faust_s_fetch_loop_calls_the_gap_patch_for_an_offset_jump(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Consumer._add_gap is _never_skip
+    calls: list[tuple[TP, int, int]] = []
+
+    async def spy(self: Consumer, tp: TP, offset_from: int, offset_to: int) -> None:
+        calls.append((tp, offset_from, offset_to))
+        await _never_skip(self, tp, offset_from, offset_to)
+
+    monkeypatch.setattr(Consumer, "_add_gap", spy)
+    assert await fetch(consumer, [3, 4, 9]) == [3, 4, 9]
+    assert calls == [(TP0, 5, 9)]  # Faust still reports the jump through _add_gap
+    assert not consumer._gap[TP0]  # and the replacement recorded nothing (Faust's own: 5..9)
+
+
+async def test_offsets_after_a_jump_are_not_committed(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the gap patch is for: Faust's commit stops at the first offset never handed out."""
+    await fetch(consumer, [3, 4, 9])
+    for offset in (3, 4, 9):
+        consumer.ack(record(offset))
+    # With Faust's own gap recording this is {TP0: 10}: past 5..8, which no agent ever saw.
+    assert await commit_through_faust(consumer, monkeypatch) == [{TP0: 5}]
+
+
+async def test_faust_s_fetch_loop_hands_records_over_through_wait_first(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = Consumer.wait_first
+    expected = _wait_first_eagerly if sys.version_info >= (3, 12) else Service.wait_first
+    assert installed is expected
+    handed_over: list[Any] = []
+
+    async def spy(self: Consumer, *coros: Any, timeout: Any = None) -> Any:
+        handed_over.append(coros[0])
+        return await installed(self, *coros, timeout=timeout)
+
+    monkeypatch.setattr(Consumer, "wait_first", spy)
+    assert await fetch(consumer, [0, 1, 2]) == [0, 1, 2]
+    assert len(handed_over) == 3 and all(asyncio.iscoroutine(c) for c in handed_over)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks: Python 3.12+")
+async def test_the_eager_hand_over_reads_the_events_faust_s_consumer_has(consumer: Consumer) -> None:
+    """``_wait_first_eagerly`` starts its task on ``consumer.loop`` and reads ``_stopped`` / ``_crashed``."""
+    assert consumer.loop is asyncio.get_running_loop()
+    assert consumer._stopped.is_set() is False and consumer._crashed.is_set() is False
+    assert (await _wait_first_eagerly(consumer, _nothing())).stopped is False
+    consumer._crashed.set()
+    assert (await _wait_first_eagerly(consumer, _nothing())).stopped is True
+
+
+async def test_the_read_offset_the_tail_watch_reads_follows_the_hand_overs(consumer: Consumer) -> None:
+    assert not handed_out(consumer, TP0, None)
+    await fetch(consumer, [7, 8])
+    assert consumer._read_offset[TP0] == 8
+    assert handed_out(consumer, TP0, 8) and not handed_out(consumer, TP0, 9)
+
+
+async def test_a_commit_awaits_the_output_producer_s_flush_before_committing(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[str] = []
+
+    async def faust_flush() -> None:
+        steps.append("faust producer flushed")
+
+    async def outputs_flush() -> None:
+        steps.append("outputs flushed")
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        steps.append(f"committed {offsets[TP0]}")
+        return True
+
+    monkeypatch.setattr(consumer.app.producer, "flush", faust_flush)  # a started producer's flush
+    flush_with_faust(consumer.app, outputs_flush)
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0})
+    monkeypatch.setattr(consumer, "_commit", commit)
+    await fetch(consumer, [0, 1])
+    consumer.ack(record(0))
+    consumer.ack(record(1))
+    await consumer.commit()
+    assert steps == ["faust producer flushed", "outputs flushed", "committed 2"]
+
+
+async def test_a_record_read_back_by_the_guard_is_acked_into_faust_s_commit_point(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sequence.acknowledge`` builds a Faust ``Message`` for a record Faust never handed out."""
+    await fetch(consumer, [0, 3])
+    consumer.ack(record(0))
+    for offset in (1, 2):  # read back from Kafka by the sequence guard
+        await acknowledge(None, consumer, RawRecord(TOPIC, 0, offset, 0, b"k", b"{}", []))  # type: ignore[arg-type]
+    consumer.ack(record(3))
+    assert await commit_through_faust(consumer, monkeypatch) == [{TP0: 4}]
