@@ -22,6 +22,7 @@ from signal_sync.cli import (
     worker,
 )
 from signal_sync.errors import SignalSyncError
+from signal_sync.observability.build import version_line
 
 app = typer.Typer(
     name="signal-sync",
@@ -30,6 +31,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def show_version(value: bool) -> None:
+    """``--version``: print what is installed and exit before any subcommand runs."""
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=show_version,
+        is_eager=True,
+        help="Print signal-sync's version (and Python's and faust-streaming's) and exit.",
+    ),
+) -> None:
+    """Sync analytics events from Kafka into Mautic and Mailgun."""
+
 
 for module in (worker, preview, check_config, test_connection, produce, replay_dlq, topics, emulator):
     module.register(app)

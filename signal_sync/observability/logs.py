@@ -107,7 +107,14 @@ def secrets_of(settings: Settings) -> list[str]:
         found.append(basic_auth(user, password).removeprefix("Basic "))
     if settings.kafka.sasl_password is not None:
         found.append(settings.kafka.sasl_password.get_secret_value())
+    if settings.debugger.token is not None:
+        found.append(settings.debugger.token.get_secret_value())
     return found
+
+
+def redactor_for(settings: Settings) -> Redactor:
+    """The redaction the logs use, for any other text the worker shows (``/ready``, ``/health``)."""
+    return Redactor(secrets_of(settings), include_email=settings.outcomes.include_email)
 
 
 def message_of(record: logging.LogRecord) -> str:
@@ -173,7 +180,7 @@ class TextFormatter(logging.Formatter):
 
 
 def build_formatter(settings: Settings) -> logging.Formatter:
-    redactor = Redactor(secrets_of(settings), include_email=settings.outcomes.include_email)
+    redactor = redactor_for(settings)
     if settings.worker.log_format == "text":
         return TextFormatter(redactor)
     return JsonFormatter(redactor)

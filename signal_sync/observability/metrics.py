@@ -1,12 +1,15 @@
 """Prometheus metrics, served at ``/metrics`` on the worker's web port.
 
 One ``CollectorRegistry`` per runtime (never the process-global default), so tests and
-several apps in one process never share counters. The numbers come from three places,
+several apps in one process never share counters. The numbers come from these places,
 none of which the agents know about:
 
-* a Faust sensor: every record the consumer hands to a stream (``events_consumed``);
-* the runtime's outcome observers: every outcome and dead letter written;
-* the sender's ``DeliveryHooks``: HTTP latency, in-flight requests, retries, batch sizes.
+* Faust sensors: every record the consumer hands to a stream (``events_consumed``), the
+  consumer group's rebalances and the consumer's commits (no labels: one series each);
+* the runtime's outcome observers: every outcome and dead letter written, and the time from
+  the input record to its outcome (``latency_ms``), by integration and status;
+* the sender's ``DeliveryHooks``: HTTP latency, in-flight requests, retries, batch sizes;
+* the installed distributions: ``signal_sync_build_info`` (version, Python, faust-streaming).
 
 Consumer lag is read at scrape time from the Faust consumer (end offset minus position for
 each assigned partition of the topics the agents read), so it is as fresh as the scrape; so is
@@ -17,16 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.types import TP, Message
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest
 
 from signal_sync.agents.outputs import DEAD_LETTER_STATUSES
 from signal_sync.destinations.delivery import DeliveryHooks, DeliveryResult
+from signal_sync.observability.build import build_info
 
 if TYPE_CHECKING:
     from signal_sync.runtime import Runtime
@@ -40,6 +45,10 @@ LAG_TIMEOUT_S = 2.0
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+EVENT_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+"""Input record to outcome: sub-second when keeping up, minutes while a backlog drains."""
+REBALANCE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+COMMIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 NO_REASON = "none"
 
 
@@ -57,6 +66,13 @@ class Metrics(DeliveryHooks):
         self.registry = CollectorRegistry()
         r = self.registry
         self._outcome_counters: dict[tuple[str, str, str], Any] = {}
+        self._latency_histograms: dict[tuple[str, str], Any] = {}
+        self.build_info = Info(
+            f"{PREFIX}_build",
+            "The running build: signal-sync's version, the Python and faust-streaming versions.",
+            registry=r,
+        )
+        self.build_info.info(build_info())
         self.events_consumed = Counter(
             f"{PREFIX}_events_consumed",
             "Kafka records handed to the agents, by topic (source and internal contacts topic).",
@@ -73,6 +89,41 @@ class Metrics(DeliveryHooks):
             f"{PREFIX}_dead_letters",
             "Records written to the dead-letter topic, by integration and reason.",
             ["integration", "reason"],
+            registry=r,
+        )
+        self.event_latency = Histogram(
+            f"{PREFIX}_event_to_outcome_seconds",
+            "Time from the input record's Kafka timestamp to its outcome, by integration and status.",
+            ["integration", "status"],
+            buckets=EVENT_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rebalances = Counter(
+            f"{PREFIX}_rebalances",
+            "Consumer-group rebalances this worker took part in (counted when one starts).",
+            registry=r,
+        )
+        self.rebalance_duration = Histogram(
+            f"{PREFIX}_rebalance_duration_seconds",
+            "Time from the start of a rebalance to its end, table recovery included.",
+            buckets=REBALANCE_BUCKETS,
+            registry=r,
+        )
+        self.rebalancing = Gauge(
+            f"{PREFIX}_rebalancing",
+            "1 while a rebalance (or the table recovery after it) is in progress in this worker.",
+            registry=r,
+        )
+        self.commit_duration = Histogram(
+            f"{PREFIX}_commit_duration_seconds",
+            "Duration of each offset commit round (the outputs it waits for included); its count is the "
+            "number of commit rounds.",
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.last_commit = Gauge(
+            f"{PREFIX}_last_commit_timestamp_seconds",
+            "Unix time the last commit round finished (0 before the first).",
             registry=r,
         )
         self.request_duration = Histogram(
@@ -112,7 +163,7 @@ class Metrics(DeliveryHooks):
         self.fault = Gauge(
             f"{PREFIX}_integration_fault",
             "1 while the integration is in a config-level fault (last delivery got 401/403/404); "
-            "the worker is not ready then.",
+            "/health shows the hint. Readiness does not depend on it.",
             ["integration"],
             registry=r,
         )
@@ -145,6 +196,13 @@ class Metrics(DeliveryHooks):
         counter.inc()
         if labels[1] in DEAD_LETTER_STATUSES:
             self.dead_letters.labels(labels[0], labels[2]).inc()
+        latency_ms = outcome.get("latency_ms")
+        if isinstance(latency_ms, int | float):
+            key = (labels[0], labels[1])
+            histogram = self._latency_histograms.get(key)
+            if histogram is None:
+                histogram = self._latency_histograms[key] = self.event_latency.labels(*key)
+            histogram.observe(max(0.0, latency_ms / 1000))
 
     # -- DeliveryHooks -------------------------------------------------------------------
 
@@ -160,7 +218,7 @@ class Metrics(DeliveryHooks):
         self.retries.labels(integration_id).inc()
 
     def delivery_finished(self, integration_id: str, result: DeliveryResult) -> None:
-        """Same rule as readiness: a fault sets the gauge, the next delivery clears it."""
+        """Same rule as /health: a fault sets the gauge, the next delivered event clears it."""
         if result.fault:
             self.fault.labels(integration_id).set(1)
         elif result.status == "delivered":
@@ -185,6 +243,40 @@ class Metrics(DeliveryHooks):
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)
+
+
+class GroupSensor(faust.Sensor):
+    """Rebalances and commits of the Faust consumer, as label-free series.
+
+    Faust calls ``on_rebalance_start`` when the group starts moving partitions and
+    ``on_rebalance_end`` once the new assignment is in place and the tables have recovered;
+    ``on_commit_initiated`` / ``on_commit_completed`` around every commit round (the outputs it
+    flushes first included). A commit round that raises never reports completion, so the
+    last-commit timestamp stops moving."""
+
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.metrics = metrics
+        self.clock = clock
+
+    def on_rebalance_start(self, app: faust.App) -> dict:
+        self.metrics.rebalances.inc()
+        self.metrics.rebalancing.set(1)
+        return {"time_start": self.clock()}
+
+    def on_rebalance_end(self, app: faust.App, state: dict) -> None:
+        self.metrics.rebalancing.set(0)
+        started = state.get("time_start") if isinstance(state, dict) else None
+        if started is not None:
+            self.metrics.rebalance_duration.observe(max(0.0, self.clock() - started))
+
+    def on_commit_initiated(self, consumer: object) -> float:
+        return self.clock()
+
+    def on_commit_completed(self, consumer: object, state: Any) -> None:
+        if isinstance(state, int | float):
+            self.metrics.commit_duration.observe(max(0.0, self.clock() - state))
+        self.metrics.last_commit.set(time.time())
 
 
 class ConsumedSensor(faust.Sensor):
@@ -265,6 +357,7 @@ def install(runtime: Runtime) -> Metrics:
     runtime.observers.append(metrics.observe_outcome)
     runtime.sender.hooks.append(metrics)
     runtime.app.sensors.add(ConsumedSensor(metrics, runtime.app))
+    runtime.app.sensors.add(GroupSensor(metrics))
 
     @runtime.app.page(METRICS_PATH, name="signal_sync_metrics")
     async def prometheus_metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -1,14 +1,19 @@
 """The Helm chart in deploy/helm/signal-sync, checked offline (no cluster).
 
 * ``helm lint --strict`` and ``helm template`` with every example values file in ``ci/``;
-* every rendered object of a core kind validated against the Kubernetes OpenAPI schemas of
-  ``KUBE_VERSION`` (``kubernetes-validate``, strict: unknown fields fail); the CRD kinds
-  (ServiceMonitor, ScaledObject, TriggerAuthentication) by assertions on their fields;
+* every rendered object of a core kind (the ``helm test`` Pod and the NetworkPolicy included)
+  validated against the Kubernetes OpenAPI schemas of ``KUBE_VERSION``
+  (``kubernetes-validate``, strict: unknown fields fail); the CRD kinds (ServiceMonitor,
+  ScaledObject, TriggerAuthentication, PrometheusRule) by assertions on their fields, the
+  PrometheusRule also against a strict JSON schema of the CRD's fields, with every expression
+  parsed by a PromQL parser and every metric and label it names checked against the worker's
+  own metrics registry;
 * the rendered worker config loaded by the worker's own ``load_settings`` with the pod's
-  mounts reproduced in a temp dir, so a config path that no volume provides fails here;
+  mounts reproduced in a temp dir (the worker's and the ``helm test`` Pod's), so a config
+  path that no volume provides fails here;
 * assertions: no secret in a ConfigMap, probes, securityContext, grace period, checksum
-  roll, existingSecret, KEDA wiring, and values.schema.json / template checks that reject
-  bad values.
+  roll, existingSecret, KEDA triggers per internal topic, the debugger off by default,
+  NetworkPolicy, and values.schema.json / template checks that reject bad values.
 
 helm comes from ``<repo>/.cache/bin/helm`` (``bash dev/install_tools.sh``) or PATH. Without
 it these tests fail when ``CI=true`` and are skipped otherwise.
@@ -31,6 +36,7 @@ import pytest
 import yaml
 
 from signal_sync.config import (
+    DebuggerSettings,
     DeliverySettings,
     KafkaSettings,
     MailgunIntegration,
@@ -39,6 +45,8 @@ from signal_sync.config import (
     WorkerSettings,
     load_settings,
 )
+from signal_sync.observability.metrics import Metrics
+from signal_sync.streams.internal import delivery_topic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "deploy" / "helm" / "signal-sync"
@@ -49,6 +57,7 @@ EXPECTED_CI_FILES = {
     "sasl-tls-values.yaml",
     "keda-values.yaml",
     "existing-secret-values.yaml",
+    "exposure-values.yaml",
 }
 KUBE_VERSION = "1.30.0"  # oldest Kubernetes the manifests are validated against
 RELEASE = "rel"
@@ -62,17 +71,20 @@ CORE_KINDS = {
     "ConfigMap",
     "Deployment",
     "HorizontalPodAutoscaler",
+    "NetworkPolicy",
+    "Pod",
     "PodDisruptionBudget",
     "Secret",
     "Service",
     "ServiceAccount",
 }
-CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication", "PrometheusRule"}
 
 # Worker-config fields the chart sets itself (values.schema.json must not offer them).
 CHART_MANAGED = {
     "kafka": {"ssl_ca_file", "sasl_password_file"},
     "worker": {"web_bind", "state_dir"},
+    "debugger": set(DebuggerSettings.model_fields),  # from the top-level debugger values
 }
 CHART_ONLY_INTEGRATION_FIELDS = {"secretKey"}
 SECTION_MODELS = {
@@ -80,6 +92,7 @@ SECTION_MODELS = {
     "worker": WorkerSettings,
     "delivery": DeliverySettings,
     "outcomes": OutcomeSettings,
+    "debugger": DebuggerSettings,
 }
 SCHEMA_ERROR = "values don't meet the specifications of the schema"
 
@@ -171,6 +184,13 @@ class Rendered:
     def config(self) -> dict[str, Any]:
         return yaml.safe_load(self.config_text)
 
+    @property
+    def test_pod(self) -> dict[str, Any] | None:
+        """The ``helm test`` Pod, if rendered."""
+        found = [p for p in self.all("Pod") if p["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+        assert len(found) <= 1
+        return found[0] if found else None
+
     def secret_data(self, name: str) -> dict[str, str]:
         secret = self.one("Secret", name)
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
@@ -229,6 +249,7 @@ MINIMAL = CI_DIR / "minimal-values.yaml"
 SASL_TLS = CI_DIR / "sasl-tls-values.yaml"
 KEDA = CI_DIR / "keda-values.yaml"
 EXISTING = CI_DIR / "existing-secret-values.yaml"
+EXPOSURE = CI_DIR / "exposure-values.yaml"
 
 ci_values = pytest.mark.parametrize("values", CI_VALUES, ids=_values_id)
 
@@ -294,7 +315,8 @@ def _schema() -> dict[str, Any]:
 def test_schema_offers_exactly_the_worker_fields(section: str) -> None:
     """Drift check: a worker config field the chart cannot set (or a chart field the worker
     rejects, its models forbid extras) fails here, naming the field."""
-    schema_fields = set(_schema()["properties"]["config"]["properties"][section]["properties"])
+    sections = _schema()["properties"]["config"]["properties"]
+    schema_fields = set(sections[section]["properties"]) if section in sections else set()
     model_fields = set(SECTION_MODELS[section].model_fields)
     managed = CHART_MANAGED.get(section, set())
     assert schema_fields - model_fields == set(), "schema offers fields the worker does not know"
@@ -345,15 +367,20 @@ def test_no_secret_in_configmaps_or_pod_spec(render: Callable[..., Rendered], va
         assert config["kafka"]["sasl_password"].startswith("${")
 
 
-def _materialize_pod_files(rendered: Rendered, root: Path) -> dict[str, str]:
-    """Recreate the files the pod sees under ``root``; returns mount path → local path.
+def _materialize_pod_files(
+    rendered: Rendered, root: Path, pod: dict[str, Any] | None = None, container: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """Recreate the files a pod (default: the worker's) sees under ``root``; returns mount
+    path → local path.
 
     Secret volumes get their items (values from the chart-made Secret, else placeholders
     named after the key), so a config path that no mounted item provides is missing.
     """
-    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+    pod = pod if pod is not None else rendered.pod
+    container = container if container is not None else rendered.container
+    volumes = {v["name"]: v for v in pod["volumes"]}
     mounts: dict[str, str] = {}
-    for mount in rendered.container["volumeMounts"]:
+    for mount in container["volumeMounts"]:
         local = root / mount["mountPath"].lstrip("/")
         local.mkdir(parents=True, exist_ok=True)
         mounts[mount["mountPath"]] = str(local)
@@ -371,28 +398,35 @@ def _materialize_pod_files(rendered: Rendered, root: Path) -> dict[str, str]:
     return mounts
 
 
+def _load_config_as_pod_sees_it(
+    rendered: Rendered, root: Path, pod: dict[str, Any], container: dict[str, Any]
+) -> tuple[Any, dict[str, str]]:
+    """The worker config loaded with ``load_settings`` from the files ``container`` of ``pod`` sees."""
+    args = container["args"]
+    assert args[-2:] == ["-c", CONFIG_PATH]
+    config_mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+    assert f"{config_mount['mountPath']}/config.yaml" == CONFIG_PATH
+    config_volume = next(v for v in pod["volumes"] if v["name"] == "config")
+    assert config_volume["configMap"]["name"] == FULLNAME
+    mounts = _materialize_pod_files(rendered, root / "pod", pod, container)
+    # one pass, so a local path under /tmp is not rewritten again by the /tmp mount
+    mount_re = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+    text = re.sub(
+        rf"(?<=: )({mount_re})(?=/|$)", lambda m: mounts[m.group(1)], rendered.config_text, flags=re.M
+    )
+    config_file = root / "config.yaml"
+    config_file.write_text(text, encoding="utf-8")
+    env = {e["name"]: e.get("value", f"env-{e['name']}") for e in container.get("env", [])}
+    return load_settings(config_file, environ=env), mounts
+
+
 @ci_values
 def test_rendered_config_loads_in_the_worker(
     render: Callable[..., Rendered], values: Path, tmp_path: Path
 ) -> None:
     """The ConfigMap is a valid worker config whose secret files are exactly the mounted items."""
     rendered = render(values)
-    args = rendered.container["args"]
-    assert args[-2:] == ["-c", CONFIG_PATH]
-    config_mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == "config")
-    assert f"{config_mount['mountPath']}/config.yaml" == CONFIG_PATH
-    config_volume = next(v for v in rendered.pod["volumes"] if v["name"] == "config")
-    assert config_volume["configMap"]["name"] == FULLNAME
-    mounts = _materialize_pod_files(rendered, tmp_path / "pod")
-    # one pass, so a local path under /tmp is not rewritten again by the /tmp mount
-    mount_re = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
-    text = re.sub(
-        rf"(?<=: )({mount_re})(?=/|$)", lambda m: mounts[m.group(1)], rendered.config_text, flags=re.M
-    )
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(text, encoding="utf-8")
-    env = {e["name"]: e.get("value", f"env-{e['name']}") for e in rendered.container.get("env", [])}
-    settings = load_settings(config_file, environ=env)
+    settings, mounts = _load_config_as_pod_sees_it(rendered, tmp_path, rendered.pod, rendered.container)
 
     assert settings.worker.web_bind == "0.0.0.0"
     state_mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == "state")
@@ -593,7 +627,8 @@ def test_keda_scales_on_consumer_lag(render: Callable[..., Rendered]) -> None:
     assert spec["minReplicaCount"] == values["keda"]["minReplicaCount"]
     assert spec["maxReplicaCount"] == values["keda"]["maxReplicaCount"]
     assert spec["advanced"] == values["keda"]["advanced"]
-    (trigger,) = spec["triggers"]
+    triggers = spec["triggers"]
+    trigger = triggers[0]
     assert trigger["type"] == "kafka"
     meta = trigger["metadata"]
     assert all(isinstance(v, str) for v in meta.values()), "KEDA trigger metadata values are strings"
@@ -602,6 +637,11 @@ def test_keda_scales_on_consumer_lag(render: Callable[..., Rendered]) -> None:
     assert meta["topic"] == kafka["source_topic"]
     assert meta["lagThreshold"] == str(values["keda"]["lagThreshold"])
     assert meta["allowIdleConsumers"] == "false"
+    # one more trigger per integration, on its internal topic, all with the same authentication
+    assert [t["metadata"]["topic"] for t in triggers[1:]] == [
+        delivery_topic(kafka["app_id"], i["id"]) for i in values["integrations"]
+    ]
+    assert all(t["authenticationRef"] == trigger["authenticationRef"] for t in triggers)
     # autoscaled: the Deployment leaves replicas to KEDA's HPA, and the chart makes no HPA itself
     assert "replicas" not in rendered.deployment["spec"]
     assert rendered.get("HorizontalPodAutoscaler") is None
@@ -627,9 +667,66 @@ def test_keda_with_private_ca_and_plaintext(render: Callable[..., Rendered]) -> 
     assert with_ca.secret_data(refs["sasl"]["name"])["sasl"] == "scram_sha512"
 
     plain = render(MINIMAL, "--set", "keda.enabled=true")
-    (trigger,) = plain.one("ScaledObject")["spec"]["triggers"]
-    assert "authenticationRef" not in trigger
+    triggers = plain.one("ScaledObject")["spec"]["triggers"]
+    assert len(triggers) == 3
+    assert not any("authenticationRef" in trigger for trigger in triggers)
     assert plain.get("TriggerAuthentication") is None
+
+
+def test_keda_watches_every_internal_delivery_topic(render: Callable[..., Rendered]) -> None:
+    """A slow destination's backlog waits in its internal topic: without a trigger there KEDA
+    would neither scale out for it nor stay active, and minReplicaCount 0 could scale to zero
+    with deliveries pending."""
+    rendered = render(
+        MINIMAL,
+        "--set",
+        "keda.enabled=true",
+        "--set",
+        "keda.minReplicaCount=0",
+        "--set",
+        "config.kafka.app_id=shop-sync",
+        "--set",
+        "keda.deliveryLagThreshold=7",
+        "--set",
+        "keda.deliveryActivationLagThreshold=2",
+    )
+    values = _load_yaml(MINIMAL)
+    spec = rendered.one("ScaledObject", FULLNAME)["spec"]
+    assert spec["minReplicaCount"] == 0
+    by_topic = {t["metadata"]["topic"]: t for t in spec["triggers"]}
+    wanted = {"signal.events"} | {delivery_topic("shop-sync", i["id"]) for i in values["integrations"]}
+    assert set(by_topic) == wanted and len(spec["triggers"]) == len(wanted)
+    # the names the chart computes are the ones the worker creates
+    settings = load_settings_from_rendered(rendered)
+    assert {delivery_topic(settings.kafka.app_id, i.id) for i in settings.integrations} == wanted - {
+        "signal.events"
+    }
+    names = [t.get("name") for t in spec["triggers"]]
+    assert len(set(names)) == len(names) and all(names), "trigger names are set and unique"
+    for topic, trigger in by_topic.items():
+        meta = trigger["metadata"]
+        assert trigger["type"] == "kafka"
+        assert meta["consumerGroup"] == "shop-sync", "Faust's group (the app id) reads every topic"
+        assert meta["allowIdleConsumers"] == "false"
+        assert meta["offsetResetPolicy"] == "earliest"
+        if topic == "signal.events":
+            assert (meta["lagThreshold"], meta["activationLagThreshold"]) == ("100", "0")
+        else:
+            assert (meta["lagThreshold"], meta["activationLagThreshold"]) == ("7", "2")
+
+
+def load_settings_from_rendered(rendered: Rendered) -> Any:
+    """The rendered worker config as the worker reads it, secrets replaced by placeholders."""
+    config = rendered.config
+    for integration in config["integrations"]:
+        for field in ("api_password_file", "api_key_file"):
+            if field in integration:
+                del integration[field]
+                integration[field.removesuffix("_file")] = "placeholder-secret"
+    config["worker"]["state_dir"] = "/nonexistent"
+    from signal_sync.config import Settings
+
+    return Settings(**config)
 
 
 # ---------------------------------------------------------------------- rejected values
@@ -647,6 +744,29 @@ def test_keda_with_private_ca_and_plaintext(render: Callable[..., Rendered]) -> 
             ["--set", "integrations[0].base_url=https://mautic.example.com/api"],
             "/integrations/0/base_url",
             id="base-url-with-path",
+        ),
+        pytest.param(
+            ["--set", "integrations[0].base_url=https://signal:hunter2@mautic.example.com"],
+            "/integrations/0/base_url",
+            id="base-url-with-credentials",
+        ),
+        pytest.param(
+            ["--set", "config.debugger.enabled=true"], "debugger", id="chart-managed-debugger-section"
+        ),
+        pytest.param(
+            ["--set", "prometheusRule.failedRatio.ratio=2"],
+            "/prometheusRule/failedRatio/ratio",
+            id="failed-ratio-above-one",
+        ),
+        pytest.param(
+            ["--set", "prometheusRule.lagGrowing.window=15 minutes"],
+            "/prometheusRule/lagGrowing/window",
+            id="alert-window-not-a-duration",
+        ),
+        pytest.param(
+            ["--set-json", 'networkPolicy.ingressFrom=[{"namespace":"monitoring"}]'],
+            "namespace",
+            id="network-policy-peer-typo",
         ),
         pytest.param(
             ["--set", "integrations[0].base_url=http://mautic.example.com"],
@@ -767,6 +887,12 @@ def test_schema_rejects_bad_values(helm: Helm, extra: list[str], where: str) -> 
             "keda.bootstrapServers",
             id="keda-env-bootstrap",
         ),
+        pytest.param(
+            MINIMAL,
+            ["--set", "debugger.tokenSecret.name=dbg"],
+            "debugger.enabled is false",
+            id="debugger-token-without-debugger",
+        ),
     ],
 )
 def test_template_rejects_inconsistent_values(
@@ -824,7 +950,13 @@ def test_notes_render(helm: Helm, values: Path, tmp_path: Path) -> None:
 
 
 # Passed to Kubernetes as they are: documented as a whole, not leaf by leaf.
-OPAQUE_VALUES = {"strategy", "podSecurityContext", "securityContext", "resources"}
+OPAQUE_VALUES = {
+    "strategy",
+    "podSecurityContext",
+    "securityContext",
+    "resources",
+    "tests.connection.resources",
+}
 
 
 def _leaf_paths(value: Any, prefix: str = "") -> Iterator[str]:
@@ -839,3 +971,307 @@ def test_readme_documents_every_value() -> None:
     readme = (CHART / "README.md").read_text(encoding="utf-8")
     missing = [p for p in _leaf_paths(_load_yaml(CHART / "values.yaml")) if f"`{p}`" not in readme]
     assert not missing, f"values without a row in the README's values table: {missing}"
+
+
+CHART_TEXTS = (
+    CHART / "values.yaml",
+    CHART / "README.md",
+    CHART / "templates" / "NOTES.txt",
+    REPO_ROOT / "docs" / "operations.md",
+)
+
+
+def test_chart_texts_agree_with_readiness() -> None:
+    """The worker reports a pod without partitions as ready (tests/unit/test_observability_health.py);
+    no chart text may claim otherwise, nor tie readiness to destination faults."""
+    for path in CHART_TEXTS:
+        text = " ".join(path.read_text(encoding="utf-8").split()).lower()
+        for claim in ("never turn ready", "never turns ready", "is never ready", "never ready"):
+            assert claim not in text, f"{path.name} says a pod without partitions {claim!r}"
+        assert "no integration in a config-level fault" not in text, path.name
+
+
+# ------------------------------------------------------------------- the event debugger
+
+
+@ci_values
+def test_debugger_is_off_unless_enabled(render: Callable[..., Rendered], values: Path) -> None:
+    rendered = render(values)
+    enabled = bool((_load_yaml(values).get("debugger") or {}).get("enabled"))
+    debugger = rendered.config["debugger"]
+    assert debugger["enabled"] is enabled
+    assert debugger["show_personal_data"] is False
+    if not enabled:
+        assert "debugger-token" not in {v["name"] for v in rendered.pod["volumes"]}
+        assert "token_file" not in debugger
+
+
+def test_debugger_off_by_default() -> None:
+    values = _load_yaml(CHART / "values.yaml")
+    assert values["debugger"]["enabled"] is False
+    assert values["debugger"]["show_personal_data"] is False
+    assert DebuggerSettings().enabled is False, "the worker's own default is off too"
+
+
+def test_debugger_token_comes_from_its_secret_as_a_file(
+    render: Callable[..., Rendered], tmp_path: Path
+) -> None:
+    rendered = render(EXPOSURE)
+    values = _load_yaml(EXPOSURE)["debugger"]
+    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+    mounts = {m["name"]: m for m in rendered.container["volumeMounts"]}
+    token = volumes["debugger-token"]["secret"]
+    assert token["secretName"] == values["tokenSecret"]["name"]
+    assert token["items"] == [{"key": values["tokenSecret"]["key"], "path": "token"}]
+    assert mounts["debugger-token"]["readOnly"] is True
+    debugger = rendered.config["debugger"]
+    assert debugger == {
+        "enabled": True,
+        "show_personal_data": False,
+        "token_file": f"{mounts['debugger-token']['mountPath']}/token",
+    }
+    settings, _ = _load_config_as_pod_sees_it(rendered, tmp_path, rendered.pod, rendered.container)
+    assert settings.debugger.enabled and settings.debugger.token is not None
+    shown = render(EXPOSURE, "--set", "debugger.show_personal_data=true").config["debugger"]
+    assert shown["show_personal_data"] is True
+
+
+# ------------------------------------------------------------------------ NetworkPolicy
+
+
+def test_network_policy_admits_only_the_named_peers_to_the_web_port(render: Callable[..., Rendered]) -> None:
+    assert render(MINIMAL).get("NetworkPolicy") is None
+    rendered = render(EXPOSURE)
+    values = _load_yaml(EXPOSURE)["networkPolicy"]
+    policy = rendered.one("NetworkPolicy", FULLNAME)["spec"]
+    assert policy["podSelector"]["matchLabels"] == rendered.deployment["spec"]["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == values["ingressFrom"]
+    (http,) = [p for p in rendered.container["ports"] if p["name"] == "http"]
+    assert rule["ports"] == [{"port": http["containerPort"], "protocol": "TCP"}]
+    # the helm test Pod is not a worker: the policy, the Service and the PDB do not select it
+    test_labels = rendered.test_pod["metadata"]["labels"]
+    assert not policy["podSelector"]["matchLabels"].items() <= test_labels.items()
+
+    closed = render(EXPOSURE, "--set-json", "networkPolicy.ingressFrom=[]")
+    assert closed.one("NetworkPolicy", FULLNAME)["spec"]["ingress"] == [], "no peer named: no ingress"
+
+
+# ---------------------------------------------------------------------- PrometheusRule
+
+DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+NONEMPTY_DURATION = {"type": "string", "minLength": 1, "pattern": DURATION}
+# The fields of monitoring.coreos.com/v1 PrometheusRule (its CRD's openAPIV3Schema), strict:
+# an unknown field, a wrong type or a bad duration fails, as the API server would reject it.
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": STRING_MAP},
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": {"type": "string", "pattern": DURATION},
+                            "labels": STRING_MAP,
+                            "limit": {"type": "integer"},
+                            "partial_response_strategy": {"type": "string"},
+                            "query_offset": {"type": "string", "pattern": DURATION},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["expr"],
+                                    "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "record": {"type": "string"},
+                                        "expr": {"type": ["string", "integer"]},
+                                        "for": {"type": "string", "pattern": DURATION},
+                                        "keep_firing_for": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "pattern": DURATION,
+                                        },
+                                        "labels": STRING_MAP,
+                                        "annotations": STRING_MAP,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+# Labels Prometheus adds to every scraped series (the ServiceMonitor's target labels).
+TARGET_LABELS = {"namespace", "service", "pod", "job", "instance", "endpoint", "container"}
+ALERTS = {
+    "integrationPaused": "SignalSyncIntegrationPaused",
+    "integrationFault": "SignalSyncIntegrationFault",
+    "deadLetters": "SignalSyncDeadLetters",
+    "failedRatio": "SignalSyncFailedOutcomeRatio",
+    "lagGrowing": "SignalSyncConsumerLagGrowing",
+    "noOutcomes": "SignalSyncNoOutcomes",
+}
+
+
+def exported_series() -> dict[str, set[str]]:
+    """Every series name the worker exports (``_total``, ``_bucket``, ... included) → its labels."""
+    metrics = Metrics(["mautic-main"])
+    series: dict[str, set[str]] = {}
+    for family in metrics.registry.collect():
+        labels: set[str] = set()
+        for sample in family.samples:
+            labels |= set(sample.labels)
+        names = {family.name, *(sample.name for sample in family.samples)}
+        if family.type == "counter":
+            names |= {f"{family.name}_total", f"{family.name}_created"}
+        if family.type == "histogram":
+            names |= {f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum", "created")}
+            labels.add("le")
+        for name in names:
+            series.setdefault(name, set()).update(labels)
+    # label sets of series that have no sample yet
+    known = {
+        "signal_sync_outcomes_total": {"integration", "status", "reason"},
+        "signal_sync_dead_letters_total": {"integration", "reason"},
+        "signal_sync_consumer_lag": {"topic", "partition"},
+        "signal_sync_events_consumed_total": {"topic"},
+    }
+    for name, labels in known.items():
+        assert name in series, name
+        series[name] |= labels
+    return series
+
+
+def promql_references(expr: str) -> tuple[list[tuple[str, set[str]]], set[str]]:
+    """(metric name, matcher labels) of every selector, and every label named by a grouping."""
+    import promql_parser
+
+    selectors: list[tuple[str, set[str]]] = []
+    grouping: set[str] = set()
+
+    def visit(node: Any) -> None:
+        kind = type(node).__name__
+        if kind == "VectorSelector":
+            selectors.append((node.name, {m.name for m in node.matchers.matchers}))
+        elif kind == "AggregateExpr" and node.modifier is not None:
+            grouping.update(node.modifier.labels)
+        elif kind == "BinaryExpr" and node.modifier is not None and node.modifier.matching is not None:
+            grouping.update(node.modifier.matching.labels)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return selectors, grouping
+
+
+@pytest.fixture(scope="session")
+def jsonschema_module() -> Any:
+    import jsonschema
+
+    return jsonschema
+
+
+def test_prometheus_rule_is_off_by_default(render: Callable[..., Rendered]) -> None:
+    assert _load_yaml(CHART / "values.yaml")["prometheusRule"]["enabled"] is False
+    assert render(MINIMAL).get("PrometheusRule") is None
+
+
+def test_prometheus_rule_matches_the_crd_and_the_worker_metrics(
+    render: Callable[..., Rendered], jsonschema_module: Any
+) -> None:
+    rendered = render(EXPOSURE)
+    values = _load_yaml(EXPOSURE)["prometheusRule"]
+    rule = rendered.one("PrometheusRule", FULLNAME)
+    jsonschema_module.validate(rule, PROMETHEUS_RULE_SCHEMA)
+    assert rule["metadata"]["labels"]["release"] == values["labels"]["release"]
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == set(ALERTS.values())
+    series = exported_series()
+    for name, alert in alerts.items():
+        selectors, grouping = promql_references(alert["expr"])
+        assert selectors, name
+        for metric, labels in selectors:
+            assert metric in series, f"{name}: the worker exports no {metric}"
+            unknown = labels - series[metric] - TARGET_LABELS
+            assert not unknown, f"{name}: {metric} has no label {unknown}"
+            assert {"namespace", "service"} <= labels, f"{name}: {metric} is not scoped to this release"
+        assert grouping, f"{name}: aggregate by labels"
+        known = set().union(*(series[m] for m, _ in selectors)) | TARGET_LABELS
+        assert grouping <= known, f"{name}: grouping by labels no selected series has: {grouping - known}"
+        used = set(re.findall(r"\$labels\.(\w+)", json.dumps(alert["annotations"])))
+        assert used <= grouping, f"{name}: annotations use labels the expression drops: {used - grouping}"
+        assert alert["labels"]["severity"] in {"warning", "critical"}
+        assert alert["labels"]["team"] == "data-platform"
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+    assert "> 0.1" in alerts["SignalSyncFailedOutcomeRatio"]["expr"], "failedRatio.ratio is used"
+
+
+@pytest.mark.parametrize("key", sorted(ALERTS))
+def test_each_alert_can_be_turned_off(render: Callable[..., Rendered], key: str) -> None:
+    rendered = render(EXPOSURE, "--set", f"prometheusRule.{key}.enabled=false")
+    (group,) = rendered.one("PrometheusRule", FULLNAME)["spec"]["groups"]
+    assert {r["alert"] for r in group["rules"]} == set(ALERTS.values()) - {ALERTS[key]}
+
+
+def test_prometheus_rule_selector_can_be_replaced(render: Callable[..., Rendered]) -> None:
+    rendered = render(EXPOSURE, "--set", 'prometheusRule.selector=job="signal-sync"')
+    (group,) = rendered.one("PrometheusRule", FULLNAME)["spec"]["groups"]
+    for alert in group["rules"]:
+        for _metric, labels in promql_references(alert["expr"])[0]:
+            assert "job" in labels and "service" not in labels, alert["alert"]
+
+
+# ------------------------------------------------------------------------- helm test hook
+
+
+@ci_values
+def test_helm_test_pod_runs_test_connection_with_the_worker_files(
+    render: Callable[..., Rendered], values: Path, tmp_path: Path
+) -> None:
+    rendered = render(values)
+    pod = rendered.test_pod
+    assert pod is not None, "a Pod with the helm.sh/hook: test annotation"
+    assert (
+        pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    )
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    (container,) = spec["containers"]
+    assert container["command"] == ["signal-sync"]
+    assert container["args"] == ["test-connection", "-c", CONFIG_PATH]
+    assert container["image"] == rendered.container["image"]
+    assert container["securityContext"] == rendered.container["securityContext"]
+    assert spec["securityContext"] == rendered.pod["securityContext"]
+    assert spec["automountServiceAccountToken"] is False
+    # the same mounts and env as the worker: the same config, credentials and CA resolve
+    assert container["volumeMounts"] == rendered.container["volumeMounts"]
+    assert spec["volumes"] == rendered.pod["volumes"]
+    assert container["env"] == rendered.container["env"]
+    settings, _ = _load_config_as_pod_sees_it(rendered, tmp_path, spec, container)
+    worker, _ = _load_config_as_pod_sees_it(rendered, tmp_path / "worker", rendered.pod, rendered.container)
+    assert [i.credentials() for i in settings.integrations] == [i.credentials() for i in worker.integrations]
+    selector = rendered.deployment["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= pod["metadata"]["labels"].items(), "not counted as a worker"
+
+    assert render(values, "--set", "tests.connection.enabled=false").test_pod is None

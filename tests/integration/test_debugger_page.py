@@ -6,11 +6,16 @@ page at ``/debugger`` is driven with selenium through Debian's chromium and chro
 (``dev/install_browser.sh`` installs them). Without them the test is skipped, or fails when
 ``CI=true``, so a CI box that lost its browser does not pass silently.
 
+The debugger is off unless configured, so each test turns it on: the first behind a bearer
+token (the page asks for it; a wrong one is refused; the URL fragment ``#token=`` works) with
+personal data masked, the second loopback-only with ``show_personal_data: true``.
+
 A screenshot of the page is saved to ``test-output/debugger.png`` (plus one per filter).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,6 +34,7 @@ import yaml
 from harness import produce
 
 from signal_sync.destinations import mailgun
+from signal_sync.sandbox.server import RunningServer
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +56,9 @@ CHROMIUM_FLAGS = (
     "--window-size=1500,1100",
 )
 SECRETS = ("sandbox-password", "key-sandbox")
+TOKEN = "dbg-token-7c1e0a9b55d24f1e"
+VISITOR_IP = "203.0.113.7"
+FIRST_NAME, LAST_NAME = "Alicia", "Liddellsen"
 
 
 def _is_ci() -> bool:
@@ -116,8 +125,10 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, check: Callabl
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as reply:  # loopback worker
+def get_json(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as reply:  # loopback worker
         return json.loads(reply.read())
 
 
@@ -129,9 +140,21 @@ def post_json(url: str, body: dict[str, Any]) -> Any:
         return json.loads(reply.read())
 
 
-def api_outcomes(base: str) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def answering(status: int, *sandboxes: RunningServer) -> Iterator[None]:
+    """Every request to ``sandboxes`` is answered with ``status`` inside the block."""
+    for sandbox in sandboxes:
+        post_json(f"{sandbox.url}/_sandbox/faults", {"force_status": status})
     try:
-        return get_json(f"{base}/debugger/api/outcomes")["outcomes"]
+        yield
+    finally:
+        for sandbox in sandboxes:
+            post_json(f"{sandbox.url}/_sandbox/faults", {})
+
+
+def api_outcomes(base: str, token: str | None = TOKEN) -> list[dict[str, Any]]:
+    try:
+        return get_json(f"{base}/debugger/api/outcomes", token)["outcomes"]
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return []
 
@@ -144,7 +167,7 @@ def event(
     kind: str, anonymous_id: str, step: int, consent: bool, page_url: str | None = None, **fields: Any
 ) -> tuple[bytes, bytes]:
     """One SDK-shaped event, keyed by its anonymous id like a browser SDK's."""
-    context: dict[str, Any] = {"ip": "203.0.113.7", "consent": {"canonical": {"marketing": consent}}}
+    context: dict[str, Any] = {"ip": VISITOR_IP, "consent": {"canonical": {"marketing": consent}}}
     if page_url:
         context["page"] = {"url": page_url}
     body: dict[str, Any] = {
@@ -182,9 +205,21 @@ def screenshot(driver: Any, name: str) -> Path:
     return path
 
 
-# --- the test --------------------------------------------------------------------------------
+def unlock_state(driver: Any) -> dict[str, Any]:
+    return driver.execute_script(
+        """
+        var form = document.getElementById('auth');
+        return {locked: !form.hidden, note: document.getElementById('auth-note').textContent,
+                live: document.getElementById('live-status').textContent,
+                privacy: document.getElementById('privacy').textContent};
+        """
+    )
 
 
+# --- the tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("worker_overrides", [{"debugger": {"enabled": True, "token": TOKEN}}])
 def test_debugger_page_shows_live_outcomes_and_filters_them(
     browser, worker_config, worker, sandboxes, kafka_bootstrap, pipeline_topics
 ):
@@ -196,22 +231,52 @@ def test_debugger_page_shows_live_outcomes_and_filters_them(
     base = f"http://127.0.0.1:{port}"
     check = worker.assert_alive
 
-    alice, bob, carol, dave = "Alice@Example.com ", "bob@example.com", "carol-at-example", "dave@example.com"
+    alice, bob, carol, dave = "Alice@Example.com ", "bob@example.com", "carol@example.com", "dave@example.com"
     phase_one = [
         event(
-            "identify", "anon-alice", 1, True, userId="u-alice", traits={"email": alice, "firstName": "Al"}
+            "identify",
+            "anon-alice",
+            1,
+            True,
+            userId="u-alice",
+            traits={"email": alice, "firstName": FIRST_NAME, "lastName": LAST_NAME},
         ),
         event("page", "anon-alice", 2, True, page_url="https://www.example.com/pricing"),
         event("identify", "anon-bob", 3, False, userId="u-bob", traits={"email": bob}),
-        event("identify", "anon-carol", 4, True, userId="u-carol", traits={"email": carol}),
     ]
 
-    # The page is up before anything happened and says so.
-    wait_for("the worker's web server", lambda: get_json(f"{base}/debugger/api/outcomes"), 120, check)
+    # With a token configured the API refuses requests without it, loopback ones included.
+    wait_for("the worker's web server", lambda: get_json(f"{base}/debugger/api/outcomes", TOKEN), 120, check)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get_json(f"{base}/debugger/api/outcomes")
+    assert refused.value.code == 401
+
+    # The page loads (it holds no data), asks for the token and refuses a wrong one.
     browser.get(f"{base}/debugger")
     assert browser.title.startswith("Event debugger")
+    wait_for("the token form", lambda: unlock_state(browser)["locked"], 20, check)
+    assert unlock_state(browser)["live"] == "Token needed"
+    assert not rows(browser)
+    browser.find_element(By.ID, "auth-token").send_keys("not-the-token-0000")
+    browser.find_element(By.ID, "auth-submit").click()
+    wait_for("the wrong token refused", lambda: "not accepted" in unlock_state(browser)["note"], 20, check)
+    screenshot(browser, "debugger-token.png")
+    browser.find_element(By.ID, "auth-token").send_keys(TOKEN)
+    browser.find_element(By.ID, "auth-submit").click()
     wait_for("the page to poll", lambda: browser.find_element(By.ID, "live-status").text == "Live", 20, check)
+    assert not unlock_state(browser)["locked"]
+    assert unlock_state(browser)["privacy"] == "Personal data masked"
     assert "No outcomes yet" in browser.find_element(By.ID, "empty").text
+
+    # The token can also come in the URL fragment, which the page takes out of the address bar.
+    browser.execute_script("window.sessionStorage.clear();")
+    browser.get("about:blank")
+    browser.get(f"{base}/debugger#token={TOKEN}")
+    wait_for("the page to poll", lambda: browser.find_element(By.ID, "live-status").text == "Live", 20, check)
+    assert "token" not in browser.current_url
+    # The refused requests are the only errors the browser logged so far.
+    logged = browser.get_log("browser") if hasattr(browser, "get_log") else []
+    assert all("401 (Unauthorized)" in e["message"] for e in logged if e.get("level") == "SEVERE"), logged
 
     # The pure-JS SHA-256 (used where crypto.subtle is unavailable) agrees with Python's.
     for sample in ("alice@example.com", "", "x" * 200):
@@ -221,20 +286,26 @@ def test_debugger_page_shows_live_outcomes_and_filters_them(
         assert js == hashlib.sha256(sample.encode()).hexdigest()
 
     produce(kafka_bootstrap, pipeline_topics["source"], phase_one)
-    # Phase one gives 8 outcomes: alice 4 delivered, bob 2 dropped, carol 2 failed (emulators reject).
-    wait_for("phase one's 8 outcomes in the API", lambda: len(api_outcomes(base)) >= 8, 120, check)
+    # Phase one gives 6 outcomes: alice 4 delivered, bob 2 dropped (no consent).
+    wait_for("phase one's 6 outcomes in the API", lambda: len(api_outcomes(base)) >= 6, 120, check)
 
-    # Phase two: Mailgun answers 400 for a while, so dave's Mailgun delivery fails.
-    post_json(f"{mg.url}/_sandbox/faults", {"force_status": 400})
-    try:
+    # Phase two: both destinations answer 400 for a while, so carol's deliveries fail.
+    with answering(400, crm, mg):
+        produce(
+            kafka_bootstrap,
+            pipeline_topics["source"],
+            [event("identify", "anon-carol", 4, True, userId="u-carol", traits={"email": carol})],
+        )
+        wait_for("carol's 2 outcomes", lambda: len(api_outcomes(base)) >= 8, 120, check)
+
+    # Phase three: Mailgun answers 400 for a while, so dave's Mailgun delivery fails.
+    with answering(400, mg):
         produce(
             kafka_bootstrap,
             pipeline_topics["source"],
             [event("identify", "anon-dave", 5, True, userId="u-dave", traits={"email": dave})],
         )
         wait_for("dave's 2 outcomes", lambda: len(api_outcomes(base)) >= 10, 120, check)
-    finally:
-        post_json(f"{mg.url}/_sandbox/faults", {})
 
     # The live page caught up without a reload.
     shown = wait_for("10 rows on the page", lambda: (r := rows(browser)) and len(r) == 10 and r, 20, check)
@@ -285,7 +356,7 @@ def test_debugger_page_shows_live_outcomes_and_filters_them(
     texts = [d.text for d in details]
     assert sum(mailgun.HINTS[400] in text for text in texts) == 2, texts
     assert all("Hint" in text and "Basic <redacted>" in text for text in texts), texts
-    assert any("A valid email is required" in text for text in texts), "Mautic's 400 error is shown"
+    assert any("HTTP" in text or "Error" in text for text in texts), "the destinations' errors are shown"
     screenshot(browser, "debugger-failed.png")
     browser.find_element(By.ID, "pause").click()  # resume live updates
 
@@ -324,11 +395,77 @@ def test_debugger_page_shows_live_outcomes_and_filters_them(
     path = screenshot(browser, "debugger.png")
     assert path.stat().st_size > 10_000
 
-    # Never a secret on the page; no plaintext email either (include_email is off).
+    # Alice's Mautic upsert: her names and the visitor IP are masked by field name.
+    browser.find_element(
+        By.CSS_SELECTOR,
+        f"#outcome-rows tr.outcome[data-integration='mautic-main'][data-contact='{cid(alice)}'] .toggle",
+    ).click()
+    alice_detail = wait_for(
+        "alice's open upsert",
+        lambda: [d for d in browser.find_elements(By.CSS_SELECTOR, "tr.detail") if "firstname" in d.text],
+        10,
+        check,
+    )[0].text
+    assert '"firstname": "<personal data redacted>"' in alice_detail, alice_detail
+    assert '"ipAddress": "<personal data redacted>"' in alice_detail
+    assert '"X-Forwarded-For": "<personal data redacted>"' in alice_detail
+
+    # Never a secret on the page; no personal data either (show_personal_data is off).
     page = browser.page_source + browser.find_element(By.TAG_NAME, "body").text
-    for secret in SECRETS:
+    for secret in (*SECRETS, TOKEN):
         assert secret not in page
     for email in (alice.strip().lower(), bob, dave):
         assert email not in table_text.lower() and email not in page.lower()
+    for personal in (FIRST_NAME, LAST_NAME, VISITOR_IP):
+        assert personal not in page
     logs = browser.get_log("browser") if hasattr(browser, "get_log") else []
     assert not [entry for entry in logs if entry.get("level") == "SEVERE"], logs
+
+
+@pytest.mark.parametrize("worker_overrides", [{"debugger": {"enabled": True, "show_personal_data": True}}])
+def test_debugger_page_shows_personal_data_when_configured(
+    browser, worker_config, worker, sandboxes, kafka_bootstrap, pipeline_topics
+):
+    """Loopback-only (no token): the page needs nothing to unlock; with show_personal_data the
+    request is shown as sent, names, email and visitor IP included."""
+    from selenium.webdriver.common.by import By
+
+    port = yaml.safe_load(worker_config.read_text(encoding="utf-8"))["worker"]["web_port"]
+    base = f"http://127.0.0.1:{port}"
+    check = worker.assert_alive
+    email = "erin.example@example.com"
+    wait_for("the worker's web server", lambda: get_json(f"{base}/debugger/api/outcomes"), 120, check)
+    produce(
+        kafka_bootstrap,
+        pipeline_topics["source"],
+        [
+            event(
+                "identify",
+                "anon-erin",
+                1,
+                True,
+                userId="u-erin",
+                traits={"email": email, "firstName": FIRST_NAME, "lastName": LAST_NAME},
+            )
+        ],
+    )
+    wait_for("erin's 2 outcomes", lambda: len(api_outcomes(base, None)) >= 2, 120, check)
+
+    browser.get(f"{base}/debugger")
+    wait_for("the page to poll", lambda: browser.find_element(By.ID, "live-status").text == "Live", 20, check)
+    assert not unlock_state(browser)["locked"], "loopback needs no token"
+    assert unlock_state(browser)["privacy"] == "Personal data shown"
+    wait_for("2 rows", lambda: len(rows(browser)) == 2, 20, check)
+    browser.find_element(
+        By.CSS_SELECTOR, "#outcome-rows tr.outcome[data-integration='mautic-main'] .toggle"
+    ).click()
+    detail = wait_for(
+        "the open upsert", lambda: browser.find_elements(By.CSS_SELECTOR, "tr.detail"), 10, check
+    )
+    text = detail[0].text
+    for personal in (f'"firstname": "{FIRST_NAME}"', f'"lastname": "{LAST_NAME}"', VISITOR_IP, email):
+        assert personal in text, (personal, text)
+    screenshot(browser, "debugger-personal-data.png")
+    page = browser.page_source
+    for secret in SECRETS:
+        assert secret not in page

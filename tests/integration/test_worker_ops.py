@@ -2,8 +2,10 @@
 
 The worker runs as users run it (``signal-sync worker -c FILE``). Values served over HTTP are
 checked against what the worker really wrote to the deliveries topic, then Mautic is made
-to answer 401 and readiness must turn 503 naming the integration and the seed's hint, and
-come back once Mautic accepts deliveries again.
+to answer 401: ``/health`` must name the integration, the status and the seed's hint, the
+metrics must show the fault and the pause, and readiness must stay 200 throughout (a
+destination fault is the same on every pod: it must never take them all out of service),
+until Mautic accepts deliveries again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from harness import WorkerProcess, consume_until, produce
 from prometheus_client.parser import text_string_to_metric_families
 
 from signal_sync.destinations.mautic import HINTS as MAUTIC_HINTS
+from signal_sync.observability.health import (
+    KAFKA_PROBE_INTERVAL_S,
+    KAFKA_PROBE_TIMEOUT_S,
+    KAFKA_STALE_AFTER_S,
+)
 from tests.support.config import write_config
 
 pytestmark = pytest.mark.integration
@@ -136,9 +143,15 @@ def test_health_ready_metrics_and_logs(kafka_bootstrap, pipeline_topics, sandbox
     status, body = poll(lambda: http_get(f"{base}/ready"), lambda r: r[0] == 200, 60, alive)
     assert status == 200, body
     ready = json.loads(body)
-    assert ready["ready"] is True and ready["reasons"] == []
-    assert ready["partitions"]["assigned"] is True and ready["partitions"]["count"] >= 4
-    assert ready["integrations"] == {"mautic-main": {"status": "ok"}, "mailgun-news": {"status": "ok"}}
+    assert ready["ready"] is True and ready["reasons"] == [] and ready["started"] is True
+    assert ready["kafka"]["reachable"] is True and ready["kafka"]["error"] is None
+    assert ready["partitions"]["count"] >= 4
+    status, body = http_get(f"{base}/health")
+    assert status == 200
+    assert json.loads(body)["integrations"] == {
+        "mautic-main": {"status": "ok", "paused": False},
+        "mailgun-news": {"status": "ok", "paused": False},
+    }
 
     # Outcome and dead-letter counters equal what was written, label for label.
     samples = poll(lambda: scrape(base), lambda got: counters_match(got, outcomes), 30, alive)
@@ -189,17 +202,25 @@ def test_health_ready_metrics_and_logs(kafka_bootstrap, pipeline_topics, sandbox
     assert source_lags == {"0": 0, "1": 0, "2": 0, "3": 0}
     assert len(lags) >= 4 and metric_sum(samples, "signal_sync_assigned_partitions") >= 4
 
-    # Mautic starts answering 401: the next delivery faults it and readiness turns 503 with the hint.
+    # Mautic starts answering 401: the next delivery faults it; /health names it with the hint.
     http_post_json(f"{crm.url}/_sandbox/faults", {"force_status": 401})
     produce(kafka_bootstrap, source, [(b"anon-ops-5", event(5, email="ops5@example.com"))])
-    status, body = poll(lambda: http_get(f"{base}/ready"), lambda r: r[0] == 503, 90, alive)
-    assert status == 503, body
-    not_ready = json.loads(body)
-    assert not_ready["ready"] is False
-    fault = not_ready["integrations"]["mautic-main"]
+
+    def mautic_state() -> dict[str, Any]:
+        status, body = http_get(f"{base}/health")
+        assert status == 200, body
+        return json.loads(body)["integrations"]
+
+    states = poll(mautic_state, lambda got: got["mautic-main"]["status"] == "fault", 90, alive)
+    fault = states["mautic-main"]
     assert fault["status"] == "fault" and fault["http_status"] == 401 and fault["hint"] == MAUTIC_HINTS[401]
-    assert not_ready["integrations"]["mailgun-news"] == {"status": "ok"}
-    assert any("mautic-main" in r and MAUTIC_HINTS[401] in r for r in not_ready["reasons"])
+    assert "mautic-main" in fault["message"] and MAUTIC_HINTS[401] in fault["message"]
+    assert states["mailgun-news"] == {"status": "ok", "paused": False}
+    assert not any(secret in json.dumps(states) for secret in SECRETS)
+    # ...and the worker stays ready: the fault is the destination's, not this pod's.
+    status, body = http_get(f"{base}/ready")
+    assert status == 200, body
+    assert json.loads(body)["ready"] is True
     # The delivery engine holds Mautic's events back (and probes) while it is faulted.
     samples = poll(
         lambda: scrape(base),
@@ -211,12 +232,14 @@ def test_health_ready_metrics_and_logs(kafka_bootstrap, pipeline_topics, sandbox
     assert metric_sum(samples, "signal_sync_integration_paused", integration="mailgun-news") == 0
     assert metric_sum(samples, "signal_sync_integration_fault", integration="mautic-main") == 1
     assert metric_sum(samples, duration_count, integration="mautic-main", status_class="4xx") >= 1
+    status, body = http_get(f"{base}/ready")
+    assert status == 200, f"paused and faulted, the worker is still ready: {body!r}"
 
     # Fixed: the next delivered request (the engine's probe of the held event 5) clears the fault.
     http_post_json(f"{crm.url}/_sandbox/faults", {})
     produce(kafka_bootstrap, source, [(b"anon-ops-6", event(6, email="ops6@example.com"))])
-    status, body = poll(lambda: http_get(f"{base}/ready"), lambda r: r[0] == 200, 90, alive)
-    assert status == 200, body
+    states = poll(mautic_state, lambda got: got["mautic-main"]["status"] == "ok", 90, alive)
+    assert states["mautic-main"] == {"status": "ok", "paused": False}
     expected += 4
     outcomes = consume_until(
         kafka_bootstrap, pipeline_topics["deliveries"], lambda got: len(got) >= expected, 120, alive
@@ -226,6 +249,19 @@ def test_health_ready_metrics_and_logs(kafka_bootstrap, pipeline_topics, sandbox
     assert counters_match(samples, outcomes)
     assert metric_sum(samples, "signal_sync_integration_fault", integration="mautic-main") == 0
     assert metric_sum(samples, "signal_sync_integration_paused", integration="mautic-main") == 0
+    # The event-to-outcome histogram counts every outcome, by integration and status.
+    latency_count = "signal_sync_event_to_outcome_seconds_count"
+    assert metric_sum(samples, latency_count) == len(outcomes)
+    for integration in ("mautic-main", "mailgun-news"):
+        delivered = sum(1 for o in outcomes if (o["integration"], o["status"]) == (integration, "delivered"))
+        assert metric_sum(samples, latency_count, integration=integration, status="delivered") == delivered
+    # Faust's rebalances and commits, one series each; and what is running.
+    assert metric_sum(samples, "signal_sync_rebalances_total") >= 1
+    assert metric_sum(samples, "signal_sync_rebalance_duration_seconds_count") >= 1
+    assert metric_sum(samples, "signal_sync_commit_duration_seconds_count") >= 1
+    assert metric_sum(samples, "signal_sync_last_commit_timestamp_seconds") > time.time() - 60
+    (build,) = [dict(ls) for (n, ls) in samples if n == "signal_sync_build_info"]
+    assert set(build) == {"version", "python", "faust"} and build["faust"] == "0.15.3"
 
     # SIGTERM: a clean exit well within worker.shutdown_grace_s (default 25 s).
     started = time.monotonic()
@@ -245,6 +281,29 @@ def test_health_ready_metrics_and_logs(kafka_bootstrap, pipeline_topics, sandbox
     text = "\n".join(lines)
     assert "@example.com" not in text, "no plaintext email in logs by default"
     assert not any(secret in text for secret in SECRETS)
+
+
+def test_the_kafka_probe_keeps_an_idle_worker_ready_past_the_stale_window(worker, worker_config):
+    """Readiness needs a broker answer within KAFKA_STALE_AFTER_S; on a quiet topic only the
+    worker's own probe gives one, so a worker that stays ready well past that window (and reports
+    a recent success) proves the probe reaches the real broker."""
+    base = f"http://127.0.0.1:{yaml.safe_load(worker_config.read_text())['worker']['web_port']}"
+    alive = worker.assert_alive
+    status, body = poll(lambda: http_get(f"{base}/ready"), lambda r: r[0] == 200, 120, alive)
+    assert status == 200, body
+    became_ready = time.monotonic()
+
+    def ready_body() -> tuple[int, dict[str, Any]]:
+        status, body = http_get(f"{base}/ready")
+        return status, json.loads(body) if status in (200, 503) else {}
+
+    past_window = KAFKA_STALE_AFTER_S + 2 * KAFKA_PROBE_INTERVAL_S
+    while time.monotonic() - became_ready < past_window:
+        status, body = ready_body()
+        assert status == 200, body
+        assert body["kafka"]["last_success_s_ago"] <= KAFKA_PROBE_INTERVAL_S + KAFKA_PROBE_TIMEOUT_S, body
+        alive()
+        time.sleep(1)  # sampling readiness over the window; each sample must hold on its own
 
 
 def test_sigterm_exits_within_the_grace_period_while_a_request_hangs(

@@ -226,14 +226,19 @@ def test_mailgun_form_loses_key_and_address_but_keeps_the_list_address():
     assert '"plan":"pro"' in shown["form"]["vars"]
 
 
-def test_plaintext_email_is_shown_only_when_the_outcome_carries_it():
+def test_plaintext_email_is_shown_only_with_show_personal_data():
     request = Pipeline(mautic()).send(
         SEED_MAUTIC_SIGNED_UP | {"traits": {"email": "jane.doe@example.com"}}, "mautic-main"
     )
-    stored, shown = debugger.redact(real_outcome(mautic(), include_email=True), request.view())
+    stored, shown = debugger.redact(
+        real_outcome(mautic(), include_email=True), request.view(), show_personal=True
+    )
     assert stored["email"] == "jane.doe@example.com"
     assert shown["json"]["email"] == "jane.doe@example.com"
     assert MAUTIC_PASSWORD not in orjson.dumps(shown).decode()
+    # outcomes.include_email alone does not put personal data on the page
+    stored, shown = debugger.redact(real_outcome(mautic(), include_email=True), request.view())
+    assert "email" not in stored and shown["json"]["email"] == debugger.EMAIL_MASK
 
 
 def test_defensive_redaction_of_urls_headers_and_secret_keys():
@@ -251,7 +256,7 @@ def test_defensive_redaction_of_urls_headers_and_secret_keys():
     assert shown["headers"] == {
         "Authorization": "Bearer <redacted>",
         "X-Api-Key": "<redacted>",
-        "X-Forwarded-For": "203.0.113.5",
+        "X-Forwarded-For": debugger.PERSONAL_MASK,
     }
     assert shown["json"] == {
         "nested": [{"token": "<redacted>"}, "write to <email redacted>"],

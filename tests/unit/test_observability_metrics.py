@@ -12,8 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from signal_sync.config import DeliverySettings, MauticIntegration
 from signal_sync.destinations.base import Request, basic_auth
 from signal_sync.destinations.delivery import DeliveryHooks, DeliveryResult, Sender
+from signal_sync.observability.build import build_info, version_line
 from signal_sync.observability.metrics import (
     ConsumedSensor,
+    GroupSensor,
     Metrics,
     agent_topics,
     paused_integrations,
@@ -58,6 +60,13 @@ def test_every_metric_is_rendered_with_integration_series_ready_before_traffic()
         "signal_sync_integration_fault",
         "signal_sync_consumer_lag",
         "signal_sync_assigned_partitions",
+        "signal_sync_event_to_outcome_seconds",
+        "signal_sync_rebalances_total",
+        "signal_sync_rebalance_duration_seconds",
+        "signal_sync_rebalancing",
+        "signal_sync_commit_duration_seconds",
+        "signal_sync_last_commit_timestamp_seconds",
+        "signal_sync_build_info",
     ):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
     for integration in INTEGRATIONS:
@@ -276,3 +285,92 @@ async def test_sender_reports_each_attempt_retry_and_result_to_hooks() -> None:
         ("finished", "mautic-main", 201),
         ("done", "mautic-main", "delivered", 2),
     ], "a broken hook is logged and skipped, the others still run"
+
+
+# --- build info, event-to-outcome latency, rebalances and commits ------------------------------
+
+
+def test_build_info_names_the_running_versions() -> None:
+    import platform
+    from importlib import metadata
+
+    metrics = Metrics(INTEGRATIONS)
+    labels = {
+        "version": metadata.version("signal-sync"),
+        "python": platform.python_version(),
+        "faust": metadata.version("faust-streaming"),
+    }
+    assert build_info() == labels
+    assert value(metrics, "signal_sync_build_info", **labels) == 1
+    assert version_line() == (
+        f"signal-sync {labels['version']} (Python {labels['python']}, faust-streaming {labels['faust']})"
+    )
+
+
+def test_event_to_outcome_latency_by_integration_and_status_only() -> None:
+    metrics = Metrics(INTEGRATIONS)
+    metrics.observe_outcome({**outcome("mautic-main", "delivered", None), "latency_ms": 180.0}, None)
+    metrics.observe_outcome({**outcome("mautic-main", "delivered", None), "latency_ms": 4200.0}, None)
+    metrics.observe_outcome({**outcome("mautic-main", "failed", "http_400"), "latency_ms": -3.0}, None)
+    metrics.observe_outcome({**outcome("mailgun-news", "dropped", "no_email"), "latency_ms": None}, None)
+    name = "signal_sync_event_to_outcome_seconds"
+    assert value(metrics, f"{name}_count", integration="mautic-main", status="delivered") == 2
+    assert value(metrics, f"{name}_sum", integration="mautic-main", status="delivered") == pytest.approx(4.38)
+    assert value(metrics, f"{name}_bucket", integration="mautic-main", status="delivered", le="0.25") == 1
+    assert value(metrics, f"{name}_bucket", integration="mautic-main", status="delivered", le="5.0") == 2
+    assert value(metrics, f"{name}_sum", integration="mautic-main", status="failed") == 0, "clock skew: 0"
+    assert value(metrics, f"{name}_count", integration="mailgun-news", status="dropped") is None
+    labels = {key for (n, ls) in samples(metrics) if n.startswith(name) for key, _ in ls if key != "le"}
+    assert labels == {"integration", "status"}, "no reason, message or contact label"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_group_sensor_counts_rebalances_and_times_them_with_recovery() -> None:
+    metrics, clock = Metrics(INTEGRATIONS), Clock()
+    sensor = GroupSensor(metrics, clock)
+    state = sensor.on_rebalance_start(None)
+    assert value(metrics, "signal_sync_rebalancing") == 1
+    assert value(metrics, "signal_sync_rebalances_total") == 1
+    clock.now += 12.5
+    sensor.on_rebalance_end(None, state)
+    assert value(metrics, "signal_sync_rebalancing") == 0
+    assert value(metrics, "signal_sync_rebalance_duration_seconds_sum") == 12.5
+    assert value(metrics, "signal_sync_rebalance_duration_seconds_bucket", le="10.0") == 0
+    assert value(metrics, "signal_sync_rebalance_duration_seconds_bucket", le="30.0") == 1
+
+
+def test_group_sensor_times_commit_rounds() -> None:
+    metrics, clock = Metrics(INTEGRATIONS), Clock()
+    sensor = GroupSensor(metrics, clock)
+    assert value(metrics, "signal_sync_last_commit_timestamp_seconds") == 0
+    state = sensor.on_commit_initiated(None)
+    clock.now += 0.02
+    sensor.on_commit_completed(None, state)
+    assert value(metrics, "signal_sync_commit_duration_seconds_count") == 1
+    assert value(metrics, "signal_sync_commit_duration_seconds_sum") == pytest.approx(0.02)
+    assert value(metrics, "signal_sync_last_commit_timestamp_seconds") > 1_700_000_000
+
+
+async def test_faust_calls_the_group_sensor_through_its_sensor_delegate() -> None:
+    """Faust hands each sensor its own state back (``SensorDelegate`` keys it by sensor)."""
+    import faust
+
+    app = faust.App("unit-group-sensor", autodiscover=False)
+    metrics, clock = Metrics(INTEGRATIONS), Clock()
+    app.sensors.add(GroupSensor(metrics, clock))
+    state = app.sensors.on_commit_initiated(None)
+    clock.now += 0.5
+    app.sensors.on_commit_completed(None, state)
+    app.on_rebalance_start()
+    clock.now += 3
+    app.on_rebalance_end()
+    assert value(metrics, "signal_sync_commit_duration_seconds_sum") == pytest.approx(0.5)
+    assert value(metrics, "signal_sync_rebalance_duration_seconds_sum") == pytest.approx(3)
+    assert value(metrics, "signal_sync_rebalances_total") == 1

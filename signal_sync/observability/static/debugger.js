@@ -4,6 +4,11 @@
  * API is put on the page with textContent (never innerHTML): event names and errors come
  * from user data. An email typed in the contact filter is lowercased, trimmed and hashed
  * with SHA-256 here, so only the contact_id is sent to the worker.
+ *
+ * With debugger.token set the API wants "Authorization: Bearer <token>"; without one it
+ * answers loopback clients only. The token comes from the URL fragment (#token=..., which
+ * browsers never send to the server) or the unlock form, and is kept in sessionStorage: for
+ * this tab only.
  */
 (function () {
   "use strict";
@@ -11,6 +16,7 @@
   var API = "/debugger/api/outcomes";
   var POLL_MS = 1000;
   var MIN_CONTACT_PREFIX = 6;
+  var TOKEN_KEY = "signal-sync-debugger-token";
 
   var state = {
     paused: false,
@@ -21,6 +27,8 @@
     requestId: 0,
     timer: null,
     integrationsSeen: "",
+    token: null,
+    locked: false,
   };
 
   var el = {};
@@ -314,6 +322,62 @@
     el.live.textContent = text;
   }
 
+  /* ---- token ------------------------------------------------------------------------ */
+
+  function readStoredToken() {
+    try {
+      return window.sessionStorage.getItem(TOKEN_KEY);
+    } catch (e) {
+      return null; // storage disabled: the token lives in memory only
+    }
+  }
+
+  function storeToken(token) {
+    state.token = token || null;
+    try {
+      if (token) window.sessionStorage.setItem(TOKEN_KEY, token);
+      else window.sessionStorage.removeItem(TOKEN_KEY);
+    } catch (e) {
+      /* memory only */
+    }
+  }
+
+  /** Take "#token=..." from the address, keep it for this tab and remove it from the address bar. */
+  function tokenFromFragment() {
+    var hash = window.location.hash.replace(/^#/, "");
+    if (!hash) return;
+    var params = new URLSearchParams(hash);
+    var token = params.get("token");
+    if (!token) return;
+    storeToken(token.trim());
+    params.delete("token");
+    var rest = params.toString();
+    var url = window.location.pathname + window.location.search + (rest ? "#" + rest : "");
+    window.history.replaceState(null, "", url);
+  }
+
+  function sentence(text) {
+    return text ? text.charAt(0).toUpperCase() + text.slice(1) + "." : "";
+  }
+
+  function showLocked(body) {
+    state.locked = true;
+    el.auth.hidden = false;
+    var reason = sentence(body && body.error);
+    el.authNote.textContent = state.token
+      ? "The token was not accepted. " + reason
+      : reason || "A token is needed.";
+    setLive("locked", "Token needed");
+    el.error.hidden = true;
+  }
+
+  function renderPrivacy(data) {
+    if (!data.personal_data) return;
+    el.privacy.hidden = false;
+    el.privacy.dataset.mode = data.personal_data;
+    el.privacy.textContent = data.personal_data === "shown" ? "Personal data shown" : "Personal data masked";
+  }
+
   function queryString() {
     var params = new URLSearchParams();
     if (el.integration.value) params.set("integration", el.integration.value);
@@ -336,10 +400,19 @@
       schedule(POLL_MS);
       return;
     }
+    if (state.locked) return;
     var id = ++state.requestId;
-    fetch(API + queryString(), { cache: "no-store", headers: { Accept: "application/json" } })
+    var headers = { Accept: "application/json" };
+    if (state.token) headers.Authorization = "Bearer " + state.token;
+    fetch(API + queryString(), { cache: "no-store", headers: headers })
       .then(function (response) {
         return response.json().then(function (body) {
+          if (response.status === 401) {
+            var locked = new Error(body && body.error ? body.error : "HTTP 401");
+            locked.body = body;
+            locked.unauthorized = true;
+            throw locked;
+          }
           if (!response.ok) throw new Error(body && body.error ? body.error : "HTTP " + response.status);
           return body;
         });
@@ -347,18 +420,24 @@
       .then(function (data) {
         if (id !== state.requestId) return; // filters changed meanwhile
         el.error.hidden = true;
+        el.auth.hidden = true;
+        renderPrivacy(data);
         render(data);
         setLive("live", "Live");
         el.updated.textContent = "updated " + formatTime(data.generated_at);
       })
       .catch(function (error) {
         if (id !== state.requestId) return;
+        if (error.unauthorized) {
+          showLocked(error.body);
+          return;
+        }
         setLive("down", "Disconnected, retrying");
         el.error.textContent = "Could not load outcomes: " + error.message;
         el.error.hidden = false;
       })
       .then(function () {
-        if (id === state.requestId && !state.paused) schedule(POLL_MS);
+        if (id === state.requestId && !state.paused && !state.locked) schedule(POLL_MS);
       });
   }
 
@@ -419,6 +498,21 @@
     el.rows = document.getElementById("outcome-rows");
     el.empty = document.getElementById("empty");
     el.capacity = document.getElementById("capacity");
+    el.auth = document.getElementById("auth");
+    el.authNote = document.getElementById("auth-note");
+    el.authToken = document.getElementById("auth-token");
+    el.privacy = document.getElementById("privacy");
+
+    state.token = readStoredToken();
+    tokenFromFragment();
+    el.auth.addEventListener("submit", function (event) {
+      event.preventDefault();
+      storeToken(el.authToken.value.trim());
+      el.authToken.value = "";
+      state.locked = false;
+      el.auth.hidden = true;
+      refreshNow();
+    });
 
     [el.integration, el.status, el.limit].forEach(function (select) {
       select.addEventListener("change", refreshNow);

@@ -60,8 +60,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "signal-sync.kafkaCaDir" -}}/var/run/secrets/signal-sync/kafka-ca{{- end }}
 {{- define "signal-sync.kafkaCaPath" -}}/var/run/secrets/signal-sync/kafka-ca/ca.crt{{- end }}
 {{- define "signal-sync.stateDir" -}}/var/lib/signal-sync{{- end }}
+{{- define "signal-sync.debuggerTokenDir" -}}/var/run/secrets/signal-sync/debugger{{- end }}
+{{- define "signal-sync.debuggerTokenPath" -}}/var/run/secrets/signal-sync/debugger/token{{- end }}
 {{/* File name of the Kafka SASL password in the credentials dir. */}}
 {{- define "signal-sync.kafkaSaslPasswordFile" -}}kafka-sasl-password{{- end }}
+
+{{- define "signal-sync.appId" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- $kafka.app_id | default "signal-sync" }}
+{{- end }}
+
+{{- define "signal-sync.sourceTopic" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- $kafka.source_topic | default "signal.events" }}
+{{- end }}
+
+{{/*
+The internal topic each integration delivers from, as YAML: topics: [{id, topic}].
+Same name as signal_sync.streams.internal.delivery_topic: <app_id>-deliver-<integration id>.
+*/}}
+{{- define "signal-sync.deliveryTopics" -}}
+{{- $appId := include "signal-sync.appId" . }}
+{{- $topics := list }}
+{{- range .Values.integrations }}
+{{- $topics = append $topics (dict "id" .id "topic" (printf "%s-deliver-%s" $appId .id)) }}
+{{- end }}
+{{- toYaml (dict "topics" $topics) }}
+{{- end }}
 
 {{/* Name of the Secret holding the credentials (chart-made or existing). */}}
 {{- define "signal-sync.credentialsSecretName" -}}
@@ -187,6 +212,9 @@ depends on them, so `helm template` fails with one clear message.
 {{- fail "credentials.kafkaSaslPassword: missing the Kafka SASL password (or set credentials.existingSecret)" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.debugger.tokenSecret.name (not .Values.debugger.enabled) }}
+{{- fail "debugger.tokenSecret.name is set but debugger.enabled is false; enable the debugger or remove the token Secret" }}
+{{- end }}
 {{- if .Values.keda.enabled }}
 {{- $kafka := default (dict) .Values.config.kafka }}
 {{- if contains "${" (include "signal-sync.kedaBootstrapServers" .) }}
@@ -203,9 +231,121 @@ depends on them, so `helm template` fails with one clear message.
 {{- end }}
 {{- end }}
 
+{{/*
+The worker container's env, volume mounts and the pod's volumes: shared by the Deployment and
+the `helm test` pod, which must see the same config, secrets and CA.
+*/}}
+{{- define "signal-sync.env" -}}
+# Read-only root filesystem: anything that wants a home writes under /tmp.
+- name: HOME
+  value: /tmp
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "signal-sync.volumeMounts" -}}
+- name: config
+  mountPath: {{ include "signal-sync.configDir" . }}
+  readOnly: true
+{{- if include "signal-sync.mountCredentials" . }}
+- name: credentials
+  mountPath: {{ include "signal-sync.credentialsDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.kafkaTls.caSecret.name }}
+- name: kafka-ca
+  mountPath: {{ include "signal-sync.kafkaCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- if include "signal-sync.debuggerToken" . }}
+- name: debugger-token
+  mountPath: {{ include "signal-sync.debuggerTokenDir" . }}
+  readOnly: true
+{{- end }}
+- name: state
+  mountPath: {{ include "signal-sync.stateDir" . }}
+- name: tmp
+  mountPath: /tmp
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "signal-sync.volumes" -}}
+{{- $secretItems := (include "signal-sync.secretItems" . | fromYaml).items -}}
+- name: config
+  configMap:
+    name: {{ include "signal-sync.fullname" . }}
+{{- if include "signal-sync.mountCredentials" . }}
+- name: credentials
+  secret:
+    secretName: {{ include "signal-sync.credentialsSecretName" . }}
+    defaultMode: 0440
+    # Only the keys the worker reads, each under the file name the config points at.
+    items:
+      {{- range $secretItems }}
+      - key: {{ .key }}
+        path: {{ .id }}
+      {{- end }}
+      {{- if include "signal-sync.kafkaSaslPasswordFromSecret" . }}
+      - key: {{ .Values.credentials.kafkaSaslPasswordKey }}
+        path: {{ include "signal-sync.kafkaSaslPasswordFile" . }}
+      {{- end }}
+{{- end }}
+{{- if .Values.kafkaTls.caSecret.name }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafkaTls.caSecret.name }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.kafkaTls.caSecret.key }}
+        path: ca.crt
+{{- end }}
+{{- if include "signal-sync.debuggerToken" . }}
+- name: debugger-token
+  secret:
+    secretName: {{ .Values.debugger.tokenSecret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.debugger.tokenSecret.key }}
+        path: token
+{{- end }}
+- name: state
+  emptyDir: {{ with .Values.stateDirSizeLimit }}{ sizeLimit: {{ . }} }{{ else }}{}{{ end }}
+- name: tmp
+  emptyDir: {{ with .Values.tmpDirSizeLimit }}{ sizeLimit: {{ . }} }{{ else }}{}{{ end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the debugger is on and reads its bearer token from a Secret. */}}
+{{- define "signal-sync.debuggerToken" -}}
+{{- if and .Values.debugger.enabled .Values.debugger.tokenSecret.name }}true{{- end }}
+{{- end }}
+
 {{- define "signal-sync.kedaBootstrapServers" -}}
 {{- $kafka := default (dict) .Values.config.kafka }}
 {{- default $kafka.bootstrap_servers .Values.keda.bootstrapServers }}
+{{- end }}
+
+{{/*
+Metadata of one KEDA kafka trigger: the worker's group (the Faust app id) on one topic.
+Argument: dict root, topic, lag, activation.
+*/}}
+{{- define "signal-sync.kedaTriggerMetadata" -}}
+{{- $root := .root -}}
+bootstrapServers: {{ include "signal-sync.kedaBootstrapServers" $root | quote }}
+consumerGroup: {{ include "signal-sync.appId" $root | quote }}
+topic: {{ .topic | quote }}
+lagThreshold: {{ .lag | toString | quote }}
+activationLagThreshold: {{ .activation | toString | quote }}
+offsetResetPolicy: {{ $root.Values.keda.offsetResetPolicy | quote }}
+# Never more consumers than partitions: a pod beyond them idles.
+allowIdleConsumers: "false"
 {{- end }}
 
 {{/* KEDA's name of the SASL mechanism. */}}
@@ -216,7 +356,8 @@ depends on them, so `helm template` fails with one clear message.
 
 {{/*
 The worker's config file: values.config + values.integrations, plus the chart-managed
-fields (bind address, state dir, secret and CA file paths). Never contains a secret:
+fields (bind address, state dir, secret and CA file paths, the debugger section from
+values.debugger). Never contains a secret:
 secrets are files from the credentials Secret or ${VAR} references.
 */}}
 {{- define "signal-sync.workerConfig" -}}
@@ -233,6 +374,11 @@ secrets are files from the credentials Secret or ${VAR} references.
 {{- $_ := set $worker "web_bind" "0.0.0.0" }}
 {{- $_ := set $worker "state_dir" (include "signal-sync.stateDir" .) }}
 {{- $_ := set $cfg "worker" $worker }}
+{{- $debugger := dict "enabled" .Values.debugger.enabled "show_personal_data" .Values.debugger.show_personal_data }}
+{{- if include "signal-sync.debuggerToken" . }}
+{{- $_ := set $debugger "token_file" (include "signal-sync.debuggerTokenPath" .) }}
+{{- end }}
+{{- $_ := set $cfg "debugger" $debugger }}
 {{- $fromSecret := dict }}
 {{- range (include "signal-sync.secretItems" . | fromYaml).items }}
 {{- $_ := set $fromSecret .id .field }}
