@@ -10,6 +10,12 @@ So we fetch the broker's jars from Maven Central (pinned by ``dev/kafka/pom.xml`
 create (and delete) a throwaway topic, which proves the controller quorum is up, not
 merely that a port accepts connections.
 
+``LocalKafka(secure=SecureListeners(...))`` adds the listeners of a secured cluster beside the
+PLAINTEXT one (which stays for setup and inter-broker traffic): ``SASL_SSL`` with SCRAM-SHA-512
+users (created by ``kafka-storage format --add-scram``) and, given a JWKS URL, OAUTHBEARER tokens
+checked against it; and ``SSL`` requiring a client certificate signed by the trusted CA. The
+certificates and keys are PEM files the caller makes (``ssl.keystore.type=PEM``).
+
 Importable (``LocalKafka``, ``fetch_jars``) and runnable::
 
     python dev/local_kafka.py fetch                  # download jars (idempotent)
@@ -34,9 +40,18 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from background_jvm import HOST, BackgroundJvm, ServerCli, fetch_with_maven, port_open, require_tool
+from background_jvm import (
+    HOST,
+    BackgroundJvm,
+    ServerCli,
+    fetch_with_maven,
+    free_ports,
+    port_open,
+    require_tool,
+)
 
 KAFKA_VERSION = "4.1.1"  # keep in sync with <kafka.version> in dev/kafka/pom.xml
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -105,16 +120,97 @@ def _quiet_logger() -> logging.Logger:
     return lg
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+OAUTH_ALLOWED_URLS = "org.apache.kafka.sasl.oauthbearer.allowed.urls"
+
+
+@dataclass
+class SecureListeners:
+    """A SASL_SSL and an SSL (client certificate required) listener beside PLAINTEXT.
+
+    ``keystore``: PEM with the broker's unencrypted PKCS#8 key and its certificate (valid for
+    127.0.0.1); ``truststore``: PEM of the CA(s) whose client certificates the SSL listener
+    accepts. ``scram_users``: name → password for SCRAM-SHA-512 on SASL_SSL. ``jwks_url``: also
+    accept OAUTHBEARER on SASL_SSL, with JWTs signed by a key of that JWKS and carrying
+    ``audience``. Ports are picked at the first start and kept for restarts.
+    """
+
+    keystore: Path
+    truststore: Path
+    scram_users: dict[str, str] = field(default_factory=dict)
+    jwks_url: str | None = None
+    audience: str = "kafka"
+    sasl_ssl_port: int | None = None
+    ssl_port: int | None = None
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        return f"{HOST}:{self.sasl_ssl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        return f"{HOST}:{self.ssl_port}"
+
+    def mechanisms(self) -> list[str]:
+        return [SCRAM_MECHANISM] + (["OAUTHBEARER"] if self.jwks_url else [])
+
+    def properties(self) -> dict[str, str]:
+        """The broker properties of both listeners (listener names are added by the caller)."""
+        mechanisms = ",".join(self.mechanisms())
+        props = {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.truststore),
+            "listener.name.ssl.ssl.client.auth": "required",
+            "sasl.enabled.mechanisms": mechanisms,
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": mechanisms,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+        }
+        if self.jwks_url:
+            props |= {
+                "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+                ),
+                "listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class": (
+                    "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+                ),
+                "sasl.oauthbearer.jwks.endpoint.url": self.jwks_url,
+                "sasl.oauthbearer.expected.audience": self.audience,
+            }
+        return props
+
+    def jvm_options(self) -> list[str]:
+        """Kafka 4 reads no OAuth URL it was not allowed to (a system property)."""
+        return [f"-D{OAUTH_ALLOWED_URLS}={self.jwks_url}"] if self.jwks_url else []
+
+    def format_options(self) -> list[str]:
+        """``kafka-storage format`` options creating the SCRAM users."""
+        options: list[str] = []
+        for name, password in self.scram_users.items():
+            options += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
+        return options
+
+
+def _server_properties(
+    data_dir: Path, port: int, controller_port: int, secure: SecureListeners | None = None
+) -> str:
+    listeners = [f"PLAINTEXT://{HOST}:{port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if secure is not None:
+        listeners += [f"SASL_SSL://{HOST}:{secure.sasl_ssl_port}", f"SSL://{HOST}:{secure.ssl_port}"]
+        protocols += ["SASL_SSL:SASL_SSL", "SSL:SSL"]
     props = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": ",".join([*listeners, f"CONTROLLER://{HOST}:{controller_port}"]),
+        "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": str(data_dir / "kraft-logs"),
         "auto.create.topics.enable": "false",
         "num.partitions": "1",
@@ -143,6 +239,8 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "num.recovery.threads.per.data.dir": "1",
         "delete.topic.enable": "true",
     }
+    if secure is not None:
+        props |= secure.properties()
     header = "# Written by dev/local_kafka.py; regenerated on every start.\n"
     return header + "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -173,8 +271,10 @@ class LocalKafka(BackgroundJvm):
         heap_max_mb: int = 768,
         watchdog: bool = True,
         detach: bool = False,
+        secure: SecureListeners | None = None,
     ) -> None:
         super().__init__(watchdog=watchdog, detach=detach)
+        self.secure = secure
         self.libs_dir = libs_dir
         self.heap_min_mb = heap_min_mb
         self.heap_max_mb = heap_max_mb
@@ -209,13 +309,20 @@ class LocalKafka(BackgroundJvm):
         )
         data_dir = self._require_data_dir()
         started = time.monotonic()  # startup_seconds covers format + JVM start + readiness
+        secure = self.secure
+        if secure is not None and (secure.sasl_ssl_port is None or secure.ssl_port is None):
+            taken = (self.port, self.controller_port)
+            free = [p for p in free_ports(4) if p not in taken]
+            secure.sasl_ssl_port = secure.sasl_ssl_port or free.pop()
+            secure.ssl_port = secure.ssl_port or free.pop()
         libs = fetch_jars(self.libs_dir)
         java = _require_tool("java")
         data_dir.mkdir(parents=True, exist_ok=True)
         props_path = data_dir / "server.properties"
-        props_path.write_text(_server_properties(data_dir, self.port, self.controller_port))
+        props_path.write_text(_server_properties(data_dir, self.port, self.controller_port, secure))
         base = [
             java,
+            *(secure.jvm_options() if secure is not None else []),
             f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
             f"-Dkafka.logs.dir={data_dir}",
             "-Djava.awt.headless=true",
@@ -250,6 +357,7 @@ class LocalKafka(BackgroundJvm):
             _random_cluster_id(),
             "-c",
             str(props_path),
+            *(self.secure.format_options() if self.secure is not None else []),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
         if proc.returncode != 0:

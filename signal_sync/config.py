@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -24,12 +25,16 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from signal_sync.errors import ConfigError
+from signal_sync.streams.client_properties import check as check_passthrough
+from signal_sync.streams.client_properties import masked
 
 MAILGUN_HOSTS = ("api.mailgun.net", "api.eu.mailgun.net")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -81,8 +86,108 @@ def check_base_url(url: str) -> str:
     return url
 
 
+class SchemaRegistrySettings(_Strict):
+    """The Schema Registry that Confluent-framed source records (magic byte 0, schema id, payload)
+    are read with, and framed outcomes are registered in (Confluent's REST API)."""
+
+    url: str | None = Field(
+        None,
+        description="Root of the registry's Confluent-compatible REST API. Unset: a framed source record "
+        "is invalid_event (plain JSON records need no registry).",
+        examples=["https://schema-registry.example.com", "http://apicurio:8080/apis/ccompat/v7"],
+    )
+    basic_auth_user: str | None = Field(None, description="HTTP Basic user (with basic_auth_password).")
+    basic_auth_password: SecretStr | None = Field(None, description="HTTP Basic password (secret).")
+    basic_auth_password_file: Path | None = Field(None, description="File holding basic_auth_password.")
+    bearer_token: SecretStr | None = Field(
+        None, description="Static bearer token sent as 'Authorization: Bearer' (secret), read at start."
+    )
+    bearer_token_file: Path | None = Field(
+        None,
+        description="File holding bearer_token.",
+        examples=["/var/run/secrets/signal-sync/credentials/schema-registry-token"],
+    )
+    bearer_logical_cluster: str | None = Field(
+        None,
+        description="Confluent Cloud only: the registry's logical cluster id, sent with the bearer token as "
+        "target-sr-cluster (other registries ignore it).",
+        examples=["lsrc-abc123"],
+    )
+    ssl_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the registry's certificate (https only); default: the "
+        "public CAs of certifi, or $SSL_CERT_FILE.",
+        examples=["/etc/signal-sync/schema-registry-ca/ca.crt"],
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one registry request.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_registry_url(value)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SchemaRegistrySettings:
+        if self.url is None:
+            for name in _REGISTRY_OPTIONS:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only used with url; set url too")
+            return self
+        basic = self.basic_auth_user is not None
+        if basic:
+            object.__setattr__(self, "basic_auth_password", _resolve_secret(self, "basic_auth_password"))
+        elif self.basic_auth_password is not None or self.basic_auth_password_file is not None:
+            raise ValueError("basic_auth_user: required with basic_auth_password")
+        if self.bearer_token is not None or self.bearer_token_file is not None:
+            if basic:
+                raise ValueError("bearer_token: set either bearer_token or basic_auth_user, not both")
+            object.__setattr__(self, "bearer_token", _resolve_secret(self, "bearer_token"))
+        parts = urlsplit(self.url)
+        if parts.scheme == "http":
+            if (basic or self.bearer_token is not None) and not is_loopback_host(parts.hostname or ""):
+                raise ValueError(
+                    "url: plain http would send the registry credentials in clear text; use https"
+                )
+            if self.ssl_ca_file is not None:
+                raise ValueError("ssl_ca_file: only used with an https url")
+        if self.ssl_ca_file is not None and not self.ssl_ca_file.is_file():
+            raise ValueError(f"ssl_ca_file: {self.ssl_ca_file} is not a readable file")
+        return self
+
+
+_REGISTRY_OPTIONS = (
+    "basic_auth_user",
+    "basic_auth_password",
+    "basic_auth_password_file",
+    "bearer_token",
+    "bearer_token_file",
+    "bearer_logical_cluster",
+    "ssl_ca_file",
+)
+
+
+def check_registry_url(url: str) -> str:
+    """A Schema Registry URL: http(s), a host, a path if the API lives under one (Apicurio:
+    ``/apis/ccompat/v7``); never credentials, a query or a fragment. Messages never quote the URL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL; use https://host[:port][/path]") from None
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not carry credentials (user:password@host); use basic_auth_user and "
+            "basic_auth_password (or basic_auth_password_file)"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must start with https:// (or http://) and name a host")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return url.rstrip("/")
+
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
@@ -118,10 +223,14 @@ class KafkaSettings(_Strict):
     )
     sasl_mechanism: SaslMechanism | None = Field(
         None,
-        description="SASL mechanism (SASL_* protocols only); default PLAIN.",
+        description="SASL mechanism (SASL_* protocols only); default PLAIN. PLAIN and SCRAM-* "
+        "authenticate with sasl_username and sasl_password; OAUTHBEARER with an OIDC client's "
+        "credentials (the sasl_oauthbearer_* fields).",
         examples=["SCRAM-SHA-512"],
     )
-    sasl_username: str | None = Field(None, description="SASL user name (SASL_* protocols only).")
+    sasl_username: str | None = Field(
+        None, description="SASL user name (SASL_* protocols with PLAIN or SCRAM-* only)."
+    )
     sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
     sasl_password_file: Path | None = Field(None, description="File holding sasl_password.")
     ssl_ca_file: Path | None = Field(
@@ -129,6 +238,49 @@ class KafkaSettings(_Strict):
         description="PEM file of the CA that signed the brokers' certificates (SSL and SASL_SSL only); "
         "default: the system trust store.",
         examples=["/etc/signal-sync/kafka-ca/ca.crt"],
+    )
+    ssl_certificate_file: Path | None = Field(
+        None,
+        description="PEM file with the client certificate (and any intermediate certificates) that "
+        "signal-sync presents to brokers requiring mutual TLS (ssl.client.auth=required); with "
+        "ssl_key_file. SSL and SASL_SSL only.",
+        examples=["/var/run/secrets/signal-sync/kafka-client/tls.crt"],
+    )
+    ssl_key_file: Path | None = Field(
+        None,
+        description="PEM file with the private key of ssl_certificate_file (PKCS#8 or traditional, "
+        "encrypted or not).",
+        examples=["/var/run/secrets/signal-sync/kafka-client/tls.key"],
+    )
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of ssl_key_file when the key is encrypted (secret)."
+    )
+    ssl_key_password_file: Path | None = Field(None, description="File holding ssl_key_password.")
+    sasl_oauthbearer_token_endpoint_url: str | None = Field(
+        None,
+        description="With sasl_mechanism OAUTHBEARER: the OIDC provider's token endpoint, where "
+        "signal-sync gets access tokens with the client credentials grant (https, or http to a "
+        "loopback host).",
+        examples=["https://login.example.com/oauth2/token"],
+    )
+    sasl_oauthbearer_client_id: str | None = Field(
+        None, description="With sasl_mechanism OAUTHBEARER: the OIDC client id.", examples=["signal-sync"]
+    )
+    sasl_oauthbearer_client_secret: SecretStr | None = Field(
+        None, description="With sasl_mechanism OAUTHBEARER: the OIDC client secret (secret)."
+    )
+    sasl_oauthbearer_client_secret_file: Path | None = Field(
+        None, description="File holding sasl_oauthbearer_client_secret."
+    )
+    sasl_oauthbearer_scope: str | None = Field(
+        None,
+        description="With sasl_mechanism OAUTHBEARER: the scope to ask the token for (space separated); "
+        "default: none, the provider's default.",
+        examples=["kafka"],
+    )
+    schema_registry: SchemaRegistrySettings = Field(
+        default_factory=SchemaRegistrySettings,
+        description="Schema Registry for Confluent-framed source records and framed outcomes.",
     )
     producer_linger_ms: float = Field(
         20.0,
@@ -160,32 +312,85 @@ class KafkaSettings(_Strict):
         description="Longest the broker holds a fetch for consumer_fetch_min_bytes (fetch.max.wait.ms): "
         "at low input rates each stage's records wait up to this long.",
     )
+    client_config: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Extra librdkafka properties for every confluent-kafka client (the output "
+        "producer, the partition reader, admin calls, the CLI). Refused, naming the field to use: "
+        "the properties signal-sync sets itself (bootstrap.servers, security.protocol, sasl.*, "
+        "ssl.ca/certificate/key.*, sasl.oauthbearer.client.*, group.id, enable.idempotence, "
+        "enable.auto.commit, partitioner, ...). Faust's aiokafka clients read none of them except "
+        "client.id, ssl.endpoint.identification.algorithm (none), sasl.oauthbearer.extensions and "
+        "https.ca.location. Values of keys naming a password, secret or private key are masked by "
+        "check-config and redacted in the logs; use ${VAR} for them.",
+        examples=[
+            {"client.id": "signal-sync-prod", "compression.type": "zstd", "socket.keepalive.enable": True}
+        ],
+    )
 
     @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
         protocol = self.security_protocol
         if protocol in SASL_PROTOCOLS:
-            if not self.sasl_username:
-                raise ValueError(f"sasl_username: required when security_protocol is {protocol}")
-            object.__setattr__(self, "sasl_password", _resolve_secret(self, "sasl_password"))
-            if self.sasl_mechanism is None:
-                object.__setattr__(self, "sasl_mechanism", "PLAIN")
+            mechanism = self.sasl_mechanism or "PLAIN"
+            object.__setattr__(self, "sasl_mechanism", mechanism)
+            if mechanism == "OAUTHBEARER":
+                _only_with(self, _SASL_USER_FIELDS, "sasl_mechanism PLAIN or SCRAM-*", "it is OAUTHBEARER")
+                self._oauthbearer()
+            else:
+                _only_with(self, _OAUTHBEARER_FIELDS, "sasl_mechanism OAUTHBEARER", f"it is {mechanism}")
+                if not self.sasl_username:
+                    raise ValueError(f"sasl_username: required when security_protocol is {protocol}")
+                object.__setattr__(self, "sasl_password", _resolve_secret(self, "sasl_password"))
         else:
-            for name in ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_password_file"):
-                if getattr(self, name) is not None:
-                    raise ValueError(
-                        f"{name}: only used with security_protocol SASL_SSL or SASL_PLAINTEXT, "
-                        f"but security_protocol is {protocol}"
-                    )
-        if self.ssl_ca_file is not None:
-            if protocol not in TLS_PROTOCOLS:
-                raise ValueError(
-                    f"ssl_ca_file: only used with security_protocol SSL or SASL_SSL, "
-                    f"but security_protocol is {protocol}"
-                )
-            if not self.ssl_ca_file.is_file():
-                raise ValueError(f"ssl_ca_file: {self.ssl_ca_file} is not a readable file")
+            _only_with(
+                self,
+                ("sasl_mechanism", *_SASL_USER_FIELDS, *_OAUTHBEARER_FIELDS),
+                "security_protocol SASL_SSL or SASL_PLAINTEXT",
+                f"security_protocol is {protocol}",
+            )
+        if protocol not in TLS_PROTOCOLS:
+            _only_with(
+                self, _TLS_FIELDS, "security_protocol SSL or SASL_SSL", f"security_protocol is {protocol}"
+            )
+        if self.ssl_ca_file is not None and not self.ssl_ca_file.is_file():
+            raise ValueError(f"ssl_ca_file: {self.ssl_ca_file} is not a readable file")
+        self._client_certificate()
+        check_passthrough(self.client_config)
         return self
+
+    def _oauthbearer(self) -> None:
+        """OIDC client credentials: endpoint, id and secret are required; the scope is optional."""
+        for name in ("sasl_oauthbearer_token_endpoint_url", "sasl_oauthbearer_client_id"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: required when sasl_mechanism is OAUTHBEARER")
+        assert self.sasl_oauthbearer_token_endpoint_url is not None
+        try:
+            check_token_endpoint_url(self.sasl_oauthbearer_token_endpoint_url)
+        except ValueError as exc:
+            raise ValueError(f"sasl_oauthbearer_token_endpoint_url: {exc}") from None
+        secret = _resolve_secret(self, "sasl_oauthbearer_client_secret")
+        object.__setattr__(self, "sasl_oauthbearer_client_secret", secret)
+
+    def _client_certificate(self) -> None:
+        """Mutual TLS: certificate and key together, readable, matching, the key's password right."""
+        cert, key = self.ssl_certificate_file, self.ssl_key_file
+        password = _optional_secret(self, "ssl_key_password")
+        object.__setattr__(self, "ssl_key_password", password)
+        if cert is None and key is None:
+            if password is not None:
+                raise ValueError("ssl_key_password: only used with ssl_key_file")
+            return
+        if cert is None or key is None:
+            missing, given = ("ssl_certificate_file", "ssl_key_file")
+            if key is None:
+                missing, given = given, missing
+            raise ValueError(f"{missing}: required with {given}")
+        check_client_certificate(cert, key, password.get_secret_value() if password else None)
+
+    @field_serializer("client_config")
+    def _mask_client_config(self, value: dict[str, str | int | float | bool]) -> dict[str, Any]:
+        """``check-config`` shows the passthrough with secret-looking values masked."""
+        return masked(value)
 
     @property
     def uses_tls(self) -> bool:
@@ -304,6 +509,13 @@ class OutcomeSettings(_Strict):
     include_email: bool = Field(
         False, description="Add the plaintext email to outcomes. Off by default: contact_id is a sha256."
     )
+    format: Literal["json", "json_schema_registry"] = Field(
+        "json",
+        description="json: each outcome is a JSON object. json_schema_registry: the outcome JSON Schema "
+        "(docs/schemas/outcome.schema.json) is registered under '<deliveries_topic>-value' at start and "
+        "every outcome is framed with its id (magic byte 0, 4-byte schema id, the JSON), for consumers "
+        "that read with a Schema Registry (ksqlDB, Flink, Kafka Connect). Needs kafka.schema_registry.url.",
+    )
 
 
 DEBUGGER_TOKEN_MIN_LENGTH = 16
@@ -392,6 +604,91 @@ class _IntegrationBase(_Strict):
     @classmethod
     def _base_url(cls, value: str) -> str:
         return check_base_url(value)
+
+
+def _only_with(model: BaseModel, names: tuple[str, ...], used_with: str, but: str) -> None:
+    """Refuse the first of ``names`` that is set: it is only used with ``used_with``."""
+    for name in names:
+        if getattr(model, name) is not None:
+            raise ValueError(f"{name}: only used with {used_with}, but {but}")
+
+
+_SASL_USER_FIELDS = ("sasl_username", "sasl_password", "sasl_password_file")
+_OAUTHBEARER_FIELDS = (
+    "sasl_oauthbearer_token_endpoint_url",
+    "sasl_oauthbearer_client_id",
+    "sasl_oauthbearer_client_secret",
+    "sasl_oauthbearer_client_secret_file",
+    "sasl_oauthbearer_scope",
+)
+_TLS_FIELDS = (
+    "ssl_ca_file",
+    "ssl_certificate_file",
+    "ssl_key_file",
+    "ssl_key_password",
+    "ssl_key_password_file",
+)
+
+
+def check_token_endpoint_url(url: str) -> str:
+    """An OIDC token endpoint: https (http only to a loopback host, it carries the client secret),
+    a host, any path; never credentials or a fragment. Messages never quote the URL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL; use https://host[:port]/path") from None
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not carry credentials (user:password@host); use the client id and secret fields"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must start with https:// and name a host")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("plain http is only allowed to a loopback host; use https")
+    if parts.fragment:
+        raise ValueError("must not have a fragment")
+    return url
+
+
+ENCRYPTED_KEY_MARKERS = ("ENCRYPTED PRIVATE KEY", "Proc-Type: 4,ENCRYPTED")
+
+
+def check_client_certificate(cert: Path, key: Path, password: str | None) -> None:
+    """Load the certificate and key as a TLS client would; ``ValueError`` naming the field at fault.
+    The password comes from a callable, so an encrypted key without one never prompts on a terminal."""
+    for name, path in (("ssl_certificate_file", cert), ("ssl_key_file", key)):
+        if not path.is_file():
+            raise ValueError(f"{name}: {path} is not a readable file")
+    try:
+        key_text = key.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ValueError(f"ssl_key_file: cannot read {key}: {exc.strerror}") from None
+    encrypted = any(marker in key_text for marker in ENCRYPTED_KEY_MARKERS)
+    if encrypted and password is None:
+        raise ValueError(
+            "ssl_key_password: ssl_key_file is encrypted; set ssl_key_password or ssl_key_password_file"
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=str(cert))  # parses the certificate(s) alone
+    except (ssl.SSLError, OSError):
+        raise ValueError("ssl_certificate_file: is not a PEM certificate") from None
+    try:
+        context.load_cert_chain(str(cert), str(key), password=lambda: password or "")
+    except (ssl.SSLError, OSError) as exc:
+        if "KEY_VALUES_MISMATCH" in str(getattr(exc, "reason", "") or ""):
+            raise ValueError("ssl_key_file: is not the private key of ssl_certificate_file") from None
+        if encrypted:
+            raise ValueError("ssl_key_password: does not decrypt ssl_key_file") from None
+        raise ValueError("ssl_key_file: is not a PEM private key") from None
+
+
+def _optional_secret(model: BaseModel, name: str) -> SecretStr | None:
+    """A secret that may be absent, else filled from its ``*_file`` twin (not both)."""
+    if getattr(model, name) is None and getattr(model, f"{name}_file") is None:
+        return None
+    return _resolve_secret(model, name)
 
 
 def _resolve_secret(model: BaseModel, name: str) -> SecretStr:
@@ -484,6 +781,14 @@ class Settings(BaseSettings):
     outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
     debugger: DebuggerSettings = Field(default_factory=DebuggerSettings)
     integrations: list[Integration] = Field(..., min_length=1, description="Destinations, in delivery order.")
+
+    @field_validator("outcomes")
+    @classmethod
+    def _outcome_format(cls, value: OutcomeSettings, info: ValidationInfo) -> OutcomeSettings:
+        kafka = info.data.get("kafka")
+        if value.format == "json_schema_registry" and kafka is not None and kafka.schema_registry.url is None:
+            raise ValueError("format: json_schema_registry needs kafka.schema_registry.url")
+        return value
 
     @field_validator("integrations")
     @classmethod

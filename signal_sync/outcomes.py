@@ -1,19 +1,18 @@
-"""Building outcome and dead-letter records.
+"""Building outcome records, and the source record that outcomes and dead letters point back to.
 
 Outcomes are built as plain dicts and serialized with orjson on the hot path; the
 pydantic ``Outcome`` model in ``streams.records`` is the contract they follow (tests
 validate them against it and docs/schemas is generated from it).
 
-Both records are bounded whatever the input: the texts an input controls are bounded where they
+An outcome is bounded whatever the input: the texts an input controls are bounded where they
 are made (ids and event names at decode, ``streams.records.MAX_ID_CHARS``; error texts by
-``destinations.delivery.short_text``), and a dead letter keeps only as much of the original record
-as fits its topic (``encode_dead_letter``). So an outcome can always be written, which is what lets
-every event have one.
+``destinations.delivery.short_text``), and its dead letter (``signal_sync.dead_letters``) keeps
+only as much of the original record as fits its topic. So an outcome can always be written, which
+is what lets every event have one.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import time
@@ -25,7 +24,7 @@ import orjson
 
 from signal_sync.destinations import Integration
 from signal_sync.identity import contact_id
-from signal_sync.streams.records import DEAD_LETTER_SCHEMA, OUTCOME_SCHEMA, SignalEvent
+from signal_sync.streams.records import OUTCOME_SCHEMA, SignalEvent
 
 DELIVERY_NAMESPACE = uuid.UUID("6f1c1f0e-52a4-4f0e-9a55-5f1c3c1d2e77")
 
@@ -73,13 +72,15 @@ def event_timestamp(event: SignalEvent | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class SourceRecord:
-    """Where an input record came from; dead letters point back to it."""
+    """An input record: where it came from and what it held. A dead letter is this record, unchanged."""
 
     topic: str
     partition: int | None
     offset: int | None
     timestamp_ms: float | None
     value: bytes | None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
     @property
     def position(self) -> tuple[str, int | None, int | None]:
@@ -134,57 +135,6 @@ class OutcomeBuilder:
         if self.include_email and email:
             record["email"] = email
         return record
-
-
-DEAD_LETTER_ORIGINAL_LIMIT = 256 * 1024
-
-
-def dead_letter(
-    outcome: dict[str, Any], source: SourceRecord, keep_bytes: int = DEAD_LETTER_ORIGINAL_LIMIT
-) -> dict[str, Any]:
-    """The original record plus why it could not be delivered, for replay.
-
-    A poison record can be far larger than a Kafka message may be (a 5 MB value was
-    accepted upstream by a topic with a raised limit); writing it whole would make the
-    dead-letter write fail and stall the partition, so only its first ``keep_bytes`` are kept,
-    with the size and hash of the whole.
-    """
-    whole = source.value or b""
-    raw = whole[:keep_bytes]
-    try:
-        original, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        original, encoding = base64.b64encode(raw).decode("ascii"), "base64"
-    return {
-        "schema": DEAD_LETTER_SCHEMA,
-        "delivery_id": outcome["delivery_id"],
-        "message_id": outcome["message_id"],
-        "integration": outcome["integration"],
-        "status": outcome["status"],
-        "reason": outcome["reason"],
-        "attempts": outcome["attempts"],
-        "error": outcome["error"],
-        "source_topic": source.topic,
-        "source_partition": source.partition,
-        "source_offset": source.offset,
-        "original": original,
-        "original_encoding": encoding,
-        "original_bytes": len(whole),
-        "original_sha256": hashlib.sha256(whole).hexdigest(),
-        "original_truncated": len(whole) > keep_bytes,
-    }
-
-
-def encode_dead_letter(outcome: dict[str, Any], source: SourceRecord, max_bytes: int) -> bytes:
-    """The dead letter as compact JSON of at most ``max_bytes``: the kept head of the original is
-    halved until it fits (JSON escapes can make a text up to six times its size, base64 a third
-    larger)."""
-    keep = DEAD_LETTER_ORIGINAL_LIMIT
-    while True:
-        wire = encode(dead_letter(outcome, source, keep))
-        if len(wire) <= max_bytes or keep == 0:
-            return wire
-        keep //= 2
 
 
 def encode(record: dict[str, Any]) -> bytes:

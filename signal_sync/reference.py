@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from signal_sync.config import MailgunIntegration, MauticIntegration, Settings
-from signal_sync.streams.records import DeadLetter, Outcome, SignalEvent
+from signal_sync.streams.records import DeadLetterHeaders, LegacyDeadLetter, Outcome, SignalEvent
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
@@ -30,9 +30,16 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     )
     outcome = Outcome.model_json_schema(mode="serialization", by_alias=True)
     outcome["title"] = "signal.deliveries value"
-    letter = DeadLetter.model_json_schema(mode="serialization", by_alias=True)
-    letter["title"] = "signal.deliveries.dlq value"
-    return {"event.schema.json": event, "outcome.schema.json": outcome, "dead-letter.schema.json": letter}
+    headers = DeadLetterHeaders.model_json_schema(mode="validation", by_alias=True)
+    headers["title"] = "signal.deliveries.dlq headers"
+    legacy = LegacyDeadLetter.model_json_schema(mode="serialization", by_alias=True)
+    legacy["title"] = "signal.deliveries.dlq value written by earlier versions (signal.dead-letter/v1)"
+    return {
+        "event.schema.json": event,
+        "outcome.schema.json": outcome,
+        "dead-letter-headers.schema.json": headers,
+        "dead-letter-v1.schema.json": legacy,
+    }
 
 
 _MODULE_PATH = re.compile(r"\b(?:[a-z_]\w*\.)+(?=[A-Z])")

@@ -19,16 +19,17 @@ import faust
 from faust.types.auth import CredentialsT
 
 from signal_sync.codecs import orjson_codec
+from signal_sync.codecs.schema_registry import FramedDecoder, framed_outcomes, outcome_prefix
 from signal_sync.config import KafkaSettings, Settings
 from signal_sync.destinations import Integration
 from signal_sync.destinations.base import Request
-from signal_sync.destinations.delivery import Sender
+from signal_sync.destinations.delivery import Sender, redact_emails
 from signal_sync.engine.batcher import Batcher
 from signal_sync.engine.forwarder import Forwarder
 from signal_sync.engine.gate import IntegrationGate
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.errors import ConfigError
-from signal_sync.outcomes import OutcomeBuilder
+from signal_sync.outcomes import OutcomeBuilder, encode
 from signal_sync.streams.changelog import output_changelog_table
 from signal_sync.streams.faust_fixes import (
     deliver_fetched_records_eagerly,
@@ -38,6 +39,7 @@ from signal_sync.streams.faust_fixes import (
 from signal_sync.streams.handoff import DecodedEvents
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
 from signal_sync.streams.json_table import JsonValues
+from signal_sync.streams.oauth import ClientCredentialsTokenProvider
 from signal_sync.streams.output_producer import OutputProducer, flush_with_faust
 from signal_sync.streams.partition_reader import PartitionReader
 from signal_sync.streams.sequence import SequenceGuard
@@ -78,6 +80,14 @@ class Runtime:
     """Per-contact destination state (Mailgun vars) of requests built but not yet answered."""
     decoded: DecodedEvents = field(default_factory=DecodedEvents)
     """Events stage 1 validated, left for this process's delivery agents."""
+    redact: Callable[[str], str] = redact_emails
+    """Redacts the error texts of dead-letter headers; ``observability.install`` sets the logs'
+    redaction (configured secrets and emails)."""
+    framing: FramedDecoder | None = None
+    """Reads Schema Registry-framed source records; None without ``kafka.schema_registry.url``."""
+    encode_outcome: Callable[[dict[str, Any]], bytes] = encode
+    """An outcome's record value: JSON, or framed with the registered outcome schema's id
+    (``outcomes.format``)."""
 
     async def stop_worker(self, reason: BaseException) -> None:
         """Stop the worker loudly (its process exits non-zero) because an event could not be given an
@@ -92,29 +102,62 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
 
 
+ENDPOINT_IDENTIFICATION = "ssl.endpoint.identification.algorithm"
+
+
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
-    """A client TLS context that verifies the brokers against ``ssl_ca_file``, else the system store."""
+    """A client TLS context that verifies the brokers against ``ssl_ca_file`` (else the system store)
+    and, for mutual TLS, presents ``ssl_certificate_file`` with ``ssl_key_file``. The passthrough's
+    ``ssl.endpoint.identification.algorithm: none`` turns the host name check off here as it does in
+    librdkafka."""
     cafile = str(kafka.ssl_ca_file) if kafka.ssl_ca_file is not None else None
     try:
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"kafka.ssl_ca_file: cannot load {cafile} as a PEM CA bundle: {exc}") from None
+    if kafka.ssl_certificate_file is not None and kafka.ssl_key_file is not None:
+        password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password is not None else ""
+        try:
+            context.load_cert_chain(kafka.ssl_certificate_file, kafka.ssl_key_file, lambda: password)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"kafka.ssl_certificate_file: cannot load it with kafka.ssl_key_file: {exc}"
+            ) from None
+    if str(kafka.client_config.get(ENDPOINT_IDENTIFICATION, "https")).lower() == "none":
+        context.check_hostname = False
+    return context
 
 
 def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
-    """Faust's view of ``kafka.security_protocol`` (its consumer, producer and admin all use it);
-    the confluent-kafka clients get the same settings from ``streams.topics.client_config``."""
+    """Faust's view of ``kafka.security_protocol`` (its consumer, producer and admin all use it):
+    SASL PLAIN/SCRAM with the user and password, OAUTHBEARER with a token provider that runs the
+    client credentials grant against the OIDC provider, TLS with the CA and client certificate.
+    The confluent-kafka clients get the same settings from ``streams.clients.client_config``."""
+    tls = ssl_context(kafka) if kafka.uses_tls else None
+    if kafka.uses_sasl and kafka.sasl_mechanism == "OAUTHBEARER":
+        provider = ClientCredentialsTokenProvider.for_kafka(kafka)
+        return faust.OAuthCredentials(oauth_cb=provider, ssl_context=tls)
     if kafka.uses_sasl:
         assert kafka.sasl_password is not None
         return faust.SASLCredentials(
             username=kafka.sasl_username,
             password=kafka.sasl_password.get_secret_value(),
             mechanism=kafka.sasl_mechanism,
-            ssl_context=ssl_context(kafka) if kafka.uses_tls else None,
+            ssl_context=tls,
         )
-    if kafka.uses_tls:
-        return faust.SSLCredentials(ssl_context(kafka))
+    if tls is not None:
+        return faust.SSLCredentials(tls)
     return None
+
+
+def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """``faust.App`` settings for the brokers: the credentials, and the passthrough's ``client.id``
+    (broker quotas and logs key on it) for Faust's clients too."""
+    options: dict[str, Any] = {"broker_credentials": broker_credentials(kafka)}
+    client_id = kafka.client_config.get("client.id")
+    if client_id is not None:
+        options["broker_client_id"] = str(client_id)
+    return options
 
 
 def bounded_values(table: faust.Table, outputs: OutputProducer) -> JsonValues:
@@ -135,7 +178,7 @@ def create_runtime(
     app = faust.App(
         kafka.app_id,
         broker=broker_urls(kafka.bootstrap_servers),
-        broker_credentials=broker_credentials(kafka),
+        **broker_options(kafka),
         store=worker.store,
         datadir=str(worker.state_dir),
         autodiscover=False,
@@ -157,6 +200,10 @@ def create_runtime(
         table_standby_replicas=0,
     )
     fetch_with(app, kafka.consumer_fetch_min_bytes, kafka.consumer_fetch_max_wait_ms)
+    registry = kafka.schema_registry
+    encode_outcome = encode
+    if settings.outcomes.format == "json_schema_registry":  # registered now: a refusal fails the start
+        encode_outcome = framed_outcomes(outcome_prefix(registry, kafka.deliveries_topic))
     outputs = OutputProducer(client_config(kafka), topic_limits)
     flush_with_faust(app, outputs.flush)
     # Faust serializes table keys and values by key_type/value_type (not the schema): JSON keys,
@@ -193,6 +240,8 @@ def create_runtime(
         sender=Sender(settings.delivery),
         sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),
         integrations={integration.id: integration for integration in settings.integrations},
+        framing=FramedDecoder(registry) if registry.url is not None else None,
+        encode_outcome=encode_outcome,
         gates={
             integration.id: IntegrationGate(
                 integration.id,
@@ -220,5 +269,7 @@ def create_runtime(
         await asyncio.gather(*(scheduler.drain(budget) for scheduler in runtime.schedulers.values()))
         await runtime.sender.close()
         await runtime.sequence.close()
+        if runtime.framing is not None:
+            await runtime.framing.close()
 
     return runtime

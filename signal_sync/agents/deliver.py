@@ -19,9 +19,10 @@ import faust
 import orjson
 from faust.types import TP
 
-from signal_sync.agents.ingest import reject, source_of_envelope
+from signal_sync.agents.ingest import envelope_message_id, reject, source_of_envelope
 from signal_sync.agents.outputs import emit
 from signal_sync.codecs.events import decode_event
+from signal_sync.dead_letters import TASK_PUT, ErrorContext
 from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import Request
 from signal_sync.destinations.delivery import DeliveryResult, exception_text
@@ -49,10 +50,15 @@ Item = tuple[dict[str, Any] | None, Done]
 
 def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
     """The envelope's event: as stage 1 or another integration's agent left it, else decoded here
-    (and left for the other integrations it was forwarded to)."""
+    (and left for the other integrations it was forwarded to): from the record's JSON, or for a
+    record framed for a Schema Registry from the event's JSON stage 1 read (no registry call)."""
     event = runtime.decoded.take(source.position)
     if event is None:
-        event = decode_event(source.value)
+        text = envelope.get("json")
+        if text is None:
+            event = decode_event(source.value)
+        else:
+            event = decode_event(text.encode("utf-8"), original=source.value)
         if envelope.get("takers", 1) > 1:  # envelopes written before "takers" existed: 1
             runtime.decoded.keep(source.position, event, envelope["takers"] - 1)
     return event
@@ -76,6 +82,7 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
     """Deliver one event to one integration and record its one outcome. An unexpected exception
     (decoding, mapping, sending or building the outcome) becomes a ``failed`` / ``internal_error``
     outcome; raises only when the outcome cannot be written (the scheduler then stops the worker)."""
+    started = time.time()
     source = source_of_envelope(envelope)
     try:
         outcome, request = await delivery_outcome(runtime, integration, envelope, source)
@@ -85,9 +92,21 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
         log.exception(
             "delivery crashed: integration=%s", integration.id, extra={"integration": integration.id}
         )
-        await reject(runtime, source, exception_text(exc), "failed", "internal_error", [integration])
+        error, message_id = exception_text(exc), envelope_message_id(envelope, source)
+        context = ErrorContext(TASK_PUT, exc, started)
+        await reject(
+            runtime,
+            source,
+            error,
+            "failed",
+            "internal_error",
+            [integration],
+            message_id=message_id,
+            context=context,
+        )
         return
-    await emit(runtime, outcome, source, request)
+    context = None if outcome["status"] == "delivered" else ErrorContext(TASK_PUT, started_at=started)
+    await emit(runtime, outcome, source, request, context)
 
 
 async def delivery_outcome(
@@ -193,7 +212,17 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
             envelope, _ = item
             if envelope is not None:
                 source = source_of_envelope(envelope)
-                await reject(runtime, source, exception_text(exc), "failed", "internal_error", [integration])
+                error, message_id = exception_text(exc), envelope_message_id(envelope, source)
+                await reject(
+                    runtime,
+                    source,
+                    error,
+                    "failed",
+                    "internal_error",
+                    [integration],
+                    message_id=message_id,
+                    context=ErrorContext(TASK_PUT, exc),
+                )
 
         scheduler = KeyOrderedScheduler(
             ack=ack, max_in_flight=settings.max_in_flight, fail=fail, halt=runtime.stop_worker

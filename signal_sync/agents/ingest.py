@@ -16,6 +16,8 @@ record is not acknowledged and the worker stops (it reads the record again after
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,7 +27,9 @@ from typing import Any
 import faust
 
 from signal_sync.agents.outputs import emit
-from signal_sync.codecs.events import decode_event, peek_message_id
+from signal_sync.codecs.events import InvalidFramedEventError, decode_event, decode_framed, peek_message_id
+from signal_sync.codecs.schema_registry import is_framed
+from signal_sync.dead_letters import TRANSFORMATION, ErrorContext
 from signal_sync.destinations import Integration
 from signal_sync.destinations.delivery import exception_text
 from signal_sync.errors import InvalidEventError
@@ -42,18 +46,65 @@ log = logging.getLogger(__name__)
 
 
 def source_of_record(record: RawRecord) -> SourceRecord:
-    """Position and payload of a record the sequence guard read from Kafka itself."""
-    return SourceRecord(record.topic, record.partition, record.offset, record.timestamp_ms, record.value)
+    """A record the sequence guard read from Kafka itself."""
+    return SourceRecord(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp_ms,
+        record.value,
+        record.key,
+        tuple(record.headers),
+    )
+
+
+def record_fields(source: SourceRecord) -> dict[str, Any]:
+    """What an envelope carries of its source record beside the value, for the delivery stage's
+    outcomes and dead letters: position and timestamp, and the key and headers when it has them
+    (base64; a header's null value stays null). They count towards the envelope's size limit."""
+    fields: dict[str, Any] = {"src": [source.topic, source.partition, source.offset, source.timestamp_ms]}
+    if source.key is not None:
+        fields["key"] = binascii.b2a_base64(source.key, newline=False).decode("ascii")
+    if source.headers:
+        fields["headers"] = [
+            [name, None if value is None else binascii.b2a_base64(value, newline=False).decode("ascii")]
+            for name, value in source.headers
+        ]
+    return fields
 
 
 def source_of_envelope(envelope: dict[str, Any]) -> SourceRecord:
-    """The original input record an envelope was made from (for outcomes and dead letters)."""
+    """The original input record an envelope was made from (for outcomes and dead letters): a JSON
+    record's text is in ``raw``, a framed record's bytes in ``raw_b64`` (base64)."""
     topic, partition, offset, timestamp_ms = envelope["src"]
-    return SourceRecord(topic, partition, offset, timestamp_ms, envelope["raw"].encode("utf-8"))
+    raw = envelope.get("raw")
+    value = raw.encode("utf-8") if raw is not None else base64.b64decode(envelope["raw_b64"])
+    key = envelope.get("key")
+    headers = envelope.get("headers")
+    return SourceRecord(
+        topic,
+        partition,
+        offset,
+        timestamp_ms,
+        value,
+        None if key is None else binascii.a2b_base64(key),
+        ()
+        if not headers
+        else tuple((name, None if text is None else binascii.a2b_base64(text)) for name, text in headers),
+    )
+
+
+def envelope_message_id(envelope: dict[str, Any], source: SourceRecord) -> str:
+    """The message id of an envelope's event, as its outcomes carry it (a framed record's is read
+    from the event's JSON in ``json``)."""
+    text = envelope.get("json")
+    if text is None:
+        return peek_message_id(source.value)
+    return peek_message_id(text.encode("utf-8"), original=source.value)
 
 
 def source_of(event: faust.EventT) -> SourceRecord:
-    """Position and payload of the Kafka record behind a Faust event."""
+    """The Kafka record behind a Faust event."""
     message = event.message
     return SourceRecord(
         topic=message.topic,
@@ -61,6 +112,8 @@ def source_of(event: faust.EventT) -> SourceRecord:
         offset=message.offset,
         timestamp_ms=message.timestamp * 1000 if message.timestamp else None,
         value=message.value,
+        key=message.key,
+        headers=tuple(message.headers or ()),
     )
 
 
@@ -72,10 +125,15 @@ async def reject(
     reason: str = "invalid_event",
     integrations: Iterable[Integration] | None = None,
     finished: set[str] | None = None,
+    message_id: str | None = None,
+    context: ErrorContext | None = None,
 ) -> None:
     """A record we cannot process: one outcome and dead letter per integration (default: all); the
-    id of each integration whose outcome was handed over is added to ``finished``."""
-    message_id = peek_message_id(source.value)
+    id of each integration whose outcome was handed over is added to ``finished``. ``message_id``:
+    the record's, when known (default: read from the record's JSON). ``context``: the stage and
+    exception, for the dead letters' headers."""
+    if message_id is None:
+        message_id = peek_message_id(source.value)
     position = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
     log.warning(
         "%s at %s[%s]@%s: %s",
@@ -99,7 +157,7 @@ async def reject(
             now=now,
             error=error,
         )
-        await emit(runtime, outcome, source)
+        await emit(runtime, outcome, source, context=context)
         if finished is not None:
             finished.add(integration.id)
 
@@ -116,11 +174,27 @@ async def ingest_one(
     runtime: Runtime, source: SourceRecord, integrations: list[Integration], finished: set[str]
 ) -> None:
     """Handle one source record completely for ``integrations``; never raises for bad input. The id
-    of each integration whose outcome or forward was handed over is added to ``finished``."""
+    of each integration whose outcome or forward was handed over is added to ``finished``. A record
+    framed for a Schema Registry waits here while the registry cannot answer."""
+    value = source.value
+    framed_json = None
     try:
-        event = decode_event(source.value)
+        if is_framed(value):
+            assert value is not None
+            event, framed_json = await decode_framed(value, runtime.framing)
+        else:
+            event = decode_event(value)
     except InvalidEventError as exc:
-        await reject(runtime, source, str(exc), integrations=integrations, finished=finished)
+        message_id = exc.message_id if isinstance(exc, InvalidFramedEventError) else None
+        await reject(
+            runtime,
+            source,
+            str(exc),
+            integrations=integrations,
+            finished=finished,
+            message_id=message_id,
+            context=ErrorContext(exception=exc),
+        )
         return
     plan = plan_event(event, integrations, remembered_for(event, runtime.identities))
     try:
@@ -154,14 +228,20 @@ async def ingest_one(
             finished.add(integration.id)
     if plan.to_send and resolved.contact_id:
         envelope = {
-            "raw": (source.value or b"").decode("utf-8"),
             "traits": resolved.traits,
             "contact": resolved.contact_id,
-            "src": [source.topic, source.partition, source.offset, source.timestamp_ms],
+            **record_fields(source),
             "takers": len(plan.to_send),
         }
+        size = len(value or b"")
+        if framed_json is None:
+            envelope["raw"] = (value or b"").decode("utf-8")
+        else:  # binary (Avro is not UTF-8): the bytes in base64, and the event's JSON for stage 2
+            envelope["raw_b64"] = base64.b64encode(value or b"").decode("ascii")
+            envelope["json"] = framed_json.decode("utf-8")
+            size += len(framed_json)
         takers = [integration.id for integration in plan.to_send]
-        runtime.forwarder.add(takers, resolved.contact_id, envelope, len(source.value or b""))
+        runtime.forwarder.add(takers, resolved.contact_id, envelope, size)
         finished.update(takers)
         runtime.decoded.keep(source.position, event, len(plan.to_send))
 
@@ -187,7 +267,10 @@ async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) ->
             extra={"topic": source.topic, "partition": source.partition, "offset": source.offset},
         )
         rest = [integration for integration in integrations if integration.id not in finished]
-        await reject(runtime, source, exception_text(exc), "failed", "internal_error", rest, finished)
+        context = ErrorContext(TRANSFORMATION, exc)
+        await reject(
+            runtime, source, exception_text(exc), "failed", "internal_error", rest, finished, context=context
+        )
 
 
 BACKLOG_LINGER_S = 0.5
@@ -250,7 +333,14 @@ class Forwarding:
                     integration = self.runtime.integrations[left_out.integration_id]
                     source = source_of_envelope(left_out.envelope)
                     await reject(
-                        self.runtime, source, str(left_out.error), "invalid", "event_too_large", [integration]
+                        self.runtime,
+                        source,
+                        str(left_out.error),
+                        "invalid",
+                        "event_too_large",
+                        [integration],
+                        message_id=envelope_message_id(left_out.envelope, source),
+                        context=ErrorContext(exception=left_out.error),
                     )
                 await self.runtime.forwarder.send(records)
             except Exception as exc:

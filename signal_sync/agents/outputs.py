@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from signal_sync.dead_letters import ErrorContext, dead_letter
 from signal_sync.destinations.base import Request
-from signal_sync.outcomes import SourceRecord, encode, encode_dead_letter
+from signal_sync.outcomes import SourceRecord
 from signal_sync.runtime import Runtime
 
 DEAD_LETTER_STATUSES = frozenset({"failed", "invalid"})
@@ -19,10 +20,15 @@ log = logging.getLogger(__name__)
 
 
 async def emit(
-    runtime: Runtime, outcome: dict[str, Any], source: SourceRecord, request: Request | None = None
+    runtime: Runtime,
+    outcome: dict[str, Any],
+    source: SourceRecord,
+    request: Request | None = None,
+    context: ErrorContext | None = None,
 ) -> None:
-    """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed;
-    then tell the observers (metrics, debugger). ``request`` is the request behind it, if any.
+    """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed (the
+    source record itself, its error context in headers: ``signal_sync.dead_letters``); then tell the
+    observers (metrics, debugger). ``request`` is the request behind it, if any.
 
     Both records are built and checked against their topics' limits before either is handed over,
     so an outcome is not written without its dead letter. Raises only when they cannot be written;
@@ -30,15 +36,21 @@ async def emit(
     key = (outcome["contact_id"] or outcome["message_id"]).encode()
     topics = runtime.settings.kafka
     outputs = runtime.outputs
-    value = encode(outcome)
+    value = runtime.encode_outcome(outcome)
     letter = None
     if outcome["status"] in DEAD_LETTER_STATUSES:
         dlq = topics.dead_letter_topic
-        letter = encode_dead_letter(outcome, source, outputs.record_limit(dlq) - len(key))
-        outputs.check(dlq, key, letter)
+        letter = dead_letter(outcome, source, outputs.record_limit(dlq), context, runtime.redact)
+        outputs.check(dlq, letter.key, letter.value, letter.headers)
     await outputs.send(topics.deliveries_topic, key, value)
     if letter is not None:
-        await outputs.send(topics.dead_letter_topic, key, letter)
+        await outputs.send(
+            topics.dead_letter_topic,
+            letter.key,
+            letter.value,
+            headers=letter.headers,
+            timestamp_ms=letter.timestamp_ms,
+        )
     for observer in runtime.observers:
         try:
             observer(outcome, request)

@@ -12,7 +12,8 @@ from confluent_kafka import KafkaError, Producer
 from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
 from signal_sync.errors import SignalSyncError
-from signal_sync.streams.topics import client_config
+from signal_sync.streams.clients import client_log, explain
+from signal_sync.streams.topics import client_config, cluster_metadata
 
 
 def record_key(line: bytes) -> bytes | None:
@@ -40,7 +41,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Produce every non-blank line as one record, unchanged (invalid lines included, to test them)."""
         settings = load_settings(config)
-        producer = Producer({**client_config(settings.kafka), "enable.idempotence": True})
+        cluster_metadata(settings.kafka)  # unreachable brokers or refused credentials: one clear error
+        kafka = client_config(settings.kafka)
+        producer = Producer({**kafka, "enable.idempotence": True})
         count = 0
         failures: list[str] = []
 
@@ -59,6 +62,8 @@ def register(app: typer.Typer) -> None:
                     count += 1
         remaining = producer.flush(30)
         if remaining or failures:
-            detail = failures[0] if failures else "timed out"
+            router = client_log(kafka)
+            cause = router.last_error if router is not None else None
+            detail = failures[0] if failures else explain(settings.kafka, cause) if cause else "timed out"
             raise SignalSyncError(f"{remaining + len(failures)} of {count} record(s) not written: {detail}")
         typer.echo(f"produced {count} record(s) to {settings.kafka.source_topic}")

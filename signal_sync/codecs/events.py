@@ -4,6 +4,10 @@ The source topic is read as raw bytes on purpose: if Faust decoded it, a malform
 record would be logged and skipped, i.e. lost. Here every failure becomes an
 ``InvalidEventError`` whose message says what is wrong, which ends up in the
 ``invalid`` outcome and the dead letter.
+
+A value is either plain JSON (``decode_event``) or framed for a Schema Registry (magic byte 0,
+schema id, payload: ``decode_framed``), which is read into its JSON first
+(``codecs.schema_registry``) and then validated exactly as plain JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from signal_sync.codecs.schema_registry import NO_REGISTRY_HINT, FramedDecoder, schema_id_of
 from signal_sync.config import format_location
 from signal_sync.errors import InvalidEventError
 from signal_sync.streams.records import MAX_ID_CHARS, SignalEvent, has_control_character
@@ -54,8 +59,19 @@ def _printable_key(part: int | str) -> int | str:
     return shown.encode("unicode_escape").decode("ascii") if has_control_character(shown) else shown
 
 
-def decode_event(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> SignalEvent:
-    """Parse and validate one record value, or raise ``InvalidEventError``."""
+class InvalidFramedEventError(InvalidEventError):
+    """A framed record that is not a valid event, with the message id its outcomes carry."""
+
+    def __init__(self, message: str, message_id: str) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+
+
+def decode_event(
+    raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES, *, original: bytes | None = None
+) -> SignalEvent:
+    """Parse and validate one JSON value, or raise ``InvalidEventError``. ``original``: the record
+    the JSON was read from when it was framed (the fallback message id is made from it)."""
     if raw is None:
         raise InvalidEventError("record has no value (tombstone)")
     if len(raw) > max_bytes:
@@ -78,8 +94,35 @@ def decode_event(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> SignalE
     if event.type == "track" and not event.event:
         raise InvalidEventError("event: a track event needs an event name")
     if not event.message_id:  # absent or empty: an empty id would give unrelated events one delivery_id
-        event = event.model_copy(update={"message_id": fallback_message_id(raw)})
+        event = event.model_copy(
+            update={"message_id": fallback_message_id(raw if original is None else original)}
+        )
     return event
+
+
+async def decode_framed(
+    raw: bytes, framing: FramedDecoder | None, max_bytes: int = MAX_EVENT_BYTES
+) -> tuple[SignalEvent, bytes]:
+    """A framed record's event and its value as JSON (what the internal envelope carries), or
+    ``InvalidFramedEventError``. Waits while the registry cannot answer (``FramedDecoder.json_of``)."""
+    if framing is None:
+        raise InvalidFramedEventError(
+            NO_REGISTRY_HINT.format(schema_id=schema_id_of(raw)), fallback_message_id(raw)
+        )
+    if len(raw) > max_bytes:
+        message = f"record is {len(raw)} bytes, over the {max_bytes}-byte limit"
+        raise InvalidFramedEventError(message, fallback_message_id(raw))
+    try:
+        value = await framing.json_of(raw)
+    except InvalidEventError as exc:
+        raise InvalidFramedEventError(str(exc), fallback_message_id(raw)) from None
+    if len(value) > max_bytes:
+        message = f"the event is {len(value)} bytes as JSON, over the {max_bytes}-byte limit"
+        raise InvalidFramedEventError(message, fallback_message_id(raw))
+    try:
+        return decode_event(value, max_bytes, original=raw), value
+    except InvalidEventError as exc:
+        raise InvalidFramedEventError(str(exc), peek_message_id(value, original=raw)) from None
 
 
 def usable_message_id(value: Any) -> bool:
@@ -88,9 +131,10 @@ def usable_message_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and not has_control_character(value)
 
 
-def peek_message_id(raw: bytes | None) -> str:
+def peek_message_id(raw: bytes | None, *, original: bytes | None = None) -> str:
     """Best-effort message id of a record that failed to decode: its own when usable, else the
-    deterministic fallback (a 900 KB id would make every outcome and dead letter of it as large)."""
+    deterministic fallback (a 900 KB id would make every outcome and dead letter of it as large).
+    ``original``: the framed record ``raw`` was read from (the fallback is made from it)."""
     if raw:
         try:
             data = orjson.loads(raw)
@@ -100,4 +144,4 @@ def peek_message_id(raw: bytes | None) -> str:
                     return value
         except orjson.JSONDecodeError:
             pass
-    return fallback_message_id(raw or b"")
+    return fallback_message_id(original if original is not None else raw or b"")

@@ -19,6 +19,7 @@ def install(runtime: Runtime) -> None:
     from signal_sync.observability import debugger, health, logs, metrics
 
     redactor = logs.redactor_for(runtime.settings)
+    runtime.redact = logs.Redactor(redactor.secrets).text  # dead-letter headers: never an email
     metrics.install(runtime)
     health.install(runtime, redactor)
     logs.install(runtime)

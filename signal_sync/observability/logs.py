@@ -5,7 +5,8 @@ with any ``extra={...}`` fields (``integration``, ``message_id``, ``http_status`
 and ``exception`` for tracebacks; ``text`` writes the same information for people. Both formats
 redact before writing:
 
-* every configured secret (Mautic passwords, Mailgun keys, the SASL password) and the
+* every configured secret (Mautic passwords, Mailgun keys, the Kafka SASL password, OAUTHBEARER
+  client secret and key password, secret-looking ``kafka.client_config`` values) and the
   Basic-auth tokens made from them, plus anything else that looks like a ``Basic`` credential
   (base64 of ``user:password``) or a ``Bearer`` token;
 * email addresses, unless ``outcomes.include_email`` is on.
@@ -33,6 +34,7 @@ import orjson
 from signal_sync.config import Settings
 from signal_sync.destinations.base import basic_auth
 from signal_sync.destinations.delivery import redact_emails
+from signal_sync.streams.client_properties import is_secret_key
 
 if TYPE_CHECKING:
     from signal_sync.runtime import Runtime
@@ -105,8 +107,11 @@ def secrets_of(settings: Settings) -> list[str]:
         user, password = integration.credentials()
         found.append(password)
         found.append(basic_auth(user, password).removeprefix("Basic "))
-    if settings.kafka.sasl_password is not None:
-        found.append(settings.kafka.sasl_password.get_secret_value())
+    kafka = settings.kafka
+    for secret in (kafka.sasl_password, kafka.sasl_oauthbearer_client_secret, kafka.ssl_key_password):
+        if secret is not None:
+            found.append(secret.get_secret_value())
+    found.extend(str(v) for k, v in kafka.client_config.items() if is_secret_key(k))
     if settings.debugger.token is not None:
         found.append(settings.debugger.token.get_secret_value())
     return found

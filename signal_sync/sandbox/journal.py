@@ -1,10 +1,11 @@
-"""What the sandbox saw and what it did: a request log and a per-contact log of applied upserts.
+"""What the sandbox saw and what it did: a request log and a per-contact log of applied changes.
 
 Tests of the worker cannot assert on a destination's final state alone: "the last write
 wins" hides reordering, duplicates and writes that should never have been sent. So every
 API request is journaled on arrival (method, path, status, redacted Authorization,
-X-Forwarded-For, decoded body, injected fault), and every upsert that actually changed
-state is appended, in arrival order, to the log of its contact (key: lowercased email).
+X-Forwarded-For, decoded body, injected fault), and every change a request applied (an
+upsert, an edit, a do-not-contact entry, a delete, an unsubscribe) is appended, in arrival
+order, to the log of its contact (key: lowercased email).
 
 Both are read over HTTP through ``/_sandbox/requests`` and ``/_sandbox/log/{email}``,
 which need no API credentials and are never faulted. Secrets never enter the journal:

@@ -1,9 +1,19 @@
-"""Mailgun mailing-list member API emulator, as strict as Mailgun on the calls Signal makes.
+"""Mailgun mailing-list member and unsubscribe API emulator, as strict as Mailgun on the calls
+Signal makes.
 
 * ``POST /v3/lists/{list}/members``: form-encoded (urlencoded or multipart); a JSON body
   has no form, so no ``address`` and a 400, exactly what Mailgun answers.
 * ``GET /v3/lists/{list}`` and ``GET /v3/lists/{list}/members/{address}``: read-only calls,
   handy for a connection test and for checks.
+* ``PUT /v3/lists/{list}/members/{address}`` updates an existing member only (form fields
+  ``subscribed``, ``name``, ``vars``, ``address``; what is not sent stays); an address that is
+  not a member is a 404 and nothing is created. ``DELETE`` the same path removes the member
+  (``{"member": {"address"}, "message"}``); a second delete is a 404.
+* ``POST /v3/{domain}/unsubscribes`` (a form with ``address`` and ``tag``, default ``*``, and
+  ``created_at``; or a JSON array of up to 1,000 ``{address, tags, created_at}``),
+  ``GET`` and ``DELETE /v3/{domain}/unsubscribes/{address}``: the sending domain's unsubscribe
+  list (``mailgun_unsubscribes``); a domain the account does not have is
+  ``404 Domain not found: <domain>``.
 * Basic auth user must be ``api`` and the password the key; anything else is a 401 whose
   body is the plain text ``Forbidden`` (not JSON), as Mailgun sends it.
 * ``subscribed``/``upsert`` take yes/no/true/false; ``vars`` must be a JSON object string
@@ -38,12 +48,14 @@ from aiohttp import web
 from signal_sync.sandbox.faults import FaultInjector, Faults, add_fault_routes, fault_middleware
 from signal_sync.sandbox.journal import (
     FORM_TYPES,
+    SANDBOX_PREFIX,
     Journal,
     add_sandbox_routes,
     credentials_match,
     journal_middleware,
     json_response,
 )
+from signal_sync.sandbox.mailgun_unsubscribes import BadDate, UnsubscribeStore, rfc2822
 
 KIND = "mailgun"
 API_USER = "api"
@@ -51,6 +63,14 @@ LISTS_PREFIX = "/v3/lists/"
 DEFAULT_LISTS = ("newsletter@mg.example.com",)
 MSG_CREATED = "Mailing list member has been created"
 MSG_UPDATED = "Mailing list member has been updated"
+MSG_DELETED = "Mailing list member has been deleted"
+MSG_MEMBER_NOT_FOUND = "Member {address} of list {list} not found"
+MSG_DOMAIN_NOT_FOUND = "Domain not found: {domain}"
+MSG_UNSUBSCRIBE_ADDED = "Address has been added to the unsubscribes table"
+MSG_UNSUBSCRIBES_ADDED = "{count} addresses have been added to the unsubscribes table"
+MSG_UNSUBSCRIBE_REMOVED = "Unsubscribe event has been removed"
+MSG_UNSUBSCRIBE_NOT_FOUND = "Address not found in unsubscribers table"
+UNSUBSCRIBES_MAX_RECORDS = 1000
 MSG_LIST_UPDATED = "Mailing list has been updated"
 MSG_BULK_QUEUED = "Mailing list upload has been queued; members are applied in the background"
 BULK_SYNC_LIMIT = 100
@@ -175,6 +195,7 @@ class MailgunStore:
 
 
 MAILGUN_STORE = web.AppKey("mailgun_store", MailgunStore)
+UNSUBSCRIBE_STORE = web.AppKey("mailgun_unsubscribes", UnsubscribeStore)
 
 
 def parse_bool(form: Mapping[str, str], name: str) -> bool | None:
@@ -413,11 +434,201 @@ def _routes(
         found = lookup(request)
         if isinstance(found, web.Response):
             return found
-        address = request.match_info["address"]
-        member = found.members.get(address.lower())
-        if member is None:
-            return message_response(404, f"Member {address} of list {found.address} not found")
+        member = member_of(found, request)
+        if isinstance(member, web.Response):
+            return member
         return json_response({"member": member.to_json()})
+
+    def member_of(mailing_list: MailingList, request: web.Request) -> Member | web.Response:
+        address = request.match_info["address"]
+        member = mailing_list.members.get(address.lower())
+        if member is None:
+            return message_response(
+                404, MSG_MEMBER_NOT_FOUND.format(address=address, list=mailing_list.address)
+            )
+        return member
+
+    @routes.put(LISTS_PREFIX + "{list_address}/members/{address}")
+    async def update_member(request: web.Request) -> web.Response:
+        found = lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        member = member_of(found, request)
+        if isinstance(member, web.Response):
+            return member  # an update never creates a member
+        form = await read_form(request)
+        try:
+            new_address = parse_address(form) if "address" in form else None
+            subscribed = parse_bool(form, "subscribed")
+            new_vars = parse_vars(form)
+        except BadRequest as exc:
+            return message_response(400, str(exc))
+        old_key = member.address.lower()
+        if new_address is not None and new_address.lower() != old_key:
+            if new_address.lower() in found.members:
+                return message_response(400, f"Address already exists '{new_address}'")
+            del found.members[old_key]
+            found.members[new_address.lower()] = member
+        changes: dict[str, Any] = {}
+        if new_address is not None and new_address != member.address:
+            member.address = changes["address"] = new_address
+        if "name" in form:
+            member.name = changes["name"] = form["name"]
+        if subscribed is not None:
+            member.subscribed = changes["subscribed"] = subscribed
+        if new_vars is not None:
+            member.vars = changes["vars"] = new_vars
+        journal.record_applied(
+            old_key,
+            request=request,
+            action="updated",
+            status=200,
+            changes=changes,
+            state=member.to_json(),
+            details={"list": found.address},
+        )
+        return json_response({"member": member.to_json(), "message": MSG_UPDATED})
+
+    @routes.delete(LISTS_PREFIX + "{list_address}/members/{address}")
+    async def delete_member(request: web.Request) -> web.Response:
+        found = lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        member = member_of(found, request)
+        if isinstance(member, web.Response):
+            return member
+        del found.members[member.address.lower()]
+        journal.record_applied(
+            member.address,
+            request=request,
+            action="deleted",
+            status=200,
+            changes={},
+            state={},
+            details={"list": found.address},
+        )
+        return json_response({"member": {"address": member.address}, "message": MSG_DELETED})
+
+    return routes
+
+
+def parse_unsubscribe_form(form: Mapping[str, str], tags: list[str]) -> tuple[str, list[str], str]:
+    """A single record from a form: address, tags (``tag``, repeatable; ``*`` when none), date."""
+    try:
+        return parse_address(form), tags, rfc2822(form.get("created_at"))
+    except BadDate as exc:
+        raise BadRequest(f"'created_at' parameter is not a valid RFC 2822 date: '{exc}'") from None
+
+
+def parse_unsubscribe_records(raw: bytes) -> list[tuple[str, list[str], str]]:
+    """The JSON form of ``POST /v3/{domain}/unsubscribes``: an array of up to 1,000
+    ``{address, tags, created_at}`` records, all valid or none applied."""
+    try:
+        records = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest(
+            "Failed to decode the JSON body: it must be an array of unsubscribe records"
+        ) from None
+    if not isinstance(records, list):
+        raise BadRequest("Failed to decode the JSON body: it must be an array of unsubscribe records")
+    if len(records) > UNSUBSCRIBES_MAX_RECORDS:
+        raise BadRequest(
+            f"Too many records: at most {UNSUBSCRIBES_MAX_RECORDS} per request, got {len(records)}"
+        )
+    parsed = []
+    for index, record in enumerate(records):
+        where = f"[{index}]"
+        if not isinstance(record, dict) or not isinstance(record.get("address"), str):
+            raise BadRequest(f"{where}: 'address' parameter is missing")
+        tags = record.get("tags", [])
+        if isinstance(record.get("tag"), str):
+            tags = [record["tag"]]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise BadRequest(f"{where}: 'tags' must be a list of strings")
+        created_at = record.get("created_at")
+        try:
+            address, _, when = parse_unsubscribe_form(
+                {"address": record["address"]}
+                | ({"created_at": created_at} if isinstance(created_at, str) else {}),
+                tags,
+            )
+        except BadRequest as exc:
+            raise BadRequest(f"{where}: {exc}") from None
+        parsed.append((address, tags, when))
+    return parsed
+
+
+def _unsubscribe_routes(api_key: str, unsubscribes: UnsubscribeStore, journal: Journal) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+    base = "/v3/{domain}/unsubscribes"
+
+    def lookup(request: web.Request) -> dict[str, Any] | web.Response:
+        if not credentials_match(request.headers.get("Authorization"), API_USER, api_key):
+            return forbidden()
+        domain = request.match_info["domain"]
+        table = unsubscribes.table(domain)
+        if table is None:
+            return message_response(404, MSG_DOMAIN_NOT_FOUND.format(domain=domain))
+        return table
+
+    def record(request: web.Request, address: str, action: str, state: dict[str, Any]) -> None:
+        journal.record_applied(
+            address,
+            request=request,
+            action=action,
+            status=200,
+            changes={},
+            state=state,
+            details={"domain": request.match_info["domain"]},
+        )
+
+    @routes.post(base)
+    async def add_unsubscribes(request: web.Request) -> web.Response:
+        table = lookup(request)
+        if isinstance(table, web.Response):
+            return table
+        try:
+            if request.content_type == "application/json":
+                records = parse_unsubscribe_records(await request.read())
+            else:
+                form = await read_form(request)
+                tags = (
+                    [t for t in (await request.post()).getall("tag", []) if isinstance(t, str)]
+                    if form
+                    else []
+                )
+                records = [parse_unsubscribe_form(form, tags)]
+        except BadRequest as exc:
+            return message_response(400, str(exc))
+        for address, tags, created_at in records:
+            stored = unsubscribes.add(table, address, tags, created_at)
+            record(request, address, "unsubscribed", stored.to_json())
+        if request.content_type == "application/json":
+            return json_response({"message": MSG_UNSUBSCRIBES_ADDED.format(count=len(records))})
+        return json_response({"message": MSG_UNSUBSCRIBE_ADDED, "address": records[0][0]})
+
+    @routes.get(base + "/{address}")
+    async def get_unsubscribe(request: web.Request) -> web.Response:
+        table = lookup(request)
+        if isinstance(table, web.Response):
+            return table
+        stored = table.get(request.match_info["address"].lower())
+        if stored is None:
+            return message_response(404, MSG_UNSUBSCRIBE_NOT_FOUND)
+        return json_response(stored.to_json())
+
+    @routes.delete(base + "/{address}")
+    async def delete_unsubscribe(request: web.Request) -> web.Response:
+        table = lookup(request)
+        if isinstance(table, web.Response):
+            return table
+        address = request.match_info["address"]
+        removed = unsubscribes.remove(table, address, request.query.get("tag"))
+        if removed is None:
+            return message_response(404, MSG_UNSUBSCRIBE_NOT_FOUND)
+        still = table.get(address.lower())
+        record(request, address, "unsubscribe_removed", still.to_json() if still is not None else {})
+        return json_response({"message": MSG_UNSUBSCRIBE_REMOVED, "address": removed.address})
 
     return routes
 
@@ -427,25 +638,41 @@ async def not_found(request: web.Request) -> web.Response:
     return message_response(404, "Not Found")
 
 
+def list_domains(lists: Iterable[str]) -> tuple[str, ...]:
+    """The sending domains the lists live on (the part after ``@``), each once."""
+    domains: dict[str, str] = {}
+    for address in lists:
+        domain = address.rpartition("@")[2]
+        domains.setdefault(domain.lower(), domain)
+    return tuple(domains.values())
+
+
 def create_app(
     *,
     api_key: str,
     lists: Iterable[str] = DEFAULT_LISTS,
+    domains: Iterable[str] | None = None,
     faults: Faults | Mapping[str, Any] | None = None,
     bulk_async_delay_s: float = DEFAULT_BULK_ASYNC_DELAY_S,
 ) -> web.Application:
     """A Mailgun emulator app with the given existing lists; serve with ``server.*``.
 
-    ``bulk_async_delay_s``: how long after its answer a bulk call of more than 100 entries
-    is applied (the background task Mailgun starts for it).
+    ``domains``: the account's sending domains, each with its unsubscribe list (default: the
+    domains of ``lists``). ``bulk_async_delay_s``: how long after its answer a bulk call of more
+    than 100 entries is applied (the background task Mailgun starts for it).
     """
+    lists = tuple(lists)
     store = MailgunStore(lists)
+    unsubscribes = UnsubscribeStore(
+        list_domains(lists) if domains is None else list_domains(f"@{d}" for d in domains)
+    )
     journal = Journal()
     injector = FaultInjector(faults)
     app = web.Application(
         middlewares=[journal_middleware(journal), fault_middleware(injector, MailgunDialect())]
     )
     app[MAILGUN_STORE] = store
+    app[UNSUBSCRIBE_STORE] = unsubscribes
     background: set[asyncio.Task[None]] = set()
 
     def cancel_background() -> None:
@@ -455,7 +682,11 @@ def create_app(
     def reset() -> None:
         cancel_background()  # a queued bulk upload must not land in the fresh state
         store.clear()
+        unsubscribes.clear()
         injector.restore()
+
+    async def unsubscribe_state(request: web.Request) -> web.Response:
+        return json_response({"unsubscribes": unsubscribes.snapshot()})
 
     async def on_cleanup(_app: web.Application) -> None:
         cancel_background()
@@ -463,8 +694,10 @@ def create_app(
     add_sandbox_routes(
         app, kind=KIND, journal=journal, state_name="members", snapshot=store.snapshot, reset=reset
     )
+    app.router.add_get(SANDBOX_PREFIX + "unsubscribes", unsubscribe_state)
     add_fault_routes(app, injector)
     app.add_routes(_routes(api_key, store, journal, background, bulk_async_delay_s))
+    app.add_routes(_unsubscribe_routes(api_key, unsubscribes, journal))
     app.router.add_route("*", "/{tail:.*}", not_found)
     app.on_cleanup.append(on_cleanup)
     return app

@@ -1,19 +1,28 @@
-"""Mautic REST API emulator: the contact upsert Signal uses, as strict as Mautic itself.
+"""Mautic REST API emulator: the contact API Signal uses, as strict as Mautic itself.
 
 Only what the Mautic integration touches is emulated, but that part is enforced the way a
 real instance enforces it, so a client bug shows up here rather than in production:
 
-* ``POST /api/contacts/new`` upserts on email (case-insensitive): 201 for a new contact,
-  200 for an existing one, body ``{"contact": {...}}`` shaped like Mautic's.
+* ``POST /api/contacts/new`` upserts on email (case-insensitive): 201 for a new contact
+  (with a ``Location`` header), 200 for an existing one, body ``{"contact": {...}}`` shaped
+  like Mautic's; ``contact.id`` is the id a later edit, DNC or delete call needs.
 * ``POST /api/contacts/batch/new`` upserts a JSON array of contacts (at most
   ``api_batch_max_limit``, default 200; more is Mautic's HTTP 500). The answer is 201 even
   when items fail: ``statusCodes`` (201/200/error code) and ``errors`` are keyed by the
   item's index, and, like PHP's ``json_encode``, written as a list when the keys run
-  0..n-1 and as an object keyed by index otherwise.
-* ``GET /api/contacts`` lists contacts (``limit``, ``start``, ``search``); a harmless call
-  for a connection test.
+  0..n-1 and as an object keyed by index otherwise; each contact carries its ``id``.
+* ``GET /api/contacts`` lists contacts (``limit``, ``start``, ``search``, ``where``,
+  ``minimal``, ``orderBy``), filtering as Mautic does (``mautic_search``), with Mautic's
+  cached total count (``count_cache_ttl_s``).
+* ``GET /api/contacts/{id}``; ``PATCH /api/contacts/{id}/edit`` (404 for an unknown id, never
+  creates); ``PUT /api/contacts/{id}/edit`` (creates a new contact, with a new id, for an
+  unknown one, and clears the fields it does not send); ``DELETE /api/contacts/{id}/delete``
+  (answers the deleted contact with ``id: null``; a later upsert of the email creates a new
+  id); ``POST /api/contacts/{id}/dnc/{channel}/add`` and ``/remove`` with the rules of
+  ``mautic_dnc``. An unknown id is ``404 Item was not found.`` before any permission check.
 * Access checks in Mautic's order: API enabled, Basic auth enabled, credentials, then the
-  user's permission to edit contacts. Errors use Mautic's ``{"errors": [...]}`` JSON.
+  user's permission (edit, create, delete). Errors use Mautic's
+  ``{"errors": [{"code", "message", "details", "type"}]}`` JSON.
 * Anything else under ``/api/`` is Mautic's JSON 404; a base URL carrying a path
   (``//api/...``, ``/mautic/api/...``) gets the HTML 404 of the web UI, as it would.
 * ``email`` must be an address Mautic stores as given (``email_accepted``: its cleaning and
@@ -21,8 +30,9 @@ real instance enforces it, so a client bug shows up here rather than in producti
   per item of a batch.
 * Blank values (``""``/``null``) never wipe stored values; unknown aliases are ignored
   (custom fields must be created first, see ``custom_fields``); ``tags`` add ``foo`` and
-  remove ``-foo``; ``ipAddress`` and X-Forwarded-For are recorded; UTM parameters become
-  ``utmtags`` entries, as the Mautic API does, not contact fields.
+  remove ``-foo``; ``doNotContact`` entries are applied as Mautic's contact form does;
+  ``ipAddress`` and X-Forwarded-For are recorded; UTM parameters become ``utmtags`` entries,
+  as the Mautic API does, not contact fields.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,25 +52,61 @@ from aiohttp import web
 
 from signal_sync.sandbox.faults import FaultInjector, Faults, add_fault_routes, fault_middleware
 from signal_sync.sandbox.journal import (
+    FORM_TYPES,
     Journal,
     add_sandbox_routes,
     credentials_match,
     journal_middleware,
     json_response,
 )
+from signal_sync.sandbox.mautic_dnc import (
+    IS_CONTACTABLE,
+    MANUAL,
+    DncEntry,
+    NonScalarInput,
+    add_entry,
+    create_entry,
+    php_int,
+    php_string,
+    remove_entry,
+    sanitize_special_chars,
+    scalar,
+    strip_tags,
+)
+from signal_sync.sandbox.mautic_search import NotEmulated, contact_filter, parse_where
 
 KIND = "mautic"
 API_PREFIX = "/api/"
 CONTACTS_NEW = "/api/contacts/new"
 CONTACTS_LIST = "/api/contacts"
 CONTACTS_BATCH_NEW = "/api/contacts/batch/new"
+CONTACT = "/api/contacts/{id:\\d+}"
+CONTACT_EDIT = CONTACT + "/edit"
+CONTACT_DELETE = CONTACT + "/delete"
+CONTACT_DNC_ADD = CONTACT + "/dnc/{channel}/add"
+CONTACT_DNC_REMOVE = CONTACT + "/dnc/{channel}/remove"
 DEFAULT_API_BATCH_MAX_LIMIT = 200
+DEFAULT_COUNT_CACHE_TTL_S = 5.0
+"""Mautic's ``contact_api_count_cache_ttl`` (seconds): how long a list's ``total`` is reused."""
 CORE_FIELDS = ("email", "firstname", "lastname", "phone", "company", "city", "state", "zipcode", "country")
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
-SPECIAL_FIELDS = ("ipAddress", "lastActive", "tags")
+SPECIAL_FIELDS = ("ipAddress", "lastActive", "tags", "doNotContact")
 DEFAULT_CUSTOM_FIELDS = ("signal_signup_method", "signal_lead_source")
 LAST_ACTIVE_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_LIST_LIMIT = 30
+ORDER_COLUMNS = {
+    "id": "id",
+    "email": "email",
+    "firstname": "firstname",
+    "lastname": "lastname",
+    "date_added": "date_added",
+    "dateAdded": "date_added",
+    "last_active": "last_active",
+    "lastActive": "last_active",
+}
+"""``orderBy`` values the list emulates (camelCase properties are converted as Mautic does)."""
+MINIMAL_DROPS = ("lastActive", "ipAddresses", "tags", "utmtags", "doNotContact")
+"""What ``minimal`` leaves out: the ``leadDetails`` group's properties (``leadList`` keeps the rest)."""
 
 MSG_API_DISABLED = "API disabled. You need to enable the API in the API settings of Mautic's Configuration."
 MSG_BASIC_DISABLED = (
@@ -68,10 +115,20 @@ MSG_BASIC_DISABLED = (
 )
 MSG_AUTH_DENIED = "API authorization denied."
 MSG_ACCESS_DENIED = "You do not have access to the requested area/action."
+MSG_NOT_FOUND = "Item was not found."
 MSG_RATE_LIMITED = "You exceeded the rate limit of {limit} API calls per hour."
 RATE_LIMIT_PER_HOUR = 100
 MSG_BATCH_LIMIT = "A max of {limit} entities are supported at a time."
 MSG_BATCH_ITEM_NOT_OBJECT = "Each contact of a batch must be a JSON object."
+MSG_INVALID_REASON = "Invalid reason code given"
+MSG_INVALID_REASON_DETAIL = "Reason code needs to be an integer and higher than 0."
+MSG_INVALID_JSON_BODY = "Invalid json message received"
+MSG_MERGE_NOT_EMULATED = (
+    "email: another contact (#{other}) has this address; Mautic would merge the two contacts (not emulated)."
+)
+MSG_DUPLICATE_NOT_EMULATED = (
+    "email: contact #{other} has this address; Mautic would create a second contact with it (not emulated)."
+)
 
 MSG_EMAIL_REQUIRED = "A valid email is required."
 EMAIL_COLUMN_CHARS = 191
@@ -113,14 +170,24 @@ _DEFAULT_MESSAGES = {401: MSG_AUTH_DENIED, 403: MSG_ACCESS_DENIED}
 _HTML_404 = (
     "<!DOCTYPE html><html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>"
 )
+_ROUTE_METHODS = (
+    (re.compile(r"^/api/contacts$"), ("GET",)),
+    (re.compile(r"^/api/contacts/new$"), ("POST",)),
+    (re.compile(r"^/api/contacts/batch/new$"), ("POST",)),
+    (re.compile(r"^/api/contacts/\d+$"), ("GET",)),
+    (re.compile(r"^/api/contacts/\d+/edit$"), ("PUT", "PATCH")),
+    (re.compile(r"^/api/contacts/\d+/delete$"), ("DELETE",)),
+    (re.compile(r"^/api/contacts/\d+/dnc/[^/]+/(?:add|remove)$"), ("POST",)),
+)
+"""The emulated routes and their methods: a known path with another method is a 405."""
 
 
 def errors_response(
     status: int, message: str, details: Any = None, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    """Mautic's error body: ``{"errors": [{"code", "message", "details"}]}``."""
-    body = {"errors": [{"code": status, "message": message, "details": [] if details is None else details}]}
-    return json_response(body, status=status, headers=headers)
+    """Mautic's error body (``returnError``): ``{"errors": [{"code", "message", "details", "type"}]}``."""
+    error = {"code": status, "message": message, "details": [] if details is None else details, "type": None}
+    return json_response({"errors": [error]}, status=status, headers=headers)
 
 
 class MauticDialect:
@@ -151,8 +218,10 @@ class MauticSettings:
     api_enabled: bool = True
     basic_auth_enabled: bool = True
     can_edit_contacts: bool = True
+    can_delete_contacts: bool = True
     custom_fields: tuple[str, ...] = DEFAULT_CUSTOM_FIELDS
     api_batch_max_limit: int = DEFAULT_API_BATCH_MAX_LIMIT
+    count_cache_ttl_s: float = DEFAULT_COUNT_CACHE_TTL_S
 
     @property
     def field_aliases(self) -> tuple[str, ...]:
@@ -172,6 +241,18 @@ class Contact:
     ip_addresses: list[str] = field(default_factory=list)
     last_active: str | None = None
     utmtags: list[dict[str, Any]] = field(default_factory=list)
+    dnc: list[DncEntry] = field(default_factory=list)
+
+    @property
+    def email_key(self) -> str | None:
+        """The lowercased email the contact is found by, None for a contact without one."""
+        email = self.fields.get("email")
+        return str(email).lower() if not is_blank(email) else None
+
+    @property
+    def journal_key(self) -> str:
+        """The key of the contact's applied log: its email, or ``contact:<id>`` without one."""
+        return self.email_key or f"contact:{self.id}"
 
 
 class BadRequest(Exception):
@@ -210,10 +291,13 @@ def email_accepted(email: Any) -> bool:
     return len(email) <= EMAIL_COLUMN_CHARS
 
 
-def validate_payload(payload: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Raise ``BadRequest`` for what Mautic's contact form would reject."""
+def validate_payload(payload: Mapping[str, Any], known: Iterable[str], *, require_email: bool = True) -> None:
+    """Raise ``BadRequest`` for what Mautic's contact form would reject.
+
+    ``require_email``: the upserts need an email; an edit of a known contact only checks one
+    that is sent."""
     email = payload.get("email")
-    if is_blank(email) or not email_accepted(email):
+    if (require_email or not is_blank(email)) and (is_blank(email) or not email_accepted(email)):
         raise _field_error("email", MSG_EMAIL_REQUIRED)
     last_active = payload.get("lastActive")
     if not is_blank(last_active):
@@ -228,8 +312,18 @@ def validate_payload(payload: Mapping[str, Any], known: Iterable[str]) -> None:
         if alias == "tags":
             if not (is_blank(value) or isinstance(value, str) or _is_list_of_scalars(value)):
                 raise _field_error("tags", "This value should be a list or a comma separated string.")
+        elif alias == "doNotContact":
+            _validate_dnc_payload(value)
         elif isinstance(value, dict | list):
             raise _field_error(alias, "This value should be of type string.")
+
+
+def _validate_dnc_payload(value: Any) -> None:
+    """``doNotContact`` entries must be objects (Mautic fails with a 500 on anything else);
+    a value that is not a list or object is ignored, as Mautic ignores it."""
+    entries = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    if any(not isinstance(entry, dict) for entry in entries):
+        raise _field_error("doNotContact", "Each entry must be an object with channel, reason and comments.")
 
 
 def _is_list_of_scalars(value: Any) -> bool:
@@ -265,46 +359,188 @@ def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
+class Conflict(BadRequest):
+    """An edit that would make Mautic merge or duplicate contacts, which is not emulated."""
+
+
 class MauticStore:
-    """Contacts keyed by lowercased email, plus the tag registry that gives tags their ids."""
+    """Contacts by id with an index by lowercased email, the tag registry that gives tags their
+    ids, and the list call's cached totals."""
 
     def __init__(self, settings: MauticSettings) -> None:
         self.settings = settings
         self.known = frozenset(settings.field_aliases + UTM_FIELDS + SPECIAL_FIELDS)
+        self.columns = frozenset(("id", *settings.field_aliases))
         self.clear()
 
     def clear(self) -> None:
-        self.contacts: dict[str, Contact] = {}
+        self.contacts: dict[int, Contact] = {}
+        self.by_email: dict[str, int] = {}
         self.tag_ids: dict[str, int] = {}
         self._next_id = 1
+        self._next_dnc_id = 1
+        self._count_cache: dict[Any, tuple[int, float]] = {}
+
+    def get(self, contact_id: int) -> Contact | None:
+        return self.contacts.get(contact_id)
+
+    def find(self, email: str) -> Contact | None:
+        contact_id = self.by_email.get(email.lower())
+        return None if contact_id is None else self.contacts.get(contact_id)
+
+    def _create(self) -> Contact:
+        now = _now()
+        contact = Contact(id=self._next_id, date_added=now, date_modified=now)
+        self._next_id += 1
+        self.contacts[contact.id] = contact
+        return contact
+
+    def _reindex(self, contact: Contact, old_key: str | None) -> None:
+        new_key = contact.email_key
+        if old_key is not None and old_key != new_key and self.by_email.get(old_key) == contact.id:
+            del self.by_email[old_key]
+        if new_key is not None:
+            self.by_email[new_key] = contact.id
+
+    def _owner_of(self, email: Any, contact: Contact | None) -> Contact | None:
+        """Another contact that already has ``email``, if any."""
+        if is_blank(email):
+            return None
+        other = self.find(str(email))
+        return other if other is not None and other is not contact else None
 
     def upsert(
         self, payload: Mapping[str, Any], header_ip: str | None
     ) -> tuple[Contact, bool, dict[str, Any], list[str]]:
         """Apply a validated payload; returns the contact, created?, what changed, what was ignored."""
-        key = str(payload["email"]).lower()
-        now = _now()
-        contact = self.contacts.get(key)
+        contact = self.find(str(payload["email"]))
         created = contact is None
         if contact is None:
-            contact = Contact(id=self._next_id, date_added=now, date_modified=now)
-            self._next_id += 1
-            self.contacts[key] = contact
-        contact.date_modified = now
+            contact = self._create()
+        changes, ignored = self._apply(contact, payload, header_ip, created=created, clear_missing=False)
+        return contact, created, changes, ignored
+
+    def edit(
+        self,
+        contact: Contact | None,
+        payload: Mapping[str, Any],
+        header_ip: str | None,
+        *,
+        clear_missing: bool,
+    ) -> tuple[Contact, dict[str, Any], list[str]]:
+        """``PATCH``/``PUT /api/contacts/{id}/edit``: a validated payload applied to ``contact``, or
+        to a new contact when None (``PUT`` of an unknown id). ``Conflict`` when the email belongs
+        to another contact."""
+        other = self._owner_of(payload.get("email"), contact)
+        if other is not None:
+            template = MSG_MERGE_NOT_EMULATED if contact is not None else MSG_DUPLICATE_NOT_EMULATED
+            raise Conflict(template.format(other=other.id))
+        created = contact is None
+        target = self._create() if contact is None else contact
+        changes, ignored = self._apply(
+            target, payload, header_ip, created=created, clear_missing=clear_missing
+        )
+        return target, changes, ignored
+
+    def _apply(
+        self,
+        contact: Contact,
+        payload: Mapping[str, Any],
+        header_ip: str | None,
+        *,
+        created: bool,
+        clear_missing: bool,
+    ) -> tuple[dict[str, Any], list[str]]:
+        old_key = contact.email_key
+        contact.date_modified = _now()
         changes: dict[str, Any] = {}
         for alias in self.settings.field_aliases:
             value = payload.get(alias)
             if not is_blank(value):
                 contact.fields[alias] = changes[alias] = value
+            elif clear_missing and contact.fields.get(alias) is not None:
+                contact.fields[alias] = changes[alias] = None
+        self._reindex(contact, old_key)
         self._apply_last_active(contact, payload.get("lastActive"), changes)
         self._apply_utm(contact, payload, changes)
         self._apply_tags(contact, payload.get("tags"), changes)
+        self._apply_dnc_payload(contact, payload.get("doNotContact"), created, changes)
         ignored = sorted(k for k in payload if k not in self.known)
         body_ip = payload.get("ipAddress")
         if not is_blank(body_ip) and valid_ip(body_ip) is None:
             ignored.append("ipAddress")
         self._apply_ips(contact, [valid_ip(body_ip), header_ip], changes)
-        return contact, created, changes, ignored
+        return changes, ignored
+
+    def delete(self, contact: Contact) -> None:
+        """Remove the contact (its DNC entries go with it); its id is never given again."""
+        del self.contacts[contact.id]
+        key = contact.email_key
+        if key is not None and self.by_email.get(key) == contact.id:
+            del self.by_email[key]
+
+    def _new_dnc_id(self) -> int:
+        self._next_dnc_id += 1
+        return self._next_dnc_id - 1
+
+    def add_dnc(
+        self, contact: Contact, *, channel: str, reason: int, comments: str, channel_id: int | None
+    ) -> tuple[str, DncEntry | None]:
+        """``POST .../dnc/{channel}/add``: see ``mautic_dnc.add_entry``."""
+        outcome, entry = add_entry(
+            contact.dnc,
+            channel=channel,
+            reason=reason,
+            comments=comments,
+            channel_id=channel_id or None,
+            new_id=self._next_dnc_id,
+            now=_now(),
+        )
+        if outcome == "added":
+            self._new_dnc_id()
+        if outcome != "unchanged":
+            contact.date_modified = _now()
+        return outcome, entry
+
+    def remove_dnc(self, contact: Contact, channel: str) -> DncEntry | None:
+        """``POST .../dnc/{channel}/remove``: the channel's first entry, whatever its reason."""
+        removed = remove_entry(contact.dnc, channel)
+        if removed is not None:
+            contact.date_modified = _now()
+        return removed
+
+    def _apply_dnc_payload(
+        self, contact: Contact, value: Any, created: bool, changes: dict[str, Any]
+    ) -> None:
+        """``doNotContact`` in a contact payload (``LeadApiController::preSaveEntity``)."""
+        entries = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+        applied = []
+        for item in entries:
+            channel = php_string(item.get("channel")) or "email"
+            comments = item.get("comments")
+            comments = strip_tags(php_string(comments)) if comments not in (None, "", "0", 0, False) else ""
+            reason = php_int(item.get("reason", MANUAL))
+            if reason == IS_CONTACTABLE:
+                if not created:
+                    removed = remove_entry(contact.dnc, channel)
+                    applied.append({"channel": channel, "removed": removed is not None})
+            elif created:
+                entry = create_entry(
+                    contact.dnc,
+                    channel=channel,
+                    reason=reason,
+                    comments=comments,
+                    new_id=self._new_dnc_id(),
+                    now=_now(),
+                )
+                applied.append({"channel": channel, "added": entry.to_json()})
+            else:
+                outcome, _ = self.add_dnc(
+                    contact, channel=channel, reason=reason, comments=comments, channel_id=None
+                )
+                applied.append({"channel": channel, outcome: reason})
+        if applied:
+            changes["doNotContact"] = applied
 
     @staticmethod
     def _apply_ips(contact: Contact, candidates: list[str | None], changes: dict[str, Any]) -> None:
@@ -342,11 +578,13 @@ class MauticStore:
         if ops:
             changes["tags"] = ops
 
-    def render(self, contact: Contact) -> dict[str, Any]:
-        """The contact as Mautic's API returns it."""
-        all_fields = {"id": contact.id} | {a: contact.fields.get(a) for a in self.settings.field_aliases}
+    def render(self, contact: Contact, *, deleted: bool = False) -> dict[str, Any]:
+        """The contact as Mautic's API returns it; a deleted one has ``id: null`` (Doctrine
+        clears the id of a removed entity before the answer is serialized)."""
+        contact_id = None if deleted else contact.id
+        all_fields = {"id": contact_id} | {a: contact.fields.get(a) for a in self.settings.field_aliases}
         return {
-            "id": contact.id,
+            "id": contact_id,
             "isPublished": True,
             "dateAdded": contact.date_added,
             "dateModified": contact.date_modified,
@@ -355,28 +593,91 @@ class MauticStore:
             "ipAddresses": {ip: {"ipAddress": ip, "ipDetails": {}} for ip in contact.ip_addresses},
             "tags": [{"id": self.tag_ids.get(t, 0), "tag": t} for t in contact.tags],
             "utmtags": list(contact.utmtags),
+            "doNotContact": [entry.to_json() for entry in contact.dnc],
             "fields": {"all": all_fields},
         }
+
+    def row(self, contact: Contact) -> dict[str, Any]:
+        """The contact's columns, as the list filters see them."""
+        return {"id": contact.id} | {a: contact.fields.get(a) for a in self.settings.field_aliases}
+
+    def search(
+        self, search: str, where: list[dict[str, str]], order: tuple[str, bool] | None
+    ) -> list[Contact]:
+        """Contacts matching ``search`` and ``where``, in Mautic's order: ``last_active`` newest
+        first (never active last), unless ``order`` = (column, descending) says otherwise."""
+        matches = contact_filter(search, where, self.columns)
+        found = [c for c in self.contacts.values() if matches(self.row(c))]
+        if order is None:
+            return sorted(found, key=lambda c: (c.last_active is None, _desc(c.last_active), c.id))
+        column, descending = order  # MySQL: NULLs first ascending, last descending
+        nulls = [c for c in found if _sort_value(c, column) is None]
+        rest = sorted(
+            (c for c in found if _sort_value(c, column) is not None),
+            key=lambda c: (_sort_value(c, column), c.id),
+            reverse=descending,
+        )
+        return rest + nulls if descending else nulls + rest
+
+    def total(self, key: Any, count: int) -> int:
+        """The list's ``total``: ``count``, or the one cached for the same filter within
+        ``count_cache_ttl_s`` (Mautic caches the count query's result)."""
+        now = time.monotonic()
+        cached = self._count_cache.get(key)
+        if cached is not None and now - cached[1] < self.settings.count_cache_ttl_s:
+            return cached[0]
+        self._count_cache[key] = (count, now)
+        return count
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every contact, in creation order."""
         return [self.render(c) for c in sorted(self.contacts.values(), key=lambda c: c.id)]
 
 
+class _Reversed(str):
+    """A string that sorts backwards (for a descending key inside an ascending sort)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: str) -> bool:
+        return str.__gt__(self, other)
+
+
+def _desc(value: str | None) -> str:
+    return _Reversed(value or "")
+
+
+def _sort_value(contact: Contact, column: str) -> Any:
+    if column == "id":
+        return contact.id
+    if column == "date_added":
+        return contact.date_added
+    if column == "last_active":
+        return contact.last_active
+    value = contact.fields.get(column)
+    return None if value is None else str(value).lower()
+
+
 MAUTIC_STORE = web.AppKey("mautic_store", MauticStore)
 
 
-def check_access(request: web.Request, settings: MauticSettings, *, edit: bool) -> web.Response | None:
-    """Mautic's access checks in its order; None when the request may proceed."""
+def check_api_access(request: web.Request, settings: MauticSettings) -> web.Response | None:
+    """The checks every API call passes first, in Mautic's order; None when it may proceed."""
     if not settings.api_enabled:
         return errors_response(403, MSG_API_DISABLED)
     if not settings.basic_auth_enabled:
         return errors_response(403, MSG_BASIC_DISABLED)
     if not credentials_match(request.headers.get("Authorization"), settings.username, settings.password):
         return errors_response(401, MSG_AUTH_DENIED, headers={"WWW-Authenticate": 'Basic realm="Mautic"'})
-    if edit and not settings.can_edit_contacts:
-        return errors_response(403, MSG_ACCESS_DENIED)
     return None
+
+
+def check_access(request: web.Request, settings: MauticSettings, *, edit: bool) -> web.Response | None:
+    """API access, then (``edit``) the permission to create and edit contacts."""
+    denied = check_api_access(request, settings)
+    if denied is None and edit and not settings.can_edit_contacts:
+        return errors_response(403, MSG_ACCESS_DENIED)
+    return denied
 
 
 async def read_json(request: web.Request) -> Any:
@@ -403,6 +704,26 @@ async def read_json_array(request: web.Request) -> list[Any]:
     if not isinstance(payload, list):
         raise BadRequest("Request body must be a JSON array of contacts.")
     return payload
+
+
+async def read_parameters(request: web.Request) -> dict[str, Any]:
+    """``$request->request`` as Mautic sees it: a form, or a JSON body decoded by FOSRest's body
+    listener (a JSON array gives no named parameters); no body, no parameters."""
+    if request.content_type in FORM_TYPES:
+        form = await request.post()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    raw = await request.read()
+    if request.content_type != "application/json" or not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest(MSG_INVALID_JSON_BODY) from None
+    if isinstance(body, dict):
+        return body
+    if isinstance(body, list):
+        return {}
+    raise BadRequest(MSG_INVALID_JSON_BODY)
 
 
 def php_array(items: Mapping[int, Any]) -> list[Any] | dict[str, Any]:
@@ -435,26 +756,62 @@ def _non_negative_int(request: web.Request, name: str, default: int) -> int:
     return value
 
 
+def php_truthy(value: str | None) -> bool:
+    """A query parameter as PHP's ``if ($value)`` reads it: ``""`` and ``"0"`` are false."""
+    return value not in (None, "", "0")
+
+
+def _order(request: web.Request) -> tuple[str, bool] | None:
+    raw = request.query.get("orderBy", "")
+    if raw == "":
+        return None
+    column = ORDER_COLUMNS.get(raw.strip())
+    if column is None:
+        raise NotEmulated(f"orderBy: {raw!r} is not emulated (one of {', '.join(sorted(ORDER_COLUMNS))})")
+    return column, request.query.get("orderByDir", "ASC").strip().upper() == "DESC"
+
+
 def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
-    def apply(
-        payload: dict[str, Any], header_ip: str | None, request: web.Request, **details: Any
-    ) -> tuple[dict[str, Any], int]:
-        """Upsert one validated contact and journal it: the rendered contact and 201/200."""
-        contact, created, changes, ignored = store.upsert(payload, header_ip)
-        status = 201 if created else 200
-        rendered = store.render(contact)
+    def journal_change(
+        contact: Contact,
+        request: web.Request,
+        action: str,
+        status: int,
+        changes: dict[str, Any],
+        **details: Any,
+    ) -> dict[str, Any]:
+        rendered = store.render(contact, deleted=action == "deleted")
         journal.record_applied(
-            str(payload["email"]),
+            contact.journal_key,
             request=request,
-            action="created" if created else "updated",
+            action=action,
             status=status,
             changes=changes,
             state=rendered,
-            details={"ignored": ignored, "contact_id": contact.id, **details},
+            details={"contact_id": contact.id, **details},
         )
-        return rendered, status
+        return rendered
+
+    def apply(
+        payload: dict[str, Any], header_ip: str | None, request: web.Request, **details: Any
+    ) -> tuple[dict[str, Any], int, Contact]:
+        """Upsert one validated contact and journal it: the rendered contact, 201/200, the contact."""
+        contact, created, changes, ignored = store.upsert(payload, header_ip)
+        status = 201 if created else 200
+        action = "created" if created else "updated"
+        rendered = journal_change(contact, request, action, status, changes, ignored=ignored, **details)
+        return rendered, status, contact
+
+    def location(request: web.Request, contact: Contact) -> dict[str, str]:
+        """The ``Location`` header Mautic sends with a 201: the new contact's URL."""
+        return {"Location": f"{request.url.origin()}/api/contacts/{contact.id}"}
+
+    def lookup(request: web.Request) -> Contact | web.Response:
+        """The contact of the path's id, or Mautic's 404 (checked before any permission)."""
+        contact = store.get(int(request.match_info["id"]))
+        return errors_response(404, MSG_NOT_FOUND) if contact is None else contact
 
     @routes.post(CONTACTS_NEW)
     async def new_contact(request: web.Request) -> web.Response:
@@ -466,8 +823,11 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
             validate_payload(payload, store.known)
         except BadRequest as exc:
             return errors_response(400, exc.message, exc.details)
-        rendered, status = apply(payload, forwarded_ip(request.headers.get("X-Forwarded-For")), request)
-        return json_response({"contact": rendered}, status=status)
+        rendered, status, contact = apply(
+            payload, forwarded_ip(request.headers.get("X-Forwarded-For")), request
+        )
+        headers = location(request, contact) if status == 201 else None
+        return json_response({"contact": rendered}, status=status, headers=headers)
 
     @routes.post(CONTACTS_BATCH_NEW)
     async def batch_new_contacts(request: web.Request) -> web.Response:
@@ -497,7 +857,7 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
                 errors[index] = batch_item_error(400, exc.message, exc.details)
                 status_codes[index] = 400
                 continue
-            contacts[index], status_codes[index] = apply(payload, header_ip, request, batch_index=index)
+            contacts[index], status_codes[index], _ = apply(payload, header_ip, request, batch_index=index)
         body: dict[str, Any] = {"contacts": php_array(contacts), "statusCodes": php_array(status_codes)}
         if errors:
             body["errors"] = php_array(errors)
@@ -511,23 +871,135 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
         try:
             limit = _non_negative_int(request, "limit", DEFAULT_LIST_LIMIT)
             start = _non_negative_int(request, "start", 0)
+            search = request.query.get("search", "")
+            where = parse_where(request.query)
+            found = store.search(search, where, _order(request))
+        except (BadRequest, NotEmulated) as exc:
+            return errors_response(400, str(exc))
+        except ValueError as exc:  # a where clause without expr or col: Mautic's uncaught exception
+            return errors_response(500, str(exc))
+        cache_key = (search.strip().lower(), tuple(tuple(sorted(c.items())) for c in where))
+        total = store.total(cache_key, len(found))
+        page = [] if total == 0 else found if limit == 0 else found[start : start + limit]
+        minimal = php_truthy(request.query.get("minimal"))
+        contacts = {}
+        for contact in page:
+            rendered = store.render(contact)
+            for name in MINIMAL_DROPS if minimal else ():
+                del rendered[name]
+            contacts[str(contact.id)] = rendered
+        return json_response({"total": total, "contacts": contacts})
+
+    @routes.get(CONTACT)
+    async def get_contact(request: web.Request) -> web.Response:
+        denied = check_api_access(request, settings)
+        if denied is not None:
+            return denied
+        found = lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        return json_response({"contact": store.render(found)})
+
+    async def edit_contact(request: web.Request, *, put: bool) -> web.Response:
+        denied = check_api_access(request, settings)
+        if denied is not None:
+            return denied
+        contact = store.get(int(request.match_info["id"]))
+        if contact is None and not put:
+            return errors_response(404, MSG_NOT_FOUND)  # PATCH requires that the contact exists
+        if not settings.can_edit_contacts:
+            return errors_response(403, MSG_ACCESS_DENIED)
+        try:
+            payload = await read_json_object(request)
+            validate_payload(payload, store.known, require_email=False)
+            header_ip = forwarded_ip(request.headers.get("X-Forwarded-For"))
+            target, changes, ignored = store.edit(contact, payload, header_ip, clear_missing=put)
         except BadRequest as exc:
-            return errors_response(400, exc.message)
-        search = request.query.get("search", "").removeprefix("email:").lower()
-        matches = [
-            c for c in store.snapshot() if search in str(c["fields"]["all"].get("email") or "").lower()
-        ]
-        page = matches[start : start + limit]
-        return json_response({"total": len(matches), "contacts": {str(c["id"]): c for c in page}})
+            return errors_response(400, exc.message, exc.details)
+        status = 201 if contact is None else 200
+        action = "created" if contact is None else "updated"
+        rendered = journal_change(
+            target, request, action, status, changes, ignored=ignored, method=request.method
+        )
+        headers = location(request, target) if status == 201 else None
+        return json_response({"contact": rendered}, status=status, headers=headers)
+
+    @routes.patch(CONTACT_EDIT)
+    async def patch_contact(request: web.Request) -> web.Response:
+        return await edit_contact(request, put=False)
+
+    @routes.put(CONTACT_EDIT)
+    async def put_contact(request: web.Request) -> web.Response:
+        return await edit_contact(request, put=True)
+
+    @routes.delete(CONTACT_DELETE)
+    async def delete_contact(request: web.Request) -> web.Response:
+        denied = check_api_access(request, settings)
+        if denied is not None:
+            return denied
+        found = lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        if not settings.can_delete_contacts:
+            return errors_response(403, MSG_ACCESS_DENIED)
+        store.delete(found)
+        rendered = journal_change(found, request, "deleted", 200, {})
+        return json_response({"contact": rendered})
+
+    @routes.post(CONTACT_DNC_ADD)
+    async def add_dnc(request: web.Request) -> web.Response:
+        denied = check_api_access(request, settings)
+        if denied is not None:
+            return denied
+        found = lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        if not settings.can_edit_contacts:
+            return errors_response(403, MSG_ACCESS_DENIED)
+        channel = request.match_info["channel"]
+        try:
+            body = await read_parameters(request)
+            channel_id = php_int(scalar(body, "channelId"))
+            reason = php_int(scalar(body, "reason") if "reason" in body else MANUAL)
+            comments = strip_tags(sanitize_special_chars(php_string(scalar(body, "comments"))))
+        except (BadRequest, NonScalarInput) as exc:
+            return errors_response(400, str(exc))
+        if reason == IS_CONTACTABLE:
+            return errors_response(400, MSG_INVALID_REASON, [MSG_INVALID_REASON_DETAIL])
+        outcome, entry = store.add_dnc(
+            found, channel=channel, reason=reason, comments=comments, channel_id=channel_id
+        )
+        changes = {"doNotContact": entry.to_json()} if entry is not None else {}
+        rendered = journal_change(found, request, f"dnc_{outcome}", 200, changes, channel=channel)
+        return json_response({"contact": rendered})
+
+    @routes.post(CONTACT_DNC_REMOVE)
+    async def remove_dnc(request: web.Request) -> web.Response:
+        denied = check_api_access(request, settings)
+        if denied is not None:
+            return denied
+        found = lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        if not settings.can_edit_contacts:
+            return errors_response(403, MSG_ACCESS_DENIED)
+        channel = request.match_info["channel"]
+        removed = store.remove_dnc(found, channel)
+        action = "dnc_removed" if removed is not None else "dnc_not_found"
+        changes = {"doNotContact": removed.to_json()} if removed is not None else {}
+        rendered = journal_change(found, request, action, 200, changes, channel=channel)
+        return json_response({"recordFound": removed is not None, "contact": rendered})
 
     return routes
 
 
 async def not_found(request: web.Request) -> web.Response:
-    """Unknown API paths get Mautic's JSON 404; paths outside ``/api/`` get the UI's HTML 404."""
+    """Unknown API paths get Mautic's JSON 404 (405 for a known path with another method);
+    paths outside ``/api/`` get the UI's HTML 404."""
     path = request.path
-    if path in (CONTACTS_NEW, CONTACTS_LIST, CONTACTS_BATCH_NEW):
-        return errors_response(405, f"Method {request.method} is not allowed for {path}")
+    for pattern, methods in _ROUTE_METHODS:
+        if pattern.match(path) and request.method not in methods:
+            return errors_response(405, f"Method {request.method} is not allowed for {path}")
     if path.startswith(API_PREFIX):
         return errors_response(404, f"Requested URL not found: {path}")
     return web.Response(status=404, text=_HTML_404, content_type="text/html")
@@ -540,14 +1012,18 @@ def create_app(
     api_enabled: bool = True,
     basic_auth_enabled: bool = True,
     can_edit_contacts: bool = True,
+    can_delete_contacts: bool = True,
     custom_fields: Iterable[str] = DEFAULT_CUSTOM_FIELDS,
     faults: Faults | Mapping[str, Any] | None = None,
     api_batch_max_limit: int = DEFAULT_API_BATCH_MAX_LIMIT,
+    count_cache_ttl_s: float = DEFAULT_COUNT_CACHE_TTL_S,
 ) -> web.Application:
     """A Mautic emulator app; serve it with ``server.start_in_thread`` or ``server.serve``.
 
     ``api_batch_max_limit`` is Mautic's setting of that name: the most contacts one
-    ``/api/contacts/batch/new`` call may carry.
+    ``/api/contacts/batch/new`` call may carry. ``count_cache_ttl_s`` is Mautic's
+    ``contact_api_count_cache_ttl``: a list call's ``total`` is reused for the same filter that
+    long (0 turns the cache off).
     """
     settings = MauticSettings(
         username=username,
@@ -555,8 +1031,10 @@ def create_app(
         api_enabled=api_enabled,
         basic_auth_enabled=basic_auth_enabled,
         can_edit_contacts=can_edit_contacts,
+        can_delete_contacts=can_delete_contacts,
         custom_fields=tuple(custom_fields),
         api_batch_max_limit=api_batch_max_limit,
+        count_cache_ttl_s=count_cache_ttl_s,
     )
     store = MauticStore(settings)
     journal = Journal()

@@ -17,8 +17,9 @@ are read again after the restart.
 
 Every record is bounded: ``send_soon`` refuses one larger than the limit of its topic
 (``record_limit``: the smaller of librdkafka's ``message.max.bytes`` and the topic's
-``max.message.bytes`` as read at start, less ``RECORD_OVERHEAD_BYTES`` for the record's framing)
-with a ``RecordTooLargeError`` before anything is queued, so an oversize record is the caller's
+``max.message.bytes`` as read at start, less ``RECORD_OVERHEAD_BYTES`` for the record's framing;
+its key, value and headers count, ``record_size``) with a ``RecordTooLargeError`` before anything
+is queued, so an oversize record is the caller's
 decision (the ingest stage splits its forwards and rejects an event that cannot fit alone), never a
 delivery failure that stops every later commit. ``batch.size`` is lowered to the smallest topic
 limit too: librdkafka puts several records in one batch, and the broker checks the batch.
@@ -29,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -46,6 +47,25 @@ DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
 RECORD_OVERHEAD_BYTES = 1024
 """Room left in a limit for what a record adds to its key and value on the wire: the batch header
 (61 bytes), the record's own header and length fields (at most about 40), with a wide margin."""
+
+HEADER_OVERHEAD_BYTES = 10
+"""What a record header adds on the wire beside its name and value: two varint lengths."""
+
+Headers = Sequence[tuple[str, bytes | None]]
+"""Record headers in order, as confluent-kafka takes and returns them (a value may be null)."""
+
+
+def headers_size(headers: Headers | None) -> int:
+    """The bytes ``headers`` add to a record."""
+    return sum(
+        len(name.encode()) + len(value or b"") + HEADER_OVERHEAD_BYTES for name, value in headers or ()
+    )
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Headers | None = None) -> int:
+    """What a record's limit is measured against: its key, value and headers."""
+    return (len(key) if key else 0) + (len(value) if value else 0) + headers_size(headers)
+
 
 SETTINGS = {
     "linger.ms": 20,  # fewer, larger produce requests: the broker shares the worker's machine
@@ -93,7 +113,7 @@ class _Epoch:
 
 Delivered = Callable[[Message], None]
 """Called (in the event loop's thread) with a record the broker acknowledged."""
-_Record = tuple[str, bytes | None, bytes | None, int, _Epoch, Delivered | None]
+_Record = tuple[str, bytes | None, bytes | None, int, _Epoch, Delivered | None, Headers | None, int]
 
 
 class OutputProducer:
@@ -101,10 +121,11 @@ class OutputProducer:
     changelogs."""
 
     def __init__(self, client_config: dict[str, Any], topic_limits: Mapping[str, int] | None = None) -> None:
-        """``client_config``: librdkafka settings (connection, security); they win over ``SETTINGS``.
+        """``client_config``: librdkafka settings (``streams.clients.client_config``: connection,
+        security, the ``kafka.client_config`` passthrough, the log router); they win over ``SETTINGS``.
         ``topic_limits``: ``max.message.bytes`` of the topics this producer writes, as the broker has
         them (a topic not named is bounded by ``message.max.bytes`` alone)."""
-        self._config = {**SETTINGS, **client_config, "logger": log}
+        self._config = {**SETTINGS, "logger": log, **client_config}
         message_max = int(self._config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self.default_limit = message_max - RECORD_OVERHEAD_BYTES
         limits = dict(topic_limits or {})
@@ -139,12 +160,14 @@ class OutputProducer:
         return on_delivery
 
     def record_limit(self, topic: str) -> int:
-        """The most bytes of key plus value a record for ``topic`` may have."""
+        """The most bytes of key, value and headers (``record_size``) a record for ``topic`` may have."""
         return self._limits.get(topic, self.default_limit)
 
-    def check(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        """Raise ``RecordTooLargeError`` unless a record of this key and value fits ``topic``."""
-        size = (len(key) if key else 0) + (len(value) if value else 0)
+    def check(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> None:
+        """Raise ``RecordTooLargeError`` unless a record of this key, value and headers fits ``topic``."""
+        size = record_size(key, value, headers)
         limit = self._limits.get(topic, self.default_limit)
         if size > limit:
             raise RecordTooLargeError(topic, size, limit)
@@ -156,12 +179,16 @@ class OutputProducer:
         value: bytes | None,
         partition: int = -1,
         on_delivered: Delivered | None = None,
+        *,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
     ) -> None:
-        """Hand over one record without waiting (-1: the partitioner picks the partition). While
-        librdkafka's queue is full, records wait here, in order, and the next flush includes them.
-        Raises ``RecordTooLargeError`` (nothing queued) for a record its topic would refuse."""
-        self.check(topic, key, value)
-        record = (topic, key, value, partition, self._epoch, on_delivered)
+        """Hand over one record without waiting (-1: the partitioner picks the partition; a
+        ``timestamp_ms`` of None: the producer's clock). While librdkafka's queue is full, records
+        wait here, in order, and the next flush includes them. Raises ``RecordTooLargeError``
+        (nothing queued) for a record its topic would refuse."""
+        self.check(topic, key, value, headers)
+        record = (topic, key, value, partition, self._epoch, on_delivered, headers, timestamp_ms or 0)
         if self._backlog or not self._produce(record):
             self._backlog.append(record)
             self._epoch.waiting += 1
@@ -180,17 +207,26 @@ class OutputProducer:
         """Records waiting for room in librdkafka's queue."""
         return len(self._backlog)
 
-    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        *,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         """Hand over one record; waits (without blocking the loop) while records wait for room.
         Raises ``RecordTooLargeError`` (nothing queued) for a record its topic would refuse."""
-        self.send_soon(topic, key, value, partition)
+        self.send_soon(topic, key, value, partition, headers=headers, timestamp_ms=timestamp_ms)
         while self._backlog:
             await asyncio.sleep(FLUSH_POLL_S)
             self._make_room()
 
     def _produce(self, record: _Record) -> bool:
         """Queue one record in librdkafka; False when its queue is full."""
-        topic, key, value, partition, epoch, on_delivered = record
+        topic, key, value, partition, epoch, on_delivered, headers, timestamp_ms = record
         report = epoch.on_delivery
         if on_delivered is not None:
 
@@ -200,7 +236,12 @@ class OutputProducer:
                     on_delivered(message)
 
         try:
-            self._producer.produce(topic, value, key, partition, on_delivery=report)
+            if headers or timestamp_ms:
+                self._producer.produce(
+                    topic, value, key, partition, on_delivery=report, timestamp=timestamp_ms, headers=headers
+                )
+            else:
+                self._producer.produce(topic, value, key, partition, on_delivery=report)
         except BufferError:
             return False
         epoch.produced += 1
@@ -210,7 +251,7 @@ class OutputProducer:
         """Serve delivery reports, then move waiting records into librdkafka's queue, in order."""
         self._producer.poll(0)
         while self._backlog and self._produce(self._backlog[0]):
-            _, _, _, _, epoch, _ = self._backlog.popleft()
+            epoch = self._backlog.popleft()[4]
             epoch.waiting -= 1
 
     async def flush(self) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -52,7 +52,7 @@ class RawRecord:
 class PartitionReader:
     """Committed offsets and offset ranges of one consumer group's partitions."""
 
-    def __init__(self, client_config: dict[str, str], group_id: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, client_config: dict[str, Any], group_id: str, timeout_s: float = 30.0) -> None:
         self._config = {
             **client_config,
             "group.id": group_id,

@@ -1,10 +1,10 @@
-"""Records on the wire: the input event and the outcome, as pydantic models.
+"""Records on the wire: the input event, the outcome and the dead letter's headers, as pydantic models.
 
 The input model accepts both snake_case and camelCase ids (``message_id``/``messageId``)
 because analytics SDKs differ; unknown fields are ignored so a producer can add data
 without breaking us, while a known field of the wrong type makes the event ``invalid``.
-The outcome model is the public contract of ``signal.deliveries``; docs/schemas is
-generated from both.
+The outcome model is the public contract of ``signal.deliveries`` and ``DeadLetterHeaders``
+that of the dead letters' headers; docs/schemas is generated from them.
 """
 
 from __future__ import annotations
@@ -231,8 +231,101 @@ class Outcome(BaseModel):
     error: str | None
 
 
-class DeadLetter(BaseModel):
-    """The original record of a failed or invalid case, on ``signal.deliveries.dlq``."""
+_DIGITS = "^-?[0-9]+$"
+
+
+class DeadLetterHeaders(BaseModel):
+    """The headers a dead letter on signal.deliveries.dlq carries after the original record's own,
+    shown as an object of header name to value (each value UTF-8 text). The record's key, value,
+    timestamp and first headers are the original record's, unchanged; __connect.errors.* are named as
+    Kafka Connect's dead letter queue names them, signal_sync.* are signal-sync's. A header whose
+    field is optional is absent when it does not apply."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    topic: str = Field(..., alias="__connect.errors.topic", description="The original record's topic.")
+    partition: str = Field(
+        ..., alias="__connect.errors.partition", pattern=_DIGITS, description="Its partition (-1: unknown)."
+    )
+    offset: str = Field(
+        ..., alias="__connect.errors.offset", pattern=_DIGITS, description="Its offset (-1: unknown)."
+    )
+    connector_name: str = Field(
+        ...,
+        alias="__connect.errors.connector.name",
+        description="The integration id (Connect's connector: one sink per destination).",
+    )
+    stage: Literal["VALUE_CONVERTER", "TRANSFORMATION", "KAFKA_PRODUCE", "TASK_PUT"] = Field(
+        ...,
+        alias="__connect.errors.stage",
+        description="Where it failed, in Connect's stage names: VALUE_CONVERTER (decoding the value: "
+        "invalid_event), TRANSFORMATION (the ingest stage's own processing: internal_error), "
+        "KAFKA_PRODUCE (the internal record: event_too_large), TASK_PUT (delivering to the destination).",
+    )
+    class_name: str = Field(
+        ...,
+        alias="__connect.errors.class.name",
+        description="The module that ran the stage (TASK_PUT: signal_sync.destinations.<destination>).",
+        examples=["signal_sync.destinations.mailgun"],
+    )
+    exception_class_name: str | None = Field(
+        None,
+        alias="__connect.errors.exception.class.name",
+        description="The exception raised, when one was (invalid_event, event_too_large, internal_error, "
+        "client_error); absent for an answer of the destination.",
+        examples=["signal_sync.errors.InvalidEventError"],
+    )
+    exception_message: str | None = Field(
+        None,
+        alias="__connect.errors.exception.message",
+        description="The exception's message, else the destination's error text; redacted as the logs "
+        "are (no secrets, no email addresses), at most 300 characters.",
+    )
+    integration: str = Field(..., alias="signal_sync.integration", description="The integration id.")
+    status: Literal["failed", "invalid"] = Field(..., alias="signal_sync.status")
+    reason: str = Field(..., alias="signal_sync.reason", description="The outcome's reason.")
+    attempts: str = Field(
+        ..., alias="signal_sync.attempts", pattern=_DIGITS, description="HTTP attempts made."
+    )
+    http_status: str | None = Field(
+        None, alias="signal_sync.http_status", pattern=_DIGITS, description="The last HTTP status, if any."
+    )
+    delivery_id: str = Field(..., alias="signal_sync.delivery_id", description="The outcome's delivery_id.")
+    message_id: str = Field(..., alias="signal_sync.message_id", description="The outcome's message_id.")
+    first_attempt_at: str = Field(
+        ...,
+        alias="signal_sync.first_attempt_at",
+        description="When the integration's work on the event began (RFC 3339, UTC): the delivery "
+        "agent taking it up, before its first request; for the ingest stage's letters, as last_attempt_at.",
+    )
+    last_attempt_at: str = Field(
+        ...,
+        alias="signal_sync.last_attempt_at",
+        description="When the outcome was decided (RFC 3339, UTC): the outcome's completed_at.",
+    )
+    original_header_count: str = Field(
+        ...,
+        alias="signal_sync.original.header_count",
+        pattern="^[0-9]+$",
+        description="How many of the record's first headers are the original record's.",
+    )
+    original_truncated: str | None = Field(
+        None,
+        alias="signal_sync.original.truncated",
+        pattern="^(value|headers|key)?(,(value|headers|key))*$",
+        description="Present when the original did not fit the topic: what was cut (value: only its "
+        "head is kept; headers, key: left out). Such a letter is not replayed.",
+    )
+    original_value_bytes: str | None = Field(
+        None, alias="signal_sync.original.value_bytes", pattern="^[0-9]+$", description="A cut value's size."
+    )
+    original_value_sha256: str | None = Field(
+        None, alias="signal_sync.original.value_sha256", description="A cut value's sha256 (hex)."
+    )
+
+
+class LegacyDeadLetter(BaseModel):
+    """A dead letter as earlier versions wrote it (a JSON envelope); ``replay-dlq`` still reads it."""
 
     schema_: Literal["signal.dead-letter/v1"] = Field(DEAD_LETTER_SCHEMA, alias="schema")
     delivery_id: str

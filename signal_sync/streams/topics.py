@@ -4,39 +4,32 @@ The worker never auto-creates the user-facing topics (source, deliveries, dead l
 a typo in a topic name should fail at start with the name in the message, not create a
 topic nobody reads. ``signal-sync topics create`` creates them on purpose.
 
-Every confluent-kafka client is configured through ``client_config`` so TLS and SASL
-apply to the admin calls and ``signal-sync produce`` exactly as to the worker.
+Every confluent-kafka client is configured through ``streams.clients.client_config`` so TLS,
+SASL, the ``kafka.client_config`` passthrough and the routing of librdkafka's log lines apply to
+the admin calls and ``signal-sync produce`` exactly as to the worker. The first call that needs the
+brokers (``topic_partitions``) fails at once, naming the setting, when they refuse the credentials,
+and after ``ADMIN_TIMEOUT_S`` when they cannot be reached.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic, ResourceType
 
 from signal_sync.config import KafkaSettings
 from signal_sync.errors import ConfigError
+from signal_sync.streams.clients import client_config as client_config
+from signal_sync.streams.clients import client_log, explain
 
 ADMIN_TIMEOUT_S = 15.0
+METADATA_ATTEMPT_S = 0.5
+"""Metadata requests are made in slices this long, so refused credentials end the wait at once."""
 MAX_MESSAGE_BYTES = "max.message.bytes"
 log = logging.getLogger(__name__)
-
-
-def client_config(kafka: KafkaSettings) -> dict[str, str]:
-    """librdkafka settings every confluent-kafka client (admin, producer) starts from:
-    the bootstrap servers plus the configured TLS/SASL security. Faust's own clients get the
-    same security from ``signal_sync.runtime.broker_credentials``."""
-    config = {"bootstrap.servers": kafka.bootstrap_servers, "security.protocol": kafka.security_protocol}
-    if kafka.uses_sasl:
-        assert kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password is not None
-        config["sasl.mechanism"] = kafka.sasl_mechanism
-        config["sasl.username"] = kafka.sasl_username
-        config["sasl.password"] = kafka.sasl_password.get_secret_value()
-    if kafka.uses_tls and kafka.ssl_ca_file is not None:
-        config["ssl.ca.location"] = str(kafka.ssl_ca_file)
-    return config
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:
@@ -49,12 +42,28 @@ def user_topics(kafka: KafkaSettings) -> list[str]:
     return [kafka.source_topic, kafka.deliveries_topic, kafka.dead_letter_topic]
 
 
+def cluster_metadata(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> ClusterMetadata:
+    """The cluster's metadata; ``ConfigError`` naming the setting at fault when the brokers refuse
+    the credentials (at once) or cannot be reached within ``timeout_s``."""
+    config = client_config(kafka)
+    router = client_log(config)
+    admin = AdminClient(config)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.list_topics(timeout=METADATA_ATTEMPT_S)
+        except KafkaException as exc:
+            admin.poll(0)  # serve librdkafka's log lines and errors: the cause is among them
+            refused = router.authentication_error if router is not None else None
+            if refused is None and time.monotonic() < deadline:
+                continue
+            cause = refused or (router.last_error if router is not None else None) or str(exc)
+            raise ConfigError(explain(kafka, cause)) from None
+
+
 def topic_partitions(kafka: KafkaSettings) -> dict[str, int]:
     """Partition count of each existing user topic."""
-    try:
-        metadata = admin_client(kafka).list_topics(timeout=ADMIN_TIMEOUT_S)
-    except KafkaException as exc:
-        raise ConfigError(f"kafka.bootstrap_servers: cannot reach {kafka.bootstrap_servers}: {exc}") from None
+    metadata = cluster_metadata(kafka)
     return {
         name: len(metadata.topics[name].partitions)
         for name in user_topics(kafka)

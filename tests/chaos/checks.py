@@ -22,7 +22,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from signal_sync.dead_letters import read_letter
 from tests.chaos.workload import CONSENT_TAG, MAILGUN, MAUTIC, Person, Workload
+from tests.support.dead_letters import Stored
 
 LIST_ADDRESS = "newsletter@mg.example.com"
 
@@ -229,12 +231,15 @@ class TopicTail:
             for message in batch:
                 if message.error():
                     continue
-                self.on_record(json.loads(message.value()))
+                self.on_record(self.decode(message))
                 new += 1
             if left <= 0 or (not batch and new):
                 return new
 
-    def on_record(self, record: dict[str, Any]) -> None:
+    def decode(self, message: Any) -> Any:
+        return json.loads(message.value())
+
+    def on_record(self, record: Any) -> None:
         self.records.append(record)
 
     def wait(
@@ -250,6 +255,17 @@ class TopicTail:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+class DeadLetterTail(TopicTail):
+    """The dead-letter topic: each record as stored, with the letter read from it."""
+
+    def decode(self, message: Any) -> Stored:
+        kind, stamp = message.timestamp()
+        headers = tuple(message.headers() or ())
+        letter = read_letter(message.key(), message.value(), headers, stamp if kind else None)
+        assert letter is not None and not letter.legacy, f"not a dead letter: {message.value()!r:.100}"
+        return Stored(message.key(), message.value(), headers, stamp if kind else None, letter)
 
 
 class OutcomeLog(TopicTail):

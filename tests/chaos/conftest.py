@@ -24,7 +24,7 @@ from harness import WorkerProcess, free_port
 
 from signal_sync.sandbox import mailgun, mautic, start_in_thread
 from signal_sync.sandbox.server import RunningServer
-from tests.chaos.checks import OutcomeLog, TopicTail, Verdict, get_json, verify, wait_quiet
+from tests.chaos.checks import DeadLetterTail, OutcomeLog, TopicTail, Verdict, get_json, verify, wait_quiet
 from tests.chaos.report import ROWS_KEY, Row, render
 from tests.chaos.workload import Workload
 from tests.support.config import write_config
@@ -107,8 +107,8 @@ class Chaos:
         self.tails.append(tail)
         return tail
 
-    def dead_letters(self) -> TopicTail:
-        tail = TopicTail(self.bootstrap, self.topics["dlq"], 1)
+    def dead_letters(self) -> DeadLetterTail:
+        tail = DeadLetterTail(self.bootstrap, self.topics["dlq"], 1)
         self.tails.append(tail)
         return tail
 

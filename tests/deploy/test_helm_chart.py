@@ -22,11 +22,13 @@ it these tests fail when ``CI=true`` and are skipped otherwise.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +48,9 @@ from signal_sync.config import (
     load_settings,
 )
 from signal_sync.observability.metrics import Metrics
+from signal_sync.streams.client_properties import OWNED
 from signal_sync.streams.internal import delivery_topic
+from tests.support.pki import CLIENT_KEY_PASSWORD, make_pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "deploy" / "helm" / "signal-sync"
@@ -58,6 +62,8 @@ EXPECTED_CI_FILES = {
     "keda-values.yaml",
     "existing-secret-values.yaml",
     "exposure-values.yaml",
+    "mtls-values.yaml",
+    "oauthbearer-values.yaml",
 }
 KUBE_VERSION = "1.30.0"  # oldest Kubernetes the manifests are validated against
 RELEASE = "rel"
@@ -82,7 +88,14 @@ CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication", "Prometh
 
 # Worker-config fields the chart sets itself (values.schema.json must not offer them).
 CHART_MANAGED = {
-    "kafka": {"ssl_ca_file", "sasl_password_file"},
+    "kafka": {
+        "ssl_ca_file",
+        "sasl_password_file",
+        "ssl_certificate_file",
+        "ssl_key_file",
+        "ssl_key_password_file",
+        "sasl_oauthbearer_client_secret_file",
+    },
     "worker": {"web_bind", "state_dir"},
     "debugger": set(DebuggerSettings.model_fields),  # from the top-level debugger values
 }
@@ -247,6 +260,8 @@ def _expect_failure(helm: Helm, values: Path | None, *extra: str) -> str:
 
 MINIMAL = CI_DIR / "minimal-values.yaml"
 SASL_TLS = CI_DIR / "sasl-tls-values.yaml"
+MTLS = CI_DIR / "mtls-values.yaml"
+OAUTHBEARER = CI_DIR / "oauthbearer-values.yaml"
 KEDA = CI_DIR / "keda-values.yaml"
 EXISTING = CI_DIR / "existing-secret-values.yaml"
 EXPOSURE = CI_DIR / "exposure-values.yaml"
@@ -339,8 +354,9 @@ def test_schema_integration_fields_match_the_worker(definition: str, model: type
 def _credential_values(values: Path) -> list[str]:
     creds = _load_yaml(values).get("credentials") or {}
     found = [v for v in (creds.get("integrations") or {}).values() if v]
-    if creds.get("kafkaSaslPassword"):
-        found.append(creds["kafkaSaslPassword"])
+    for key in ("kafkaSaslPassword", "kafkaOauthClientSecret"):
+        if creds.get(key):
+            found.append(creds[key])
     return found
 
 
@@ -363,8 +379,9 @@ def test_no_secret_in_configmaps_or_pod_spec(render: Callable[..., Rendered], va
         for field in ("api_password", "api_key"):
             if field in integration:  # only env references may be inline
                 assert re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", integration[field])
-    if "sasl_password" in config["kafka"]:
-        assert config["kafka"]["sasl_password"].startswith("${")
+    for field in ("sasl_password", "sasl_oauthbearer_client_secret", "ssl_key_password"):
+        if field in config["kafka"]:
+            assert config["kafka"][field].startswith("${")
 
 
 def _materialize_pod_files(
@@ -394,8 +411,22 @@ def _materialize_pod_files(
                 content = data.get(item["key"], f"placeholder-for-{item['key']}")
                 if mount["name"] == "kafka-ca":
                     content = "-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n"
+                if mount["name"] == "kafka-client":  # the worker loads these at start: real ones
+                    content = _client_certificate_files()[item["path"]]
                 (local / item["path"]).write_text(content, encoding="utf-8")
     return mounts
+
+
+@functools.cache
+def _client_certificate_files() -> dict[str, str]:
+    """A client certificate, its encrypted key and the key's password, by the file names the
+    chart mounts them under (tests/support/pki.py, openssl)."""
+    pki = make_pki(Path(tempfile.mkdtemp(prefix="chart-pki-")))
+    return {
+        "tls.crt": pki.client_cert.read_text(),
+        "tls.key": pki.client_key_encrypted.read_text(),
+        "key-password": CLIENT_KEY_PASSWORD,
+    }
 
 
 def _load_config_as_pod_sees_it(
@@ -437,6 +468,13 @@ def test_rendered_config_loads_in_the_worker(
     if settings.kafka.security_protocol.startswith("SASL_") and all_creds.get("kafkaSaslPassword"):
         assert settings.kafka.sasl_password is not None
         assert settings.kafka.sasl_password.get_secret_value() == all_creds["kafkaSaslPassword"]
+    if settings.kafka.sasl_mechanism == "OAUTHBEARER" and all_creds.get("kafkaOauthClientSecret"):
+        assert settings.kafka.sasl_oauthbearer_client_secret is not None
+        secret = settings.kafka.sasl_oauthbearer_client_secret.get_secret_value()
+        assert secret == all_creds["kafkaOauthClientSecret"]
+    if (_load_yaml(values).get("kafkaTls") or {}).get("clientCertSecret", {}).get("passwordKey"):
+        assert settings.kafka.ssl_key_password is not None
+        assert settings.kafka.ssl_key_password.get_secret_value() == CLIENT_KEY_PASSWORD
     for integration in settings.integrations:
         _, secret = integration.credentials()
         if integration.id in creds:  # chart-made Secret: the value from values reaches the worker
@@ -598,6 +636,73 @@ def test_sasl_tls_settings_and_ca_mount(render: Callable[..., Rendered]) -> None
     # secretKey renames the Secret key, not the file the config points at
     items = {i["path"]: i["key"] for i in volumes["credentials"]["secret"]["items"]}
     assert items["mautic-main"] == "mautic-password"
+
+
+def test_client_certificate_is_mounted_and_configured(render: Callable[..., Rendered]) -> None:
+    rendered = render(MTLS)
+    cert = _load_yaml(MTLS)["kafkaTls"]["clientCertSecret"]
+    kafka = rendered.config["kafka"]
+    mounts = {m["name"]: m for m in rendered.container["volumeMounts"]}
+    volume = {v["name"]: v for v in rendered.pod["volumes"]}["kafka-client"]["secret"]
+    assert volume["secretName"] == cert["name"] and mounts["kafka-client"]["readOnly"]
+    items = {i["path"]: i["key"] for i in volume["items"]}
+    assert items == {
+        "tls.crt": cert["certKey"],
+        "tls.key": cert["keyKey"],
+        "key-password": cert["passwordKey"],
+    }
+    folder = mounts["kafka-client"]["mountPath"]
+    assert (kafka["ssl_certificate_file"], kafka["ssl_key_file"], kafka["ssl_key_password_file"]) == (
+        f"{folder}/tls.crt",
+        f"{folder}/tls.key",
+        f"{folder}/key-password",
+    )
+    # KEDA connects with the same certificate, key and password
+    refs = {r["parameter"]: r for r in rendered.one("TriggerAuthentication")["spec"]["secretTargetRef"]}
+    assert {p: (refs[p]["name"], refs[p]["key"]) for p in ("cert", "key", "keyPassword")} == {
+        "cert": (cert["name"], cert["certKey"]),
+        "key": (cert["name"], cert["keyKey"]),
+        "keyPassword": (cert["name"], cert["passwordKey"]),
+    }
+    unencrypted = render(MTLS, "--set", "kafkaTls.clientCertSecret.passwordKey=")
+    assert "ssl_key_password_file" not in unencrypted.config["kafka"]
+    assert "keyPassword" not in {
+        r["parameter"] for r in unencrypted.one("TriggerAuthentication")["spec"]["secretTargetRef"]
+    }
+    assert "kafka-client" not in {v["name"] for v in render(SASL_TLS).pod["volumes"]}
+
+
+def test_oauthbearer_client_secret_from_the_credentials_secret(render: Callable[..., Rendered]) -> None:
+    rendered = render(OAUTHBEARER)
+    values = _load_yaml(OAUTHBEARER)
+    kafka = rendered.config["kafka"]
+    assert kafka["sasl_mechanism"] == "OAUTHBEARER" and "sasl_password_file" not in kafka
+    mounts = {m["name"]: m for m in rendered.container["volumeMounts"]}
+    assert kafka["sasl_oauthbearer_client_secret_file"] == (
+        f"{mounts['credentials']['mountPath']}/kafka-oauth-client-secret"
+    )
+    secret = rendered.secret_data(FULLNAME)
+    assert secret["kafka-oauth-client-secret"] == values["credentials"]["kafkaOauthClientSecret"]
+    assert "kafka-sasl-password" not in secret
+    # KEDA's oauthbearer: the client id as user name, the secret from the credentials Secret
+    refs = {r["parameter"]: r for r in rendered.one("TriggerAuthentication")["spec"]["secretTargetRef"]}
+    resolved = {parameter: rendered.secret_data(ref["name"])[ref["key"]] for parameter, ref in refs.items()}
+    assert resolved == {
+        "sasl": "oauthbearer",
+        "tls": "enable",
+        "username": values["config"]["kafka"]["sasl_oauthbearer_client_id"],
+        "password": values["credentials"]["kafkaOauthClientSecret"],
+        "oauthTokenEndpointUri": values["config"]["kafka"]["sasl_oauthbearer_token_endpoint_url"],
+        "scopes": values["config"]["kafka"]["sasl_oauthbearer_scope"],
+    }
+    existing = render(OAUTHBEARER, "--set", "credentials.existingSecret=kafka-creds")
+    refs = {r["parameter"]: r for r in existing.one("TriggerAuthentication")["spec"]["secretTargetRef"]}
+    assert (refs["password"]["name"], refs["password"]["key"]) == ("kafka-creds", "kafka-oauth-client-secret")
+
+
+def test_schema_refuses_the_librdkafka_properties_the_worker_refuses() -> None:
+    kafka = _schema()["properties"]["config"]["properties"]["kafka"]["properties"]
+    assert set(kafka["client_config"]["propertyNames"]["not"]["enum"]) == set(OWNED)
 
 
 def test_service_monitor_scrapes_metrics(render: Callable[..., Rendered]) -> None:
@@ -819,6 +924,36 @@ def load_settings_from_rendered(rendered: Rendered) -> Any:
         ),
         pytest.param(["--set", "config.worker.web_port=80"], "/config/worker/web_port", id="privileged-port"),
         pytest.param(
+            ["--set", "config.kafka.client_config.sasl\\.password=x"],
+            "invalid propertyName 'sasl.password'",
+            id="passthrough-of-an-owned-property",
+        ),
+        pytest.param(
+            [
+                "--set",
+                "config.kafka.security_protocol=SASL_SSL",
+                "--set",
+                "config.kafka.sasl_mechanism=OAUTHBEARER",
+            ],
+            "sasl_oauthbearer_token_endpoint_url",
+            id="oauthbearer-without-endpoint",
+        ),
+        pytest.param(
+            ["--set", "config.kafka.sasl_oauthbearer_client_secret=inline-secret-value"],
+            "/config/kafka/sasl_oauthbearer_client_secret",
+            id="inline-oauth-secret",
+        ),
+        pytest.param(
+            ["--set", "config.kafka.sasl_oauthbearer_token_endpoint_url=http://idp.example.com/token"],
+            "/config/kafka/sasl_oauthbearer_token_endpoint_url",
+            id="oauth-endpoint-plain-http",
+        ),
+        pytest.param(
+            ["--set", "config.kafka.ssl_certificate_file=/c.pem"],
+            "ssl_certificate_file",
+            id="chart-managed-client-certificate",
+        ),
+        pytest.param(
             ["--set", "config.kafka.source_topic=bad topic"],
             "/config/kafka/source_topic",
             id="bad-topic-name",
@@ -886,6 +1021,36 @@ def test_schema_rejects_bad_values(helm: Helm, extra: list[str], where: str) -> 
             ["--set", "config.kafka.bootstrap_servers=${KAFKA}"],
             "keda.bootstrapServers",
             id="keda-env-bootstrap",
+        ),
+        pytest.param(
+            MINIMAL,
+            ["--set", "kafkaTls.clientCertSecret.name=client"],
+            "a client certificate is only used with SSL or SASL_SSL",
+            id="client-certificate-without-tls",
+        ),
+        pytest.param(
+            OAUTHBEARER,
+            ["--set", "credentials.kafkaOauthClientSecret="],
+            "credentials.kafkaOauthClientSecret",
+            id="missing-oauth-client-secret",
+        ),
+        pytest.param(
+            OAUTHBEARER,
+            ["--set", "config.kafka.sasl_oauthbearer_client_secret=${OAUTH_SECRET}"],
+            "KEDA reads the Kafka OAUTHBEARER client secret from the credentials Secret",
+            id="keda-env-oauth-secret",
+        ),
+        pytest.param(
+            MTLS,
+            ["--set", "config.kafka.ssl_key_password=${KEY_PASSWORD}"],
+            "both set the key's password",
+            id="two-key-passwords",
+        ),
+        pytest.param(
+            MINIMAL,
+            ["--set", "integrations[0].id=kafka-oauth-client-secret"],
+            'the id "kafka-oauth-client-secret" is reserved',
+            id="id-reserved-for-oauth-secret",
         ),
         pytest.param(
             MINIMAL,

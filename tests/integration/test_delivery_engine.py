@@ -13,6 +13,8 @@ import orjson
 import pytest
 from harness import consume_until, produce
 
+from tests.support.dead_letters import consume_letters
+
 pytestmark = pytest.mark.integration
 
 
@@ -106,8 +108,9 @@ def test_failed_deliveries_are_dead_lettered_and_replayed_to_their_integration_o
     assert by_integration(first) == {("mautic-main", "delivered"): 5, ("mailgun-news", "failed"): 5}
     failed = [o for o in first if o["status"] == "failed"]
     assert {o["reason"] for o in failed} == {"http_400"} and all(o["hint"] for o in failed)
-    letters = consume_until(kafka_bootstrap, pipeline_topics["dlq"], lambda got: len(got) >= 5, 30)
-    assert {letter["integration"] for letter in letters} == {"mailgun-news"}
+    letters = consume_letters(kafka_bootstrap, pipeline_topics["dlq"], lambda got: len(got) >= 5, 30)
+    assert {stored.letter.integration for stored in letters} == {"mailgun-news"}
+    assert {stored.key for stored in letters} == {key for key, _ in records}, "keyed like the source"
 
     set_faults(mg.url, {})
     replay = subprocess.run(

@@ -35,8 +35,9 @@ from confluent_kafka import Consumer
 from harness import WorkerProcess, produce
 
 from signal_sync.codecs.events import peek_message_id
+from signal_sync.dead_letters import read_letter
 from signal_sync.sandbox.server import RunningServer
-from signal_sync.streams.records import DeadLetter, Outcome
+from signal_sync.streams.records import DeadLetterHeaders, Outcome
 from tests.support.emails import CRLF_INJECTED, MALFORMED
 
 pytestmark = pytest.mark.integration
@@ -281,10 +282,22 @@ def get_json(url: str) -> Any:
         return json.loads(reply.read())
 
 
+def json_value(message: Any) -> dict[str, Any]:
+    return orjson.loads(message.value())
+
+
+def dead_letter_headers(message: Any) -> dict[str, Any]:
+    """A dead letter's error headers by name (and the record's key and value under ``_key``/``_value``)."""
+    letter = read_letter(message.key(), message.value(), message.headers(), None)
+    assert letter is not None and not letter.legacy, f"not a dead letter: {message.value()!r:.100}"
+    return {**letter.context, "_key": letter.key, "_value": letter.value}
+
+
 class TopicReader:
     """Reads a topic from the start; ``until`` polls with a deadline."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, decode: Any = json_value) -> None:
+        self.decode = decode
         self.consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -307,7 +320,7 @@ class TopicReader:
             check()
             if message is None or message.error():
                 continue
-            self.records.append(orjson.loads(message.value()))
+            self.records.append(self.decode(message))
             self.arrived.append(time.monotonic())
         return True
 
@@ -364,7 +377,7 @@ def test_hostile_records_get_their_outcomes_and_never_harm_good_events(
     assert not good_ids & set(expected)
 
     deliveries = TopicReader(kafka_bootstrap, pipeline_topics["deliveries"])
-    dead_letters = TopicReader(kafka_bootstrap, pipeline_topics["dlq"])
+    dead_letters = TopicReader(kafka_bootstrap, pipeline_topics["dlq"], dead_letter_headers)
     try:
         produce(kafka_bootstrap, pipeline_topics["source"], interleave(good, hostile, run))
         produced_at = time.monotonic()
@@ -434,8 +447,12 @@ def test_hostile_records_get_their_outcomes_and_never_harm_good_events(
 
     # each invalid or failed outcome has its dead letter
     for letter in letters:
-        DeadLetter.model_validate(letter)
-    lettered = Counter(letter["delivery_id"] for letter in letters)
+        DeadLetterHeaders.model_validate({k: v for k, v in letter.items() if k not in ("_key", "_value")})
+    lettered = Counter(letter["signal_sync.delivery_id"] for letter in letters)
+    for letter in letters:  # each is its record as produced: key and value byte for byte
+        record = expected.get(letter["signal_sync.message_id"])
+        if record is not None and (letter["_key"], letter["_value"]) != (record.key, record.value):
+            problems.append(f"hostile {record.name}: its dead letter is not the record as produced")
     for outcome in outcomes:
         if outcome["status"] in ("failed", "invalid") and lettered[outcome["delivery_id"]] != 1:
             count = lettered[outcome["delivery_id"]]

@@ -19,7 +19,7 @@ from harness import WorkerProcess, consume_until, produce
 
 from signal_sync.engine.forwarder import partition_of
 from signal_sync.identity import contact_id
-from signal_sync.streams.records import DeadLetter
+from tests.support.dead_letters import consume_letters
 from tests.support.outcomes import consume_outcomes
 
 pytestmark = pytest.mark.integration
@@ -68,12 +68,12 @@ def test_a_too_large_event_is_invalid_and_its_neighbours_are_delivered(
             outcome = by_pair[(f"large-{n}", integration)]
             assert (outcome["status"], outcome["reason"]) == ("delivered", None), outcome
 
-    letters = consume_until(kafka_bootstrap, pipeline_topics["dlq"], lambda got: len(got) >= 2, timeout=30)
-    assert sorted(letter["integration"] for letter in letters) == ["mailgun-news", "mautic-main"]
-    for letter in letters:
-        DeadLetter.model_validate({k: v for k, v in letter.items() if k != "_key"})
-        assert letter["reason"] == "event_too_large"
-        assert letter["original_bytes"] == len(big[1]) and letter["original_truncated"] is True
+    letters = consume_letters(kafka_bootstrap, pipeline_topics["dlq"], lambda got: len(got) >= 2, timeout=30)
+    assert sorted(stored.letter.integration for stored in letters) == ["mailgun-news", "mautic-main"]
+    for stored in letters:
+        assert stored.get("reason") == "event_too_large"
+        assert stored.key == big[0], "keyed like the source record"
+        assert stored.value == big[1] and not stored.letter.truncated, "it fits the topic: kept whole"
     assert worker.stop() == 0, worker.log_tail()
 
     # The offsets are committed: a restarted worker reads none of these records again.

@@ -89,10 +89,10 @@ async def _body(resp: aiohttp.ClientResponse) -> Any:
 
 
 def error_message(body: Any) -> str:
-    """The message of Mautic's errors JSON, asserting the shape on the way."""
+    """The message of Mautic's errors JSON (``returnError``), asserting the shape on the way."""
     assert isinstance(body, dict) and set(body) == {"errors"}, body
     (error,) = body["errors"]
-    assert set(error) == {"code", "message", "details"}
+    assert set(error) == {"code", "message", "details", "type"}
     return error["message"]
 
 

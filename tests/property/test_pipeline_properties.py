@@ -35,15 +35,17 @@ from hypothesis import strategies as st
 
 from signal_sync.codecs.events import decode_event, peek_message_id
 from signal_sync.config import DeliverySettings, MailgunIntegration, MauticIntegration
+from signal_sync.dead_letters import dead_letter, read_letter
 from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import Request
 from signal_sync.destinations.delivery import Sender
 from signal_sync.errors import InvalidEventError
 from signal_sync.identity import ResolvedEvent, email_problem, normalize_email
-from signal_sync.outcomes import OutcomeBuilder, SourceRecord, dead_letter
+from signal_sync.outcomes import OutcomeBuilder, SourceRecord
 from signal_sync.planner import build_request, plan_event, remember, remembered_for, state_key
 from signal_sync.sandbox import RunningServer, mailgun, mautic, start_in_thread
-from signal_sync.streams.records import DeadLetter, Outcome, usable_ip
+from signal_sync.streams.output_producer import record_size
+from signal_sync.streams.records import DeadLetterHeaders, Outcome, usable_ip
 from tests.property.profiles import PROFILE
 from tests.property.strategies import emails, ips, record_bursts, timestamps
 from tests.unit.factories import MAILGUN_KEY, MAUTIC_PASSWORD
@@ -52,7 +54,8 @@ from tests.unit.factories import mautic as mautic_integration
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 OUTCOME_SCHEMA = json.loads((SCHEMAS / "outcome.schema.json").read_text(encoding="utf-8"))
-DEAD_LETTER_SCHEMA = json.loads((SCHEMAS / "dead-letter.schema.json").read_text(encoding="utf-8"))
+DEAD_LETTER_SCHEMA = json.loads((SCHEMAS / "dead-letter-headers.schema.json").read_text(encoding="utf-8"))
+DEAD_LETTER_MAX_BYTES = 1_000_000
 OUTCOME_MAX_BYTES = 8 * 1024
 PER_EVENT_REJECTIONS = frozenset({400, 422})
 HEADER_BREAKERS = ("\r", "\n", "\x00")
@@ -125,10 +128,14 @@ def check_outcome(outcome: dict[str, Any], source: SourceRecord, email: Any) -> 
     if isinstance(email, str) and "@" in email and len(email.strip()) >= 6:
         assert email.strip() not in (outcome["error"] or "")
     if outcome["status"] in ("failed", "invalid"):
-        letter = dead_letter(outcome, source)
-        DeadLetter.model_validate(letter)
-        jsonschema.validate(letter, DEAD_LETTER_SCHEMA)
-        assert len(orjson.dumps(letter)) <= 300 * 1024
+        record = dead_letter(outcome, source, DEAD_LETTER_MAX_BYTES)
+        assert record_size(record.key, record.value, record.headers) <= DEAD_LETTER_MAX_BYTES
+        letter = read_letter(record.key, record.value, record.headers, record.timestamp_ms)
+        assert letter is not None and letter.value == source.value
+        DeadLetterHeaders.model_validate(letter.context)
+        jsonschema.validate(letter.context, DEAD_LETTER_SCHEMA)
+        if isinstance(email, str) and "@" in email and len(email.strip()) >= 6:
+            assert all(email.strip() not in text for text in letter.context.values())
 
 
 def traits_email(raw: bytes | None) -> Any:

@@ -7,10 +7,11 @@ from typing import Any
 
 import orjson
 
+from signal_sync.dead_letters import Letter, read_letter
 from signal_sync.engine.forwarder import Forwarder
 from signal_sync.runtime import Runtime, create_runtime
 from signal_sync.streams.json_table import JsonValues
-from signal_sync.streams.output_producer import RecordTooLargeError
+from signal_sync.streams.output_producer import Headers, RecordTooLargeError, record_size
 from tests.unit.factories import settings
 
 
@@ -19,26 +20,49 @@ class RecordingOutputs:
 
     def __init__(self, limit: int = 1_000_000) -> None:
         self.default_limit = limit
-        self.records: list[tuple[str, bytes | None, bytes, int]] = []
+        self.records: list[tuple[str, bytes | None, bytes | None, int, Headers | None, int | None]] = []
+        """topic, key, value, partition, headers, timestamp_ms"""
         self.refuse: BaseException | None = None
         """When set, every send raises it (a producer that lost its broker for good)."""
 
     def record_limit(self, topic: str) -> int:
         return self.default_limit
 
-    def check(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        size = len(key or b"") + len(value or b"")
+    def check(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> None:
+        size = record_size(key, value, headers)
         if size > self.default_limit:
             raise RecordTooLargeError(topic, size, self.default_limit)
 
-    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        *,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         if self.refuse is not None:
             raise self.refuse
-        self.check(topic, key, value)
-        self.records.append((topic, key, value, partition))
+        self.check(topic, key, value, headers)
+        self.records.append((topic, key, value, partition, headers, timestamp_ms))
 
     def on(self, topic: str) -> list[dict[str, Any]]:
-        return [orjson.loads(value) for name, _, value, _ in self.records if name == topic]
+        """The JSON records sent to ``topic``."""
+        return [orjson.loads(record[2] or b"") for record in self.records if record[0] == topic]
+
+    def letters(self, topic: str) -> list[Letter]:
+        """The dead letters sent to ``topic``, read back."""
+        letters = [
+            read_letter(key, value, headers, stamp)
+            for name, key, value, _, headers, stamp in self.records
+            if name == topic
+        ]
+        assert all(letter is not None for letter in letters), "every record on the topic is a dead letter"
+        return letters  # type: ignore[return-value]
 
 
 class Stops:

@@ -73,7 +73,10 @@ async def test_an_exception_while_building_the_outcome_becomes_an_internal_error
     outcome = only_outcome(outputs.on(DELIVERIES))
     assert (outcome["status"], outcome["reason"]) == ("failed", "internal_error")
     assert outcome["error"] == "OverflowError: date value out of range"
-    assert [letter["reason"] for letter in outputs.on(DLQ)] == ["internal_error"]
+    letters = outputs.letters(DLQ)
+    assert [letter.context["signal_sync.reason"] for letter in letters] == ["internal_error"]
+    assert letters[0].context["__connect.errors.stage"] == "TASK_PUT"
+    assert letters[0].context["__connect.errors.exception.class.name"] == "OverflowError"
 
 
 async def test_an_exception_while_sending_clears_the_pending_state_and_becomes_one_outcome(monkeypatch):

@@ -12,7 +12,7 @@ import pytest
 from signal_sync.agents.ingest import Forwarding, ingest_record
 from signal_sync.engine.forwarder import FRAMING_BYTES
 from signal_sync.outcomes import SourceRecord
-from signal_sync.streams.records import DeadLetter, Outcome
+from signal_sync.streams.records import DeadLetterHeaders, Outcome
 from tests.unit.factories import consent
 from tests.unit.runtime_fakes import fake_runtime
 
@@ -72,9 +72,11 @@ async def test_an_exception_after_the_first_integrations_outcome_fails_only_the_
     assert (failed["status"], failed["reason"]) == ("failed", "internal_error")
     assert failed["error"].startswith("RuntimeError: forwarder broke on ")
     assert "jane@example.com" not in failed["error"], "emails are redacted from error texts"
-    letters = outputs.on(DLQ)
-    assert [letter["integration"] for letter in letters] == ["mailgun-news"]
-    DeadLetter.model_validate(letters[0])
+    letters = outputs.letters(DLQ)
+    assert [letter.integration for letter in letters] == ["mailgun-news"]
+    headers = DeadLetterHeaders.model_validate(letters[0].context)
+    assert (headers.stage, headers.exception_class_name) == ("TRANSFORMATION", "RuntimeError")
+    assert headers.exception_message == "forwarder broke on <email>"
 
 
 async def test_an_event_too_large_to_forward_is_invalid_for_the_integrations_that_take_it_before_its_ack():
@@ -96,11 +98,14 @@ async def test_an_event_too_large_to_forward_is_invalid_for_the_integrations_tha
     too_large = outcomes["mailgun-news"]
     assert (too_large["status"], too_large["reason"]) == ("invalid", "event_too_large")
     assert f"over the {4_000 - FRAMING_BYTES}-byte limit" in too_large["error"]
-    letters = outputs.on(DLQ)
-    assert [(letter["integration"], letter["reason"]) for letter in letters] == [
+    letters = outputs.letters(DLQ)
+    assert [(letter.integration, letter.context["signal_sync.reason"]) for letter in letters] == [
         ("mailgun-news", "event_too_large")
     ]
-    assert letters[0]["original_bytes"] == len(orjson.dumps(body))
+    # the dead-letter topic's limit is 4,000 bytes here too: the value's head, and its size and hash
+    assert orjson.dumps(body).startswith(letters[0].value or b"") and letters[0].truncated
+    assert letters[0].context["signal_sync.original.value_bytes"] == str(len(orjson.dumps(body)))
+    assert letters[0].context["__connect.errors.stage"] == "KAFKA_PRODUCE"
     forwarded = [topic for topic, *_ in outputs.records if topic.startswith("signal-sync-deliver-")]
     assert forwarded == [], "nothing of it is forwarded"
 

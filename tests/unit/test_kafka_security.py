@@ -1,7 +1,9 @@
 """Kafka TLS/SASL: config validation naming the field, and the settings every client gets from it.
 
-Faust's clients get ``broker_credentials``; the confluent-kafka admin client and
-``signal-sync produce`` get ``client_config``. Both come from the same ``KafkaSettings``.
+Faust's clients get ``broker_credentials``; the confluent-kafka clients (admin, output producer,
+partition reader, ``signal-sync produce``) get ``client_config``: ``security_properties`` plus the
+``kafka.client_config`` passthrough and a log router. All come from the same ``KafkaSettings``.
+Mutual TLS and OAUTHBEARER are in ``test_kafka_client_auth.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from signal_sync.config import KafkaSettings, load_settings
 from signal_sync.errors import ConfigError
 from signal_sync.runtime import broker_credentials, create_runtime, ssl_context
 from signal_sync.streams import topics
+from signal_sync.streams.clients import security_properties
+from signal_sync.streams.librdkafka_log import LibrdkafkaLog
 from signal_sync.streams.topics import admin_client, client_config
 from tests.unit.factories import MAUTIC_RAW
 
@@ -81,8 +85,17 @@ def error(tmp_path: Path, **kafka: Any) -> str:
 def test_default_is_plaintext_without_credentials(tmp_path: Path) -> None:
     kafka = load(tmp_path)
     assert kafka.security_protocol == "PLAINTEXT" and not kafka.uses_sasl and not kafka.uses_tls
-    assert client_config(kafka) == {"bootstrap.servers": BOOTSTRAP, "security.protocol": "PLAINTEXT"}
+    assert security_properties(kafka) == {"bootstrap.servers": BOOTSTRAP, "security.protocol": "PLAINTEXT"}
     assert broker_credentials(kafka) is None
+
+
+def test_every_client_config_carries_the_properties_and_a_log_router(tmp_path: Path) -> None:
+    kafka = load(tmp_path, security_protocol="SASL_SSL", sasl_username="svc", sasl_password=PASSWORD)
+    config = client_config(kafka)
+    router = config.pop("logger")
+    assert isinstance(router, LibrdkafkaLog) and config.pop("error_cb") == router.error
+    assert config == security_properties(kafka)
+    assert client_config(kafka)["logger"] is not router, "each client gets its own router"
 
 
 @pytest.mark.parametrize(
@@ -96,7 +109,8 @@ def test_default_is_plaintext_without_credentials(tmp_path: Path) -> None:
                 "sasl_password": "p",
                 "sasl_mechanism": "GSSAPI",
             },
-            "kafka.sasl_mechanism: Input should be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'",
+            "kafka.sasl_mechanism: Input should be 'PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512' or "
+            "'OAUTHBEARER'",
         ),
         (
             {"security_protocol": "SASL_SSL", "sasl_password": "p"},
@@ -199,7 +213,7 @@ def test_sasl_ssl_with_ca(tmp_path: Path, ca_file: Path, mechanism: str) -> None
         sasl_password=PASSWORD,
         ssl_ca_file=str(ca_file),
     )
-    assert client_config(kafka) == {
+    assert security_properties(kafka) == {
         "bootstrap.servers": BOOTSTRAP,
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": mechanism,
@@ -222,8 +236,8 @@ def test_sasl_ssl_with_ca(tmp_path: Path, ca_file: Path, mechanism: str) -> None
 def test_sasl_plaintext_defaults_to_plain_without_tls(tmp_path: Path) -> None:
     kafka = load(tmp_path, security_protocol="SASL_PLAINTEXT", sasl_username="svc", sasl_password=PASSWORD)
     assert kafka.sasl_mechanism == "PLAIN"
-    assert client_config(kafka)["security.protocol"] == "SASL_PLAINTEXT"
-    assert "ssl.ca.location" not in client_config(kafka)
+    assert security_properties(kafka)["security.protocol"] == "SASL_PLAINTEXT"
+    assert "ssl.ca.location" not in security_properties(kafka)
     auth = credentials_to_aiokafka_auth(broker_credentials(kafka))
     assert auth["security_protocol"] == "SASL_PLAINTEXT" and auth["ssl_context"] is None
     assert auth["sasl_mechanism"] == "PLAIN"
@@ -231,7 +245,7 @@ def test_sasl_plaintext_defaults_to_plain_without_tls(tmp_path: Path) -> None:
 
 def test_ssl_with_and_without_custom_ca(tmp_path: Path, ca_file: Path) -> None:
     kafka = load(tmp_path, security_protocol="SSL", ssl_ca_file=str(ca_file))
-    assert client_config(kafka) == {
+    assert security_properties(kafka) == {
         "bootstrap.servers": BOOTSTRAP,
         "security.protocol": "SSL",
         "ssl.ca.location": str(ca_file),
@@ -242,7 +256,7 @@ def test_ssl_with_and_without_custom_ca(tmp_path: Path, ca_file: Path) -> None:
     assert auth["security_protocol"] == "SSL" and len(auth["ssl_context"].get_ca_certs()) == 1
 
     system = load(tmp_path, security_protocol="SSL")
-    assert "ssl.ca.location" not in client_config(system)
+    assert "ssl.ca.location" not in security_properties(system)
     assert ssl_context(system).verify_mode is ssl.CERT_REQUIRED
 
 
@@ -268,8 +282,12 @@ def test_admin_client_and_produce_use_the_security_settings(tmp_path: Path, monk
     seen: list[dict[str, str]] = []
 
     class FakeClient:
-        def __init__(self, config: dict[str, str]) -> None:
+        def __init__(self, config: dict[str, Any]) -> None:
+            assert isinstance(config.pop("logger"), LibrdkafkaLog) and config.pop("error_cb")
             seen.append(dict(config))
+
+        def list_topics(self, timeout: float) -> object:
+            return object()
 
         def produce(self, *args: Any, **kwargs: Any) -> None:
             kwargs["on_delivery"](None, None)
@@ -298,7 +316,8 @@ def test_admin_client_and_produce_use_the_security_settings(tmp_path: Path, monk
     result = CliRunner().invoke(app, ["produce", "-c", str(config), str(events)])
     assert result.exit_code == 0, result.output
 
-    expected = client_config(kafka)
+    expected = security_properties(kafka)
     assert seen[0] == expected
-    assert seen[1] == {**expected, "enable.idempotence": True}
-    assert seen[1]["sasl.mechanism"] == "SCRAM-SHA-256" and seen[1]["sasl.password"] == PASSWORD
+    assert seen[1] == expected, "produce checks the cluster first"
+    assert seen[2] == {**expected, "enable.idempotence": True}
+    assert seen[2]["sasl.mechanism"] == "SCRAM-SHA-256" and seen[2]["sasl.password"] == PASSWORD

@@ -1,8 +1,7 @@
-"""Outcome and dead-letter records: the ``signal.deliveries`` contract."""
+"""Outcome records: the ``signal.deliveries`` contract."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -11,21 +10,17 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from signal_sync.outcomes import (
     DELIVERY_NAMESPACE,
     OutcomeBuilder,
     SourceRecord,
-    dead_letter,
     delivery_id,
     encode,
     event_timestamp,
     iso_utc,
 )
-from signal_sync.streams.records import DeadLetter, Outcome, SignalEvent
-from tests.property.profiles import PROFILE
+from signal_sync.streams.records import Outcome, SignalEvent
 from tests.unit.factories import event, mailgun, mautic
 
 CONTRACT_KEYS = {
@@ -193,64 +188,11 @@ def test_naive_event_timestamp_counts_as_utc() -> None:
     assert record["event_timestamp"] == "2026-06-06T14:32:10Z"
 
 
-def test_dead_letter_keeps_utf8_text() -> None:
-    outcome = build(status="failed", reason="http_400", http_status=400, created=None, error="bad")
-    record = dead_letter(outcome, SOURCE)
-    assert record["original"] == '{"type":"identify"}'
-    assert record["original_encoding"] == "utf-8"
-    assert (record["source_topic"], record["source_partition"], record["source_offset"]) == (
-        "signal.events",
-        3,
-        42,
-    )
-    assert (record["delivery_id"], record["reason"], record["error"]) == (
-        outcome["delivery_id"],
-        "http_400",
-        "bad",
-    )
-    DeadLetter.model_validate(record)
-
-
-def test_dead_letter_base64_for_non_utf8() -> None:
-    raw = b"\xff\xfe\x00not utf-8\x80"
-    source = SourceRecord("signal.events", 0, 7, None, raw)
-    outcome = build(status="invalid", reason="invalid_event", email=None, event=None, source=source)
-    record = dead_letter(outcome, source)
-    assert record["original_encoding"] == "base64"
-    assert base64.b64decode(record["original"]) == raw
-    DeadLetter.model_validate(record)
-    orjson.dumps(record)  # serializable as is
-
-
 def test_encode_is_compact_json() -> None:
     record = build()
     wire = encode(record)
     assert orjson.loads(wire) == record
     assert b"\n" not in wire and b": " not in wire
-
-
-def test_dead_letter_of_an_oversized_record_keeps_its_head_size_and_hash() -> None:
-    import hashlib
-
-    from signal_sync.outcomes import DEAD_LETTER_ORIGINAL_LIMIT
-
-    raw = b'{"type":"page","pad":"' + b"x" * (5 * 1024 * 1024) + b'"}'
-    source = SourceRecord("signal.events", 0, 7, None, raw)
-    record = dead_letter(
-        {
-            "delivery_id": "d",
-            "message_id": "m",
-            "integration": "i",
-            "status": "invalid",
-            "reason": "invalid_event",
-            "attempts": 0,
-            "error": "too big",
-        },
-        source,
-    )
-    assert record["original_truncated"] is True and record["original_bytes"] == len(raw)
-    assert record["original_sha256"] == hashlib.sha256(raw).hexdigest()
-    assert len(record["original"]) == DEAD_LETTER_ORIGINAL_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -283,39 +225,3 @@ def test_the_error_text_of_an_exception_names_its_type_without_emails() -> None:
     for start in range(270, 300):  # an address the cut goes through is not half shown
         cut = exception_text(RuntimeError(" " * start + "someone.long@example.com " + "y" * 5_000))
         assert "someone" not in cut and "example" not in cut
-
-
-@PROFILE
-@given(
-    original=st.one_of(st.binary(max_size=300_000), st.text(max_size=100_000).map(str.encode)),
-    max_bytes=st.integers(min_value=8_000, max_value=600_000),
-)
-def test_a_dead_letter_always_fits_its_limit_and_describes_the_whole_original(
-    original: bytes, max_bytes: int
-) -> None:
-    from signal_sync.outcomes import encode_dead_letter
-
-    source = SourceRecord("signal.events", 0, 7, None, original)
-    outcome = build(status="invalid", reason="invalid_event", email=None, event=None, source=source)
-    wire = encode_dead_letter(outcome, source, max_bytes)
-    assert len(wire) <= max_bytes
-    letter = DeadLetter.model_validate(orjson.loads(wire))
-    assert letter.original_bytes == len(original)
-    assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
-    kept = (
-        base64.b64decode(letter.original)
-        if letter.original_encoding == "base64"
-        else letter.original.encode()
-    )
-    assert original.startswith(kept) and letter.original_truncated == (len(kept) < len(original))
-
-
-def test_a_dead_letter_of_control_characters_is_cut_until_it_fits() -> None:
-    from signal_sync.outcomes import encode_dead_letter
-
-    original = b"\x01" * 200_000  # valid UTF-8; JSON writes each as \u0001, six bytes
-    source = SourceRecord("signal.events", 0, 7, None, original)
-    outcome = build(status="invalid", reason="invalid_event", email=None, event=None, source=source)
-    wire = encode_dead_letter(outcome, source, 300_000)
-    assert 150_000 < len(wire) <= 300_000
-    assert orjson.loads(wire)["original_truncated"] is True

@@ -6,9 +6,11 @@ import pytest
 
 from signal_sync.streams.output_producer import (
     DEFAULT_MESSAGE_MAX_BYTES,
+    HEADER_OVERHEAD_BYTES,
     RECORD_OVERHEAD_BYTES,
     OutputProducer,
     RecordTooLargeError,
+    record_size,
 )
 
 NOWHERE = {"bootstrap.servers": "127.0.0.1:1"}
@@ -38,3 +40,15 @@ async def test_an_oversize_record_is_refused_synchronously_with_nothing_queued()
         await producer.send("small", None, b"x" * (limit + 1))
     assert producer._client is None and producer.waiting == 0, "nothing was handed to librdkafka"
     producer.check("small", b"k", b"x" * (limit - 1))  # fits exactly
+
+
+def test_headers_count_towards_a_records_size() -> None:
+    producer = OutputProducer(NOWHERE, {"small": 2_000})
+    limit = producer.record_limit("small")
+    headers = [("name", b"value"), ("null", None)]
+    added = len("name") + len("value") + len("null") + 2 * HEADER_OVERHEAD_BYTES
+    assert record_size(b"k", b"v", headers) == 2 + added
+    producer.check("small", b"k", b"x" * (limit - 1 - added), headers)  # fits exactly
+    with pytest.raises(RecordTooLargeError):
+        producer.send_soon("small", b"k", b"x" * (limit - added), headers=headers)
+    assert producer._client is None and producer.waiting == 0

@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 
 from signal_sync.config import MauticIntegration
-from signal_sync.outcomes import OutcomeBuilder, SourceRecord, dead_letter
+from signal_sync.dead_letters import dead_letter, read_letter
+from signal_sync.outcomes import OutcomeBuilder, SourceRecord
 from signal_sync.reference import config_reference_markdown, json_schemas
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -54,7 +55,9 @@ def test_built_outcome_and_dead_letter_validate_against_the_shipped_schemas() ->
     )
     schemas = {name: json.loads((DOCS / "schemas" / name).read_text()) for name in json_schemas()}
     jsonschema.validate(outcome, schemas["outcome.schema.json"])
-    jsonschema.validate(dead_letter(outcome, source), schemas["dead-letter.schema.json"])
+    letter = dead_letter(outcome, source, 1_000_000)
+    context = read_letter(letter.key, letter.value, letter.headers, letter.timestamp_ms).context  # type: ignore[union-attr]
+    jsonschema.validate(context, schemas["dead-letter-headers.schema.json"])
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**outcome, "status": "lost"}, schemas["outcome.schema.json"])
 

@@ -64,6 +64,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "signal-sync.debuggerTokenPath" -}}/var/run/secrets/signal-sync/debugger/token{{- end }}
 {{/* File name of the Kafka SASL password in the credentials dir. */}}
 {{- define "signal-sync.kafkaSaslPasswordFile" -}}kafka-sasl-password{{- end }}
+{{/* File name of the Kafka OAUTHBEARER client secret in the credentials dir. */}}
+{{- define "signal-sync.kafkaOauthClientSecretFile" -}}kafka-oauth-client-secret{{- end }}
+{{/* File names of the Schema Registry password and bearer token in the credentials dir. */}}
+{{- define "signal-sync.schemaRegistryPasswordFile" -}}schema-registry-password{{- end }}
+{{- define "signal-sync.schemaRegistryTokenFile" -}}schema-registry-token{{- end }}
+{{- define "signal-sync.schemaRegistryCaDir" -}}/var/run/secrets/signal-sync/schema-registry-ca{{- end }}
+{{/* The client certificate, key and key password for mutual TLS, from kafkaTls.clientCertSecret. */}}
+{{- define "signal-sync.kafkaClientCertDir" -}}/var/run/secrets/signal-sync/kafka-client{{- end }}
 
 {{- define "signal-sync.appId" -}}
 {{- $kafka := default (dict) .Values.config.kafka }}
@@ -113,10 +121,45 @@ Same name as signal_sync.streams.internal.delivery_topic: <app_id>-deliver-<inte
 {{- if has (include "signal-sync.securityProtocol" .) (list "SSL" "SASL_SSL") }}true{{- end }}
 {{- end }}
 
+{{/* "true" when the worker authenticates to Kafka with SASL OAUTHBEARER (OIDC client credentials). */}}
+{{- define "signal-sync.kafkaOauth" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- if and (include "signal-sync.kafkaSasl" .) (eq (default "PLAIN" $kafka.sasl_mechanism) "OAUTHBEARER") }}true{{- end }}
+{{- end }}
+
 {{/* "true" when the Kafka SASL password is read from the credentials Secret (not a ${VAR}). */}}
 {{- define "signal-sync.kafkaSaslPasswordFromSecret" -}}
 {{- $kafka := default (dict) .Values.config.kafka }}
-{{- if and (include "signal-sync.kafkaSasl" .) (not $kafka.sasl_password) }}true{{- end }}
+{{- if and (include "signal-sync.kafkaSasl" .) (not (include "signal-sync.kafkaOauth" .)) (not $kafka.sasl_password) }}true{{- end }}
+{{- end }}
+
+{{/* "true" when the Kafka OAUTHBEARER client secret is read from the credentials Secret (not a ${VAR}). */}}
+{{- define "signal-sync.kafkaOauthSecretFromSecret" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- if and (include "signal-sync.kafkaOauth" .) (not $kafka.sasl_oauthbearer_client_secret) }}true{{- end }}
+{{- end }}
+
+{{/* config.kafka.schema_registry, as a dict (empty when unset). */}}
+{{- define "signal-sync.schemaRegistry" -}}
+{{- $kafka := default (dict) .Values.config.kafka }}
+{{- toYaml (default (dict) $kafka.schema_registry) }}
+{{- end }}
+
+{{/* "true" when the Schema Registry password is read from the credentials Secret (not a ${VAR}). */}}
+{{- define "signal-sync.schemaRegistryPasswordFromSecret" -}}
+{{- $registry := include "signal-sync.schemaRegistry" . | fromYaml }}
+{{- if and $registry.basic_auth_user (not $registry.basic_auth_password) }}true{{- end }}
+{{- end }}
+
+{{/* "true" when the Schema Registry bearer token is read from the credentials Secret (not a ${VAR}). */}}
+{{- define "signal-sync.schemaRegistryTokenFromSecret" -}}
+{{- $registry := include "signal-sync.schemaRegistry" . | fromYaml }}
+{{- if and .Values.schemaRegistry.bearerToken (not $registry.bearer_token) }}true{{- end }}
+{{- end }}
+
+{{/* "true" when the pod mounts a client certificate for mutual TLS. */}}
+{{- define "signal-sync.kafkaClientCert" -}}
+{{- if .Values.kafkaTls.clientCertSecret.name }}true{{- end }}
 {{- end }}
 
 {{/* Secret field of an integration type. */}}
@@ -142,7 +185,7 @@ Integrations whose secret is read from the credentials Secret, as YAML:
 {{/* "true" when the pod mounts the credentials Secret. */}}
 {{- define "signal-sync.mountCredentials" -}}
 {{- $items := (include "signal-sync.secretItems" . | fromYaml).items }}
-{{- if or $items (include "signal-sync.kafkaSaslPasswordFromSecret" .) }}true{{- end }}
+{{- if or $items (include "signal-sync.kafkaSaslPasswordFromSecret" .) (include "signal-sync.kafkaOauthSecretFromSecret" .) (include "signal-sync.schemaRegistryPasswordFromSecret" .) (include "signal-sync.schemaRegistryTokenFromSecret" .) }}true{{- end }}
 {{- end }}
 
 {{/* "true" when the chart creates the credentials Secret. */}}
@@ -182,8 +225,11 @@ depends on them, so `helm template` fails with one clear message.
 {{- if has .id $ids }}
 {{- fail (printf "integrations: duplicate integration id %q" .id) }}
 {{- end }}
-{{- if eq .id (include "signal-sync.kafkaSaslPasswordFile" $) }}
-{{- fail (printf "integrations: the id %q is reserved for the Kafka SASL password file" .id) }}
+{{- if has .id (list (include "signal-sync.kafkaSaslPasswordFile" $) (include "signal-sync.kafkaOauthClientSecretFile" $)) }}
+{{- fail (printf "integrations: the id %q is reserved for a Kafka secret file" .id) }}
+{{- end }}
+{{- if has .id (list (include "signal-sync.schemaRegistryPasswordFile" $) (include "signal-sync.schemaRegistryTokenFile" $)) }}
+{{- fail (printf "integrations: the id %q is reserved for a Schema Registry secret file" .id) }}
 {{- end }}
 {{- $ids = append $ids .id }}
 {{- end }}
@@ -202,7 +248,36 @@ depends on them, so `helm template` fails with one clear message.
 {{- if and .Values.kafkaTls.caSecret.name (not (include "signal-sync.kafkaTls" .)) }}
 {{- fail (printf "kafkaTls.caSecret.name is set but config.kafka.security_protocol is %s; the CA is only used with SSL or SASL_SSL" (include "signal-sync.securityProtocol" .)) }}
 {{- end }}
+{{- if and (include "signal-sync.kafkaClientCert" .) (not (include "signal-sync.kafkaTls" .)) }}
+{{- fail (printf "kafkaTls.clientCertSecret.name is set but config.kafka.security_protocol is %s; a client certificate is only used with SSL or SASL_SSL" (include "signal-sync.securityProtocol" .)) }}
+{{- end }}
+{{- $kafkaCfg := default (dict) .Values.config.kafka }}
+{{- if and $kafkaCfg.ssl_key_password (not (include "signal-sync.kafkaClientCert" .)) }}
+{{- fail "config.kafka.ssl_key_password is set but kafkaTls.clientCertSecret.name is not: a key password needs the client certificate" }}
+{{- end }}
+{{- if and $kafkaCfg.ssl_key_password .Values.kafkaTls.clientCertSecret.passwordKey }}
+{{- fail "config.kafka.ssl_key_password and kafkaTls.clientCertSecret.passwordKey both set the key's password; keep one" }}
+{{- end }}
+{{- $registry := include "signal-sync.schemaRegistry" . | fromYaml }}
+{{- if and (not $registry.url) (or $registry.basic_auth_user .Values.schemaRegistry.bearerToken .Values.schemaRegistry.caSecret.name) }}
+{{- fail "schemaRegistry / config.kafka.schema_registry: credentials or a CA are set but config.kafka.schema_registry.url is not" }}
+{{- end }}
+{{- if contains "@" (default "" $registry.url) }}
+{{- fail "config.kafka.schema_registry.url: must not carry credentials (user:password@host); use basic_auth_user and credentials.schemaRegistryPassword" }}
+{{- end }}
+{{- if and $registry.basic_auth_user .Values.schemaRegistry.bearerToken }}
+{{- fail "schemaRegistry.bearerToken and config.kafka.schema_registry.basic_auth_user are exclusive: the registry gets one kind of credentials" }}
+{{- end }}
+{{- if and .Values.schemaRegistry.caSecret.name (not (hasPrefix "https://" (default "" $registry.url))) }}
+{{- fail "schemaRegistry.caSecret.name is set but config.kafka.schema_registry.url is not https" }}
+{{- end }}
 {{- if not .Values.credentials.existingSecret }}
+{{- if and (include "signal-sync.schemaRegistryPasswordFromSecret" .) (not .Values.credentials.schemaRegistryPassword) }}
+{{- fail "credentials.schemaRegistryPassword: missing the Schema Registry password (or set credentials.existingSecret)" }}
+{{- end }}
+{{- if and (include "signal-sync.schemaRegistryTokenFromSecret" .) (not .Values.credentials.schemaRegistryToken) }}
+{{- fail "credentials.schemaRegistryToken: missing the Schema Registry bearer token (or set credentials.existingSecret)" }}
+{{- end }}
 {{- range (include "signal-sync.secretItems" . | fromYaml).items }}
 {{- if not (get $.Values.credentials.integrations .id) }}
 {{- fail (printf "credentials.integrations.%s: missing the %s of integration %q (or set credentials.existingSecret, or %s: \"${VAR}\" with extraEnv)" .id .field .id .field) }}
@@ -210,6 +285,9 @@ depends on them, so `helm template` fails with one clear message.
 {{- end }}
 {{- if and (include "signal-sync.kafkaSaslPasswordFromSecret" .) (not .Values.credentials.kafkaSaslPassword) }}
 {{- fail "credentials.kafkaSaslPassword: missing the Kafka SASL password (or set credentials.existingSecret)" }}
+{{- end }}
+{{- if and (include "signal-sync.kafkaOauthSecretFromSecret" .) (not .Values.credentials.kafkaOauthClientSecret) }}
+{{- fail "credentials.kafkaOauthClientSecret: missing the Kafka OAUTHBEARER client secret (or set credentials.existingSecret)" }}
 {{- end }}
 {{- end }}
 {{- if and .Values.debugger.tokenSecret.name (not .Values.debugger.enabled) }}
@@ -220,13 +298,25 @@ depends on them, so `helm template` fails with one clear message.
 {{- if contains "${" (include "signal-sync.kedaBootstrapServers" .) }}
 {{- fail "keda.bootstrapServers: KEDA cannot resolve ${VAR} in config.kafka.bootstrap_servers; set keda.bootstrapServers" }}
 {{- end }}
-{{- if include "signal-sync.kafkaSasl" . }}
+{{- if include "signal-sync.kafkaOauth" . }}
+{{- range list "sasl_oauthbearer_client_id" "sasl_oauthbearer_token_endpoint_url" "sasl_oauthbearer_scope" }}
+{{- if contains "${" (default "" (get $kafka .)) }}
+{{- fail (printf "keda.enabled: KEDA cannot resolve ${VAR} in config.kafka.%s; give it literally" .) }}
+{{- end }}
+{{- end }}
+{{- if not (include "signal-sync.kafkaOauthSecretFromSecret" .) }}
+{{- fail "keda.enabled: KEDA reads the Kafka OAUTHBEARER client secret from the credentials Secret; remove config.kafka.sasl_oauthbearer_client_secret" }}
+{{- end }}
+{{- else if include "signal-sync.kafkaSasl" . }}
 {{- if contains "${" (default "" $kafka.sasl_username) }}
 {{- fail "keda.enabled: KEDA cannot resolve ${VAR} in config.kafka.sasl_username; give the user name literally" }}
 {{- end }}
 {{- if not (include "signal-sync.kafkaSaslPasswordFromSecret" .) }}
 {{- fail "keda.enabled: KEDA reads the Kafka SASL password from the credentials Secret; remove config.kafka.sasl_password" }}
 {{- end }}
+{{- end }}
+{{- if $kafka.ssl_key_password }}
+{{- fail "keda.enabled: KEDA reads the client key's password from kafkaTls.clientCertSecret.passwordKey; remove config.kafka.ssl_key_password" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -258,6 +348,16 @@ the `helm test` pod, which must see the same config, secrets and CA.
 {{- if .Values.kafkaTls.caSecret.name }}
 - name: kafka-ca
   mountPath: {{ include "signal-sync.kafkaCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- if include "signal-sync.kafkaClientCert" . }}
+- name: kafka-client
+  mountPath: {{ include "signal-sync.kafkaClientCertDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.schemaRegistry.caSecret.name }}
+- name: schema-registry-ca
+  mountPath: {{ include "signal-sync.schemaRegistryCaDir" . }}
   readOnly: true
 {{- end }}
 {{- if include "signal-sync.debuggerToken" . }}
@@ -294,6 +394,18 @@ the `helm test` pod, which must see the same config, secrets and CA.
       - key: {{ .Values.credentials.kafkaSaslPasswordKey }}
         path: {{ include "signal-sync.kafkaSaslPasswordFile" . }}
       {{- end }}
+      {{- if include "signal-sync.kafkaOauthSecretFromSecret" . }}
+      - key: {{ .Values.credentials.kafkaOauthClientSecretKey }}
+        path: {{ include "signal-sync.kafkaOauthClientSecretFile" . }}
+      {{- end }}
+      {{- if include "signal-sync.schemaRegistryPasswordFromSecret" . }}
+      - key: {{ .Values.credentials.schemaRegistryPasswordKey }}
+        path: {{ include "signal-sync.schemaRegistryPasswordFile" . }}
+      {{- end }}
+      {{- if include "signal-sync.schemaRegistryTokenFromSecret" . }}
+      - key: {{ .Values.credentials.schemaRegistryTokenKey }}
+        path: {{ include "signal-sync.schemaRegistryTokenFile" . }}
+      {{- end }}
 {{- end }}
 {{- if .Values.kafkaTls.caSecret.name }}
 - name: kafka-ca
@@ -302,6 +414,30 @@ the `helm test` pod, which must see the same config, secrets and CA.
     defaultMode: 0444
     items:
       - key: {{ .Values.kafkaTls.caSecret.key }}
+        path: ca.crt
+{{- end }}
+{{- if include "signal-sync.kafkaClientCert" . }}
+- name: kafka-client
+  secret:
+    secretName: {{ .Values.kafkaTls.clientCertSecret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.kafkaTls.clientCertSecret.certKey }}
+        path: tls.crt
+      - key: {{ .Values.kafkaTls.clientCertSecret.keyKey }}
+        path: tls.key
+      {{- with .Values.kafkaTls.clientCertSecret.passwordKey }}
+      - key: {{ . }}
+        path: key-password
+      {{- end }}
+{{- end }}
+{{- if .Values.schemaRegistry.caSecret.name }}
+- name: schema-registry-ca
+  secret:
+    secretName: {{ .Values.schemaRegistry.caSecret.name }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.schemaRegistry.caSecret.key }}
         path: ca.crt
 {{- end }}
 {{- if include "signal-sync.debuggerToken" . }}
@@ -351,7 +487,7 @@ allowIdleConsumers: "false"
 {{/* KEDA's name of the SASL mechanism. */}}
 {{- define "signal-sync.kedaSasl" -}}
 {{- $kafka := default (dict) .Values.config.kafka }}
-{{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512") (default "PLAIN" $kafka.sasl_mechanism) }}
+{{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512" "OAUTHBEARER" "oauthbearer") (default "PLAIN" $kafka.sasl_mechanism) }}
 {{- end }}
 
 {{/*
@@ -366,8 +502,32 @@ secrets are files from the credentials Secret or ${VAR} references.
 {{- if include "signal-sync.kafkaSaslPasswordFromSecret" . }}
 {{- $_ := set $kafka "sasl_password_file" (printf "%s/%s" (include "signal-sync.credentialsDir" .) (include "signal-sync.kafkaSaslPasswordFile" .)) }}
 {{- end }}
+{{- if include "signal-sync.kafkaOauthSecretFromSecret" . }}
+{{- $_ := set $kafka "sasl_oauthbearer_client_secret_file" (printf "%s/%s" (include "signal-sync.credentialsDir" .) (include "signal-sync.kafkaOauthClientSecretFile" .)) }}
+{{- end }}
 {{- if .Values.kafkaTls.caSecret.name }}
 {{- $_ := set $kafka "ssl_ca_file" (include "signal-sync.kafkaCaPath" .) }}
+{{- end }}
+{{- if include "signal-sync.kafkaClientCert" . }}
+{{- $dir := include "signal-sync.kafkaClientCertDir" . }}
+{{- $_ := set $kafka "ssl_certificate_file" (printf "%s/tls.crt" $dir) }}
+{{- $_ := set $kafka "ssl_key_file" (printf "%s/tls.key" $dir) }}
+{{- if .Values.kafkaTls.clientCertSecret.passwordKey }}
+{{- $_ := set $kafka "ssl_key_password_file" (printf "%s/key-password" $dir) }}
+{{- end }}
+{{- end }}
+{{- $registry := include "signal-sync.schemaRegistry" . | fromYaml }}
+{{- if $registry.url }}
+{{- if include "signal-sync.schemaRegistryPasswordFromSecret" . }}
+{{- $_ := set $registry "basic_auth_password_file" (printf "%s/%s" (include "signal-sync.credentialsDir" .) (include "signal-sync.schemaRegistryPasswordFile" .)) }}
+{{- end }}
+{{- if include "signal-sync.schemaRegistryTokenFromSecret" . }}
+{{- $_ := set $registry "bearer_token_file" (printf "%s/%s" (include "signal-sync.credentialsDir" .) (include "signal-sync.schemaRegistryTokenFile" .)) }}
+{{- end }}
+{{- if .Values.schemaRegistry.caSecret.name }}
+{{- $_ := set $registry "ssl_ca_file" (printf "%s/ca.crt" (include "signal-sync.schemaRegistryCaDir" .)) }}
+{{- end }}
+{{- $_ := set $kafka "schema_registry" $registry }}
 {{- end }}
 {{- $_ := set $cfg "kafka" $kafka }}
 {{- $worker := default (dict) (get $cfg "worker") }}
