@@ -16,7 +16,7 @@ import re
 import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 from pydantic import (
@@ -55,23 +55,31 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def http_url_parts(url: str, *, form: str, credentials_go: str) -> SplitResult:
+    """``url`` split, once it is an http(s) URL naming a host without credentials in it; the
+    messages never quote the URL (its userinfo, query or fragment may hold a secret)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"is not a valid URL; use {form}") from None
+    if "@" in parts.netloc:
+        raise ValueError(f"must not carry credentials (user:password@host); put them in {credentials_go}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must start with https:// and name a host")
+    return parts
+
+
 def check_base_url(url: str) -> str:
     """Reject base URLs that would make every request 404 or leak credentials in clear text.
 
     Messages quote at most the scheme, host and path, never a query, fragment or userinfo,
     because those may carry a secret that would then reach the terminal or a log."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        raise ValueError("is not a valid URL; use https://host[:port]") from None
-    if "@" in parts.netloc:
-        raise ValueError(
-            "must not carry credentials (user:password@host); put them in the integration's "
-            "api_user / api_password or api_key fields (or their *_file twins)"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must start with https:// and name a host")
+    parts = http_url_parts(
+        url,
+        form="https://host[:port]",
+        credentials_go="the integration's api_user / api_password or api_key fields (or their *_file twins)",
+    )
     root = f"{parts.scheme}://{parts.netloc}"
     if parts.path == "/" and not (parts.query or parts.fragment):
         raise ValueError(f"has a trailing slash; use the bare root, e.g. {root!r}")
@@ -169,18 +177,11 @@ _REGISTRY_OPTIONS = (
 def check_registry_url(url: str) -> str:
     """A Schema Registry URL: http(s), a host, a path if the API lives under one (Apicurio:
     ``/apis/ccompat/v7``); never credentials, a query or a fragment. Messages never quote the URL."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        raise ValueError("is not a valid URL; use https://host[:port][/path]") from None
-    if "@" in parts.netloc:
-        raise ValueError(
-            "must not carry credentials (user:password@host); use basic_auth_user and "
-            "basic_auth_password (or basic_auth_password_file)"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must start with https:// (or http://) and name a host")
+    parts = http_url_parts(
+        url,
+        form="https://host[:port][/path]",
+        credentials_go="basic_auth_user and basic_auth_password (or basic_auth_password_file)",
+    )
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment")
     return url.rstrip("/")

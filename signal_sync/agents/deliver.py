@@ -92,21 +92,31 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
         log.exception(
             "delivery crashed: integration=%s", integration.id, extra={"integration": integration.id}
         )
-        error, message_id = exception_text(exc), envelope_message_id(envelope, source)
-        context = ErrorContext(TASK_PUT, exc, started)
-        await reject(
-            runtime,
-            source,
-            error,
-            "failed",
-            "internal_error",
-            [integration],
-            message_id=message_id,
-            context=context,
-        )
+        await record_crash(runtime, integration, envelope, exc, started)
         return
     context = None if outcome["status"] == "delivered" else ErrorContext(TASK_PUT, started_at=started)
     await emit(runtime, outcome, source, request, context)
+
+
+async def record_crash(
+    runtime: Runtime,
+    integration: Integration,
+    envelope: dict[str, Any],
+    exc: Exception,
+    started: float | None = None,
+) -> None:
+    """The ``failed`` / ``internal_error`` outcome and dead letter of an event whose delivery raised."""
+    source = source_of_envelope(envelope)
+    await reject(
+        runtime,
+        source,
+        exception_text(exc),
+        "failed",
+        "internal_error",
+        [integration],
+        message_id=envelope_message_id(envelope, source),
+        context=ErrorContext(TASK_PUT, exc, started),
+    )
 
 
 async def delivery_outcome(
@@ -211,18 +221,7 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
             outcomes; this is for anything else)."""
             envelope, _ = item
             if envelope is not None:
-                source = source_of_envelope(envelope)
-                error, message_id = exception_text(exc), envelope_message_id(envelope, source)
-                await reject(
-                    runtime,
-                    source,
-                    error,
-                    "failed",
-                    "internal_error",
-                    [integration],
-                    message_id=message_id,
-                    context=ErrorContext(TASK_PUT, exc),
-                )
+                await record_crash(runtime, integration, envelope, exc)
 
         scheduler = KeyOrderedScheduler(
             ack=ack, max_in_flight=settings.max_in_flight, fail=fail, halt=runtime.stop_worker
