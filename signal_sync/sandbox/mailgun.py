@@ -303,6 +303,28 @@ def parse_bulk_members(form: Mapping[str, str]) -> list[Any]:
     return members
 
 
+def journal_member(
+    journal: Journal,
+    request: web.Request | None,
+    key: str,
+    mailing_list: MailingList,
+    action: str,
+    changes: dict[str, Any],
+    state: dict[str, Any],
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Journal one applied member change (status 200) under ``key``, with the list's address."""
+    journal.record_applied(
+        key,
+        request=request,
+        action=action,
+        status=200,
+        changes=changes,
+        state=state,
+        details={"list": mailing_list.address, **(details or {})},
+    )
+
+
 def apply_bulk_entry(
     mailing_list: MailingList,
     entry: BulkEntry,
@@ -328,15 +350,8 @@ def apply_bulk_entry(
         member.subscribed = changes["subscribed"] = entry.subscribed
     if entry.vars is not None:
         member.vars = changes["vars"] = entry.vars
-    journal.record_applied(
-        key,
-        request=request,
-        action="created" if created else "updated",
-        status=200,
-        changes=changes,
-        state=member.to_json(),
-        details={"list": mailing_list.address, **details},
-    )
+    action = "created" if created else "updated"
+    journal_member(journal, request, key, mailing_list, action, changes, member.to_json(), details)
     return member, created
 
 
@@ -429,33 +444,32 @@ def _routes(
             return found
         return json_response({"list": found.to_json()})
 
-    @routes.get(LISTS_PREFIX + "{list_address}/members/{address}")
-    async def get_member(request: web.Request) -> web.Response:
+    def lookup_member(request: web.Request) -> tuple[MailingList, Member] | web.Response:
+        """The path's list and member, or the answer to give: the list's errors, then a 404 for an
+        address that is not a member."""
         found = lookup(request)
         if isinstance(found, web.Response):
             return found
-        member = member_of(found, request)
-        if isinstance(member, web.Response):
-            return member
-        return json_response({"member": member.to_json()})
-
-    def member_of(mailing_list: MailingList, request: web.Request) -> Member | web.Response:
         address = request.match_info["address"]
-        member = mailing_list.members.get(address.lower())
+        member = found.members.get(address.lower())
         if member is None:
-            return message_response(
-                404, MSG_MEMBER_NOT_FOUND.format(address=address, list=mailing_list.address)
-            )
-        return member
+            return message_response(404, MSG_MEMBER_NOT_FOUND.format(address=address, list=found.address))
+        return found, member
+
+    @routes.get(LISTS_PREFIX + "{list_address}/members/{address}")
+    async def get_member(request: web.Request) -> web.Response:
+        looked_up = lookup_member(request)
+        if isinstance(looked_up, web.Response):
+            return looked_up
+        _, member = looked_up
+        return json_response({"member": member.to_json()})
 
     @routes.put(LISTS_PREFIX + "{list_address}/members/{address}")
     async def update_member(request: web.Request) -> web.Response:
-        found = lookup(request)
-        if isinstance(found, web.Response):
-            return found
-        member = member_of(found, request)
-        if isinstance(member, web.Response):
-            return member  # an update never creates a member
+        looked_up = lookup_member(request)
+        if isinstance(looked_up, web.Response):
+            return looked_up  # an update never creates a member
+        found, member = looked_up
         form = await read_form(request)
         try:
             new_address = parse_address(form) if "address" in form else None
@@ -478,35 +492,17 @@ def _routes(
             member.subscribed = changes["subscribed"] = subscribed
         if new_vars is not None:
             member.vars = changes["vars"] = new_vars
-        journal.record_applied(
-            old_key,
-            request=request,
-            action="updated",
-            status=200,
-            changes=changes,
-            state=member.to_json(),
-            details={"list": found.address},
-        )
+        journal_member(journal, request, old_key, found, "updated", changes, member.to_json())
         return json_response({"member": member.to_json(), "message": MSG_UPDATED})
 
     @routes.delete(LISTS_PREFIX + "{list_address}/members/{address}")
     async def delete_member(request: web.Request) -> web.Response:
-        found = lookup(request)
-        if isinstance(found, web.Response):
-            return found
-        member = member_of(found, request)
-        if isinstance(member, web.Response):
-            return member
+        looked_up = lookup_member(request)
+        if isinstance(looked_up, web.Response):
+            return looked_up
+        found, member = looked_up
         del found.members[member.address.lower()]
-        journal.record_applied(
-            member.address,
-            request=request,
-            action="deleted",
-            status=200,
-            changes={},
-            state={},
-            details={"list": found.address},
-        )
+        journal_member(journal, request, member.address, found, "deleted", {}, {})
         return json_response({"member": {"address": member.address}, "message": MSG_DELETED})
 
     return routes

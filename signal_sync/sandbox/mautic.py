@@ -808,10 +808,24 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
         """The ``Location`` header Mautic sends with a 201: the new contact's URL."""
         return {"Location": f"{request.url.origin()}/api/contacts/{contact.id}"}
 
-    def lookup(request: web.Request) -> Contact | web.Response:
-        """The contact of the path's id, or Mautic's 404 (checked before any permission)."""
+    def lookup(request: web.Request, *, permitted: bool = True) -> Contact | web.Response:
+        """The contact of the path's id, after API access and before the permission, in Mautic's
+        order: the access error, 404 for an unknown id, 403 unless ``permitted``."""
+        denied = check_api_access(request, settings)
+        if denied is not None:
+            return denied
         contact = store.get(int(request.match_info["id"]))
-        return errors_response(404, MSG_NOT_FOUND) if contact is None else contact
+        if contact is None:
+            return errors_response(404, MSG_NOT_FOUND)
+        return contact if permitted else errors_response(403, MSG_ACCESS_DENIED)
+
+    def journal_dnc(
+        contact: Contact, request: web.Request, action: str, entry: DncEntry | None
+    ) -> dict[str, Any]:
+        """Journal a do-not-contact change of the path's channel (``entry``: the entry added or
+        removed, None when nothing changed); the rendered contact."""
+        changes = {"doNotContact": entry.to_json()} if entry is not None else {}
+        return journal_change(contact, request, action, 200, changes, channel=request.match_info["channel"])
 
     @routes.post(CONTACTS_NEW)
     async def new_contact(request: web.Request) -> web.Response:
@@ -892,9 +906,6 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
 
     @routes.get(CONTACT)
     async def get_contact(request: web.Request) -> web.Response:
-        denied = check_api_access(request, settings)
-        if denied is not None:
-            return denied
         found = lookup(request)
         if isinstance(found, web.Response):
             return found
@@ -934,29 +945,18 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
 
     @routes.delete(CONTACT_DELETE)
     async def delete_contact(request: web.Request) -> web.Response:
-        denied = check_api_access(request, settings)
-        if denied is not None:
-            return denied
-        found = lookup(request)
+        found = lookup(request, permitted=settings.can_delete_contacts)
         if isinstance(found, web.Response):
             return found
-        if not settings.can_delete_contacts:
-            return errors_response(403, MSG_ACCESS_DENIED)
         store.delete(found)
         rendered = journal_change(found, request, "deleted", 200, {})
         return json_response({"contact": rendered})
 
     @routes.post(CONTACT_DNC_ADD)
     async def add_dnc(request: web.Request) -> web.Response:
-        denied = check_api_access(request, settings)
-        if denied is not None:
-            return denied
-        found = lookup(request)
+        found = lookup(request, permitted=settings.can_edit_contacts)
         if isinstance(found, web.Response):
             return found
-        if not settings.can_edit_contacts:
-            return errors_response(403, MSG_ACCESS_DENIED)
-        channel = request.match_info["channel"]
         try:
             body = await read_parameters(request)
             channel_id = php_int(scalar(body, "channelId"))
@@ -967,27 +967,22 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
         if reason == IS_CONTACTABLE:
             return errors_response(400, MSG_INVALID_REASON, [MSG_INVALID_REASON_DETAIL])
         outcome, entry = store.add_dnc(
-            found, channel=channel, reason=reason, comments=comments, channel_id=channel_id
+            found,
+            channel=request.match_info["channel"],
+            reason=reason,
+            comments=comments,
+            channel_id=channel_id,
         )
-        changes = {"doNotContact": entry.to_json()} if entry is not None else {}
-        rendered = journal_change(found, request, f"dnc_{outcome}", 200, changes, channel=channel)
-        return json_response({"contact": rendered})
+        return json_response({"contact": journal_dnc(found, request, f"dnc_{outcome}", entry)})
 
     @routes.post(CONTACT_DNC_REMOVE)
     async def remove_dnc(request: web.Request) -> web.Response:
-        denied = check_api_access(request, settings)
-        if denied is not None:
-            return denied
-        found = lookup(request)
+        found = lookup(request, permitted=settings.can_edit_contacts)
         if isinstance(found, web.Response):
             return found
-        if not settings.can_edit_contacts:
-            return errors_response(403, MSG_ACCESS_DENIED)
-        channel = request.match_info["channel"]
-        removed = store.remove_dnc(found, channel)
+        removed = store.remove_dnc(found, request.match_info["channel"])
         action = "dnc_removed" if removed is not None else "dnc_not_found"
-        changes = {"doNotContact": removed.to_json()} if removed is not None else {}
-        rendered = journal_change(found, request, action, 200, changes, channel=channel)
+        rendered = journal_dnc(found, request, action, removed)
         return json_response({"recordFound": removed is not None, "contact": rendered})
 
     return routes

@@ -90,6 +90,16 @@ class RecordTooLargeError(ValueError):
         self.limit = limit
 
 
+def check_fits(
+    topic: str, key: bytes | None, value: bytes | None, headers: Headers | None, limit: int
+) -> None:
+    """Raise ``RecordTooLargeError`` unless a record of this key, value and headers (``record_size``)
+    fits in ``limit`` bytes."""
+    size = record_size(key, value, headers)
+    if size > limit:
+        raise RecordTooLargeError(topic, size, limit)
+
+
 class _Epoch:
     """Records handed over between two flushes: waiting for room in librdkafka's queue, queued
     there, and acknowledged by the broker.
@@ -167,10 +177,7 @@ class OutputProducer:
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
     ) -> None:
         """Raise ``RecordTooLargeError`` unless a record of this key, value and headers fits ``topic``."""
-        size = record_size(key, value, headers)
-        limit = self._limits.get(topic, self.default_limit)
-        if size > limit:
-            raise RecordTooLargeError(topic, size, limit)
+        check_fits(topic, key, value, headers, self.record_limit(topic))
 
     def send_soon(
         self,

@@ -22,9 +22,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from signal_sync.dead_letters import read_letter
 from tests.chaos.workload import CONSENT_TAG, MAILGUN, MAUTIC, Person, Workload
-from tests.support.dead_letters import Stored
+from tests.support.dead_letters import Stored, stored_letter
+from tests.support.sandbox import set_faults as set_faults  # the scenarios import it from here
 
 LIST_ADDRESS = "newsletter@mg.example.com"
 
@@ -39,16 +39,6 @@ def quiet_logger() -> logging.Logger:
 def get_json(url: str, timeout: float = 30) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as reply:  # loopback emulator
         return json.loads(reply.read())
-
-
-def set_faults(url: str, faults: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        f"{url}/_sandbox/faults",
-        data=json.dumps(faults).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert reply.status == 200
 
 
 def produce(
@@ -261,11 +251,7 @@ class DeadLetterTail(TopicTail):
     """The dead-letter topic: each record as stored, with the letter read from it."""
 
     def decode(self, message: Any) -> Stored:
-        kind, stamp = message.timestamp()
-        headers = tuple(message.headers() or ())
-        letter = read_letter(message.key(), message.value(), headers, stamp if kind else None)
-        assert letter is not None and not letter.legacy, f"not a dead letter: {message.value()!r:.100}"
-        return Stored(message.key(), message.value(), headers, stamp if kind else None, letter)
+        return stored_letter(message)
 
 
 class OutcomeLog(TopicTail):

@@ -3,9 +3,7 @@ the error in Connect-style headers, from the ingest stage and from a delivery ag
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 
 import orjson
 import pytest
@@ -13,21 +11,12 @@ from harness import consume_until
 
 from signal_sync.outcomes import delivery_id
 from tests.support.dead_letters import consume_letters, produce_records
+from tests.support.sandbox import set_faults
 
 pytestmark = pytest.mark.integration
 
 STAMP = int(time.time() * 1000) - 60_123
 """The source records' CreateTime: a dead letter carries the original's (recent: retention counts from it)."""
-
-
-def set_faults(url: str, faults: dict) -> None:
-    request = urllib.request.Request(
-        f"{url}/_sandbox/faults",
-        data=json.dumps(faults).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert reply.status == 200
 
 
 def test_dead_letters_are_the_original_records_with_the_error_in_headers(

@@ -14,18 +14,9 @@ import pytest
 from harness import consume_until, produce
 
 from tests.support.dead_letters import consume_letters
+from tests.support.sandbox import set_faults
 
 pytestmark = pytest.mark.integration
-
-
-def set_faults(url: str, faults: dict) -> None:
-    request = urllib.request.Request(
-        f"{url}/_sandbox/faults",
-        data=json.dumps(faults).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert reply.status == 200
 
 
 def events(prefix: str, contacts: int, per_contact: int) -> list[tuple[bytes, bytes]]:

@@ -11,14 +11,15 @@ and all-or-nothing, and more in the background with no per-member result.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
-from signal_sync.sandbox import RunningServer, mailgun, mautic, start_in_thread
+from signal_sync.sandbox import RunningServer, mailgun, mautic
+from tests.support.sandbox import read_body
 
 pytestmark = pytest.mark.integration
 
@@ -32,22 +33,15 @@ BULK = f"/v3/lists/{LIST}/members.json"
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[..., RunningServer]]:
+def start(serve) -> Callable[..., RunningServer]:
     """Start emulators (``kind`` is ``mautic`` or ``mailgun``); all are stopped after the test."""
-    servers: list[RunningServer] = []
 
     def _start(kind: str, **options: Any) -> RunningServer:
         if kind == "mautic":
-            app = mautic.create_app(**({"username": USER, "password": PASSWORD} | options))
-        else:
-            app = mailgun.create_app(**({"api_key": KEY} | options))
-        server = start_in_thread(app)
-        servers.append(server)
-        return server
+            return serve(mautic.create_app(**({"username": USER, "password": PASSWORD} | options)))
+        return serve(mailgun.create_app(**({"api_key": KEY} | options)))
 
-    yield _start
-    for server in servers:
-        server.stop()
+    return _start
 
 
 @pytest.fixture
@@ -61,15 +55,8 @@ def mg(start: Callable[..., RunningServer]) -> RunningServer:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-async def _body(resp: aiohttp.ClientResponse) -> Any:
-    if resp.content_type == "application/json":
-        return await resp.json()
-    return await resp.text()
+def http_timeout_s() -> float:
+    return 10.0
 
 
 async def batch(
@@ -78,7 +65,7 @@ async def batch(
     async with http.post(
         server.url + BATCH, json=body, headers=MAUTIC_AUTH if headers is None else headers
     ) as resp:
-        return resp.status, await _body(resp)
+        return resp.status, await read_body(resp)
 
 
 async def bulk(
@@ -97,7 +84,7 @@ async def bulk(
     async with http.post(
         server.url + path, data=form, headers=MAILGUN_AUTH if headers is None else headers
     ) as r:
-        return r.status, await _body(r)
+        return r.status, await read_body(r)
 
 
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:

@@ -4,7 +4,7 @@ a batch, and is never applied."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -32,9 +32,8 @@ def servers() -> Iterator[tuple[RunningServer, RunningServer]]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
+def http_timeout_s() -> float:
+    return 10.0
 
 
 async def call(

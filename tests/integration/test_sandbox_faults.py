@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
-from signal_sync.sandbox import RunningServer, mailgun, mautic, start_in_thread
+from signal_sync.sandbox import RunningServer, mailgun, mautic
 
 KEY = "key-faults"
 LIST = "newsletter@mg.example.com"
@@ -20,28 +20,15 @@ MT_NEW = "/api/contacts/new"
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[..., RunningServer]]:
+def start(serve) -> Callable[..., RunningServer]:
     """``start("mautic"|"mailgun", faults=...)``; every server is stopped after the test."""
-    servers: list[RunningServer] = []
 
     def _start(kind: str, faults: dict[str, Any] | None = None) -> RunningServer:
         if kind == "mautic":
-            app = mautic.create_app(username="signal", password="pw", faults=faults)
-        else:
-            app = mailgun.create_app(api_key=KEY, faults=faults)
-        server = start_in_thread(app)
-        servers.append(server)
-        return server
+            return serve(mautic.create_app(username="signal", password="pw", faults=faults))
+        return serve(mailgun.create_app(api_key=KEY, faults=faults))
 
-    yield _start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        yield session
+    return _start
 
 
 async def upsert(

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from harness import free_port
 
-from signal_sync.sandbox import RunningServer, mailgun, start_in_thread
+from signal_sync.sandbox import RunningServer, mailgun
+from tests.support.sandbox import get, read_body, wait_until_serving
 
 KEY = "key-0123456789abcdef"
 LIST = "newsletter@mg.example.com"
@@ -40,29 +40,9 @@ IDENTIFIED = {
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[..., RunningServer]]:
+def start(serve) -> Callable[..., RunningServer]:
     """Start Mailgun emulators with given options; all are stopped after the test."""
-    servers: list[RunningServer] = []
-
-    def _start(**options: Any) -> RunningServer:
-        server = start_in_thread(mailgun.create_app(**({"api_key": KEY} | options)))
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def server(start: Callable[..., RunningServer]) -> RunningServer:
-    return start()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        yield session
+    return lambda **options: serve(mailgun.create_app(**({"api_key": KEY} | options)))
 
 
 async def post(
@@ -78,20 +58,7 @@ async def post(
     async with http.post(
         server.url + path, data=form, headers=AUTH if headers is None else headers, **kwargs
     ) as resp:
-        return resp.status, await _body(resp)
-
-
-async def get(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    async with http.get(url, headers=headers) as resp:
-        return resp.status, await _body(resp)
-
-
-async def _body(resp: aiohttp.ClientResponse) -> Any:
-    if resp.content_type == "application/json":
-        return await resp.json()
-    return await resp.text()
+        return resp.status, await read_body(resp)
 
 
 async def members(http: aiohttp.ClientSession, server: RunningServer) -> list[dict[str, Any]]:
@@ -298,29 +265,15 @@ async def test_reset_clears_members(http, server):
 # --- CLI ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_cli_serves_lists_with_env_key_and_stops_on_sigint(http):
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"MAILGUN_API_KEY": "env-key"}
     cmd = [sys.executable, "-m", "signal_sync.cli.main", "emulator", "mailgun", "--port", str(port)]
     cmd += ["--list", "a@mg.example.com", "--list", "b@mg.example.com"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                await get(http, url + "/_sandbox/health")
-                break
-            except aiohttp.ClientConnectionError:
-                assert time.monotonic() < deadline, "emulator did not start"
-                assert proc.poll() is None, proc.communicate()
-                time.sleep(0.05)
+        await wait_until_serving(http, url, proc)
         headers = {"Authorization": aiohttp.encode_basic_auth("api", "env-key")}
         for list_address in ("a@mg.example.com", "b@mg.example.com"):
             status, _ = await get(http, f"{url}/v3/lists/{list_address}", headers=headers)

@@ -7,7 +7,7 @@ with Mailgun's answers; docs/destinations-api.md has the sources.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +15,8 @@ import aiohttp
 import orjson
 import pytest
 
-from signal_sync.sandbox import RunningServer, mailgun, start_in_thread
+from signal_sync.sandbox import RunningServer, mailgun
+from tests.support.sandbox import request
 
 pytestmark = pytest.mark.integration
 
@@ -35,28 +36,8 @@ JANE = {
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[..., RunningServer]]:
-    servers: list[RunningServer] = []
-
-    def _start(**options: Any) -> RunningServer:
-        server = start_in_thread(mailgun.create_app(**({"api_key": KEY} | options)))
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def server(start: Callable[..., RunningServer]) -> RunningServer:
-    return start()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        yield session
+def start(serve) -> Callable[..., RunningServer]:
+    return lambda **options: serve(mailgun.create_app(**({"api_key": KEY} | options)))
 
 
 async def call(
@@ -67,9 +48,8 @@ async def call(
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> tuple[int, Any]:
-    async with http.request(method, url, headers=AUTH if headers is None else headers, **kwargs) as resp:
-        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, body
+    status, body, _ = await request(http, method, url, AUTH if headers is None else headers, **kwargs)
+    return status, body
 
 
 async def members(http: aiohttp.ClientSession, server: RunningServer) -> list[dict[str, Any]]:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from harness import free_port
 
 from signal_sync.sandbox import RunningServer, mautic, start_in_thread
+from tests.support.sandbox import get, read_body, wait_until_serving
 
 USER = "signal"
 PASSWORD = "s3cret-pw"
@@ -36,30 +36,9 @@ SIGNED_UP = {
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[..., RunningServer]]:
+def start(serve) -> Callable[..., RunningServer]:
     """Start Mautic emulators with given options; all are stopped after the test."""
-    servers: list[RunningServer] = []
-
-    def _start(**options: Any) -> RunningServer:
-        options = {"username": USER, "password": PASSWORD} | options
-        server = start_in_thread(mautic.create_app(**options))
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def server(start: Callable[..., RunningServer]) -> RunningServer:
-    return start()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        yield session
+    return lambda **options: serve(mautic.create_app(**({"username": USER, "password": PASSWORD} | options)))
 
 
 async def post(
@@ -72,20 +51,7 @@ async def post(
 ) -> tuple[int, Any]:
     """POST JSON with valid credentials unless ``headers`` says otherwise."""
     async with http.post(server.url + path, json=body, headers=AUTH if headers is None else headers) as resp:
-        return resp.status, await _body(resp)
-
-
-async def get(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    async with http.get(url, headers=headers) as resp:
-        return resp.status, await _body(resp)
-
-
-async def _body(resp: aiohttp.ClientResponse) -> Any:
-    if resp.content_type == "application/json":
-        return await resp.json()
-    return await resp.text()
+        return resp.status, await read_body(resp)
 
 
 def error_message(body: Any) -> str:
@@ -328,14 +294,8 @@ async def test_control_endpoints_need_no_auth_and_are_not_journaled(http, server
 # --- CLI ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_cli_serves_with_env_password_and_stops_on_sigterm(http):
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"MAUTIC_PASSWORD": "from-env"}
     cmd = [
         sys.executable,
@@ -351,15 +311,7 @@ async def test_cli_serves_with_env_password_and_stops_on_sigterm(http):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                status, _ = await get(http, url + "/_sandbox/health")
-                break
-            except aiohttp.ClientConnectionError:
-                assert time.monotonic() < deadline, "emulator did not start"
-                assert proc.poll() is None, proc.communicate()
-                time.sleep(0.05)
+        await wait_until_serving(http, url, proc)
         headers = {"Authorization": aiohttp.encode_basic_auth("u", "from-env")}
         async with http.post(url + NEW, json={"email": "cli@example.com"}, headers=headers) as resp:
             assert resp.status == 201

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 
-from signal_sync.sandbox import RunningServer, mautic, start_in_thread
+from signal_sync.sandbox import RunningServer, mautic
 
 pytestmark = pytest.mark.integration
 
@@ -26,29 +26,9 @@ AUTH = {"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[..., RunningServer]]:
-    servers: list[RunningServer] = []
-
-    def _start(**options: Any) -> RunningServer:
-        options = {"username": USER, "password": PASSWORD, "count_cache_ttl_s": 0} | options
-        server = start_in_thread(mautic.create_app(**options))
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def server(start: Callable[..., RunningServer]) -> RunningServer:
-    return start()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        yield session
+def start(serve) -> Callable[..., RunningServer]:
+    defaults = {"username": USER, "password": PASSWORD, "count_cache_ttl_s": 0}
+    return lambda **options: serve(mautic.create_app(**(defaults | options)))
 
 
 async def create(http: aiohttp.ClientSession, server: RunningServer, **payload: Any) -> int:

@@ -8,13 +8,14 @@ the email for a new contact with a new id. docs/destinations-api.md has the sour
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
-from signal_sync.sandbox import RunningServer, mautic, start_in_thread
+from signal_sync.sandbox import RunningServer, mautic
+from tests.support.sandbox import request
 
 pytestmark = pytest.mark.integration
 
@@ -27,28 +28,8 @@ JANE = {"email": "jane@example.com", "firstname": "Jane", "tags": [CONSENT, "vip
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[..., RunningServer]]:
-    servers: list[RunningServer] = []
-
-    def _start(**options: Any) -> RunningServer:
-        server = start_in_thread(mautic.create_app(**({"username": USER, "password": PASSWORD} | options)))
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def server(start: Callable[..., RunningServer]) -> RunningServer:
-    return start()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        yield session
+def start(serve) -> Callable[..., RunningServer]:
+    return lambda **options: serve(mautic.create_app(**({"username": USER, "password": PASSWORD} | options)))
 
 
 async def call(
@@ -59,9 +40,7 @@ async def call(
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> tuple[int, Any, aiohttp.ClientResponse]:
-    async with http.request(method, url, headers=AUTH if headers is None else headers, **kwargs) as resp:
-        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, body, resp
+    return await request(http, method, url, AUTH if headers is None else headers, **kwargs)
 
 
 async def create(

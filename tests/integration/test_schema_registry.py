@@ -10,13 +10,12 @@ schema id would. Runs against ``SCHEMA_REGISTRY_URL`` when set, else the local A
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
@@ -24,9 +23,10 @@ from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, Proto
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
-from joserfc import jwt
 from joserfc.jwk import RSAKey
-from schema_registry import LocalSchemaRegistry
+
+from tests.support.raw_records import read_values
+from tests.support.registry_auth import REGISTRY_PASSWORD, REGISTRY_USER, bearer_token, secured_registry
 
 pytestmark = pytest.mark.integration
 
@@ -82,30 +82,11 @@ def _through_topic(bootstrap: str, topic: str, value: bytes) -> bytes:
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     producer.produce(topic, key=b"u-42", value=value)
     assert producer.flush(30) == 0, "record still in flight after 30 s"
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"sr-smoke-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        consumer.subscribe([topic])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                continue
-            got = msg.value()
-            assert got is not None
-            return got
-        raise AssertionError(f"nothing consumed from {topic} within 30 s")
-    finally:
-        consumer.close()
+    values = read_values(bootstrap, topic, 1, timeout=30)
+    assert values, f"nothing consumed from {topic} within 30 s"
+    got = values[0]
+    assert got is not None
+    return got
 
 
 def _frame_schema_id(value: bytes) -> int:
@@ -227,17 +208,14 @@ def test_local_registry_checks_basic_and_bearer_credentials(schema_registry, tmp
     if schema_registry.local is None:
         pytest.skip("starts a local registry with authentication on; SCHEMA_REGISTRY_URL is in use instead")
     key, stranger = RSAKey.generate_key(2048), RSAKey.generate_key(2048)
-    issuer = "signal-sync-tests"
-    registry = LocalSchemaRegistry(
-        basic_auth=("signal", "registry-password"),
-        token_public_key=key.as_pem().decode(),
-        token_issuer=issuer,
-    )
 
-    def token(signer: RSAKey) -> str:
-        now = int(time.time())
-        claims = {"iss": issuer, "aud": "registry-api", "sub": "signal-sync", "iat": now, "exp": now + 300}
-        return jwt.encode({"alg": "RS256"}, claims, signer)
+    def bearer(signer: RSAKey) -> dict[str, str]:
+        # The client insists on a (Confluent Cloud) logical cluster; other registries ignore it.
+        return {
+            "bearer.auth.credentials.source": "STATIC_TOKEN",
+            "bearer.auth.token": bearer_token(signer),
+            "bearer.auth.logical.cluster": "local",
+        }
 
     def status_of(conf: dict[str, str]) -> int:
         try:
@@ -246,18 +224,9 @@ def test_local_registry_checks_basic_and_bearer_credentials(schema_registry, tmp
             return exc.http_status_code
         return 200
 
-    def bearer(signer: RSAKey) -> dict[str, str]:
-        # The client insists on a (Confluent Cloud) logical cluster; other registries ignore it.
-        return {
-            "bearer.auth.credentials.source": "STATIC_TOKEN",
-            "bearer.auth.token": token(signer),
-            "bearer.auth.logical.cluster": "local",
-        }
-
-    with registry:
-        registry.start(tmp_path)
+    with secured_registry(tmp_path, key) as registry:
         assert status_of({}) == 401
-        assert status_of({"basic.auth.user.info": "signal:registry-password"}) == 200
-        assert status_of({"basic.auth.user.info": "signal:wrong-password"}) == 401
+        assert status_of({"basic.auth.user.info": f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"}) == 200
+        assert status_of({"basic.auth.user.info": f"{REGISTRY_USER}:wrong-password"}) == 401
         assert status_of(bearer(key)) == 200
         assert status_of(bearer(stranger)) == 401

@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import (
     Schema,
     SchemaRegistryClient,
@@ -37,9 +38,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from harness import WorkerProcess, free_port, produce
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from joserfc import jwt
 from joserfc.jwk import RSAKey
-from schema_registry import LocalSchemaRegistry
 
 from signal_sync.codecs.events import decode_event
 from signal_sync.codecs.schema_registry import FramedDecoder, RegistryUnavailableError, frame_prefix
@@ -47,8 +46,9 @@ from signal_sync.config import SchemaRegistrySettings
 from signal_sync.errors import InvalidEventError
 from signal_sync.streams.records import Outcome
 from tests.integration.test_schema_registry import _protobuf_event_class
-from tests.support.config import write_config
 from tests.support.outcomes import consume_outcomes
+from tests.support.raw_records import read_values
+from tests.support.registry_auth import REGISTRY_PASSWORD, REGISTRY_USER, bearer_token, secured_registry
 from tests.support.tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.integration
@@ -155,18 +155,19 @@ def get_json(url: str) -> Any:
         return json.loads(reply.read())
 
 
-def start_worker(tmp_path: Path, kafka_bootstrap: str, topics: dict[str, str], sandboxes, **overrides: Any):
-    crm, mg = sandboxes
-    config = write_config(
-        tmp_path / "config.yaml", kafka_bootstrap, topics, crm.url, mg.url, tmp_path / "state", **overrides
-    )
-    return WorkerProcess(config, tmp_path / "worker.log").start()
-
-
 @pytest.fixture
-def stop_after():
+def start_worker(
+    tmp_path: Path, write_worker_config: Callable[..., Path]
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """``start_worker(**overrides)``: a worker on this test's topics and emulators, its config's sections
+    updated by ``overrides``; stopped (and its log shown) after the test."""
     started: list[WorkerProcess] = []
-    yield started.append
+
+    def start(**overrides: Any) -> WorkerProcess:
+        started.append(WorkerProcess(write_worker_config(**overrides), tmp_path / "worker.log").start())
+        return started[-1]
+
+    yield start
     for worker in started:
         code = worker.stop()
         print(f"worker exit code {code}; log tail:\n{worker.log_tail(40)}")
@@ -177,7 +178,7 @@ def registry_overrides(url: str) -> dict[str, Any]:
 
 
 def test_framed_json_schema_and_avro_events_share_the_topic_with_plain_json(
-    tmp_path, kafka_bootstrap, pipeline_topics, sandboxes, schema_registry, stop_after
+    kafka_bootstrap, pipeline_topics, sandboxes, schema_registry, start_worker
 ):
     run = uuid.uuid4().hex[:6]
     source = pipeline_topics["source"]
@@ -203,14 +204,7 @@ def test_framed_json_schema_and_avro_events_share_the_topic_with_plain_json(
         (b"k-truncated", avro_framed[:12]),
         (b"k-protobuf", as_protobuf(schema_registry.url, source, f"m-protobuf-{run}")),
     ]
-    worker = start_worker(
-        tmp_path,
-        kafka_bootstrap,
-        pipeline_topics,
-        sandboxes,
-        **registry_overrides(schema_registry.url),
-    )
-    stop_after(worker)
+    worker = start_worker(**registry_overrides(schema_registry.url))
     produce(kafka_bootstrap, source, records)
 
     outcomes = consume_outcomes(kafka_bootstrap, pipeline_topics["deliveries"], 14, worker, timeout=120)
@@ -239,12 +233,11 @@ def test_framed_json_schema_and_avro_events_share_the_topic_with_plain_json(
 
 
 def test_a_framed_record_without_a_registry_is_invalid_with_the_setting_named(
-    tmp_path, kafka_bootstrap, pipeline_topics, sandboxes, stop_after
+    kafka_bootstrap, pipeline_topics, start_worker
 ):
     run = uuid.uuid4().hex[:6]
     framed = frame_prefix(7) + orjson.dumps(identify("framed", run))
-    worker = start_worker(tmp_path, kafka_bootstrap, pipeline_topics, sandboxes)
-    stop_after(worker)
+    worker = start_worker()
     produce(
         kafka_bootstrap,
         pipeline_topics["source"],
@@ -265,21 +258,14 @@ def test_a_framed_record_without_a_registry_is_invalid_with_the_setting_named(
 
 
 def test_records_wait_while_the_registry_is_unreachable_and_go_on_when_it_answers(
-    tmp_path, kafka_bootstrap, pipeline_topics, sandboxes, schema_registry, stop_after
+    kafka_bootstrap, pipeline_topics, schema_registry, start_worker
 ):
     run = uuid.uuid4().hex[:6]
     as_json, _ = serializers(schema_registry.url, pipeline_topics["source"])
     registry = urlsplit(schema_registry.url)
     relay = TcpRelay(free_port(), (registry.hostname or "127.0.0.1", registry.port or 80))
     relayed_url = f"http://127.0.0.1:{relay.port}{registry.path}"
-    worker = start_worker(
-        tmp_path,
-        kafka_bootstrap,
-        pipeline_topics,
-        sandboxes,
-        **registry_overrides(relayed_url),
-    )
-    stop_after(worker)
+    worker = start_worker(**registry_overrides(relayed_url))
     try:
         # One key: the plain record is behind the framed one in the same partition.
         produce(
@@ -303,19 +289,12 @@ def test_records_wait_while_the_registry_is_unreachable_and_go_on_when_it_answer
 
 
 def test_outcomes_framed_with_the_registered_outcome_schema(
-    tmp_path, kafka_bootstrap, pipeline_topics, sandboxes, schema_registry, stop_after
+    kafka_bootstrap, pipeline_topics, schema_registry, start_worker
 ):
     run = uuid.uuid4().hex[:6]
-    overrides = registry_overrides(schema_registry.url)
     worker = start_worker(
-        tmp_path,
-        kafka_bootstrap,
-        pipeline_topics,
-        sandboxes,
-        outcomes={"format": "json_schema_registry"},
-        **overrides,
+        outcomes={"format": "json_schema_registry"}, **registry_overrides(schema_registry.url)
     )
-    stop_after(worker)
     produce(
         kafka_bootstrap,
         pipeline_topics["source"],
@@ -323,7 +302,8 @@ def test_outcomes_framed_with_the_registered_outcome_schema(
     )
 
     deliveries = pipeline_topics["deliveries"]
-    values = read_values(kafka_bootstrap, deliveries, 4, worker, timeout=120)
+    values = read_values(kafka_bootstrap, deliveries, 4, timeout=120, check=worker.assert_alive)
+    assert len(values) == 4, f"{len(values)} records on {deliveries}, not 4\n{worker.log_tail()}"
     fresh = SchemaRegistryClient({"url": schema_registry.url})
     registered = fresh.get_latest_version(f"{deliveries}-value")
     assert registered.schema.schema_type == "JSON"
@@ -334,7 +314,7 @@ def test_outcomes_framed_with_the_registered_outcome_schema(
     )
     outcomes = []
     for value in values:
-        assert value[:5] == frame_prefix(registered.schema_id)
+        assert value is not None and value[:5] == frame_prefix(registered.schema_id)
         outcome = deserialize(value, ctx)
         Outcome.model_validate(outcome)
         assert serialize(outcome, ctx) == value, "the serializer writes exactly these bytes"
@@ -343,7 +323,7 @@ def test_outcomes_framed_with_the_registered_outcome_schema(
 
 
 def test_a_registry_that_refuses_the_outcome_schema_fails_the_start_naming_the_setting(
-    tmp_path, kafka_bootstrap, pipeline_topics, sandboxes, schema_registry
+    pipeline_topics, schema_registry, start_worker
 ):
     subject = f"{pipeline_topics['deliveries']}-value"
     client = SchemaRegistryClient({"url": schema_registry.url})
@@ -356,20 +336,11 @@ def test_a_registry_that_refuses_the_outcome_schema_fails_the_start_naming_the_s
     }
     client.register_schema(subject, Schema(json.dumps(incompatible), "JSON"))
     client.set_compatibility(subject, "FULL")
-    overrides = registry_overrides(schema_registry.url)
     worker = start_worker(
-        tmp_path,
-        kafka_bootstrap,
-        pipeline_topics,
-        sandboxes,
-        outcomes={"format": "json_schema_registry"},
-        **overrides,
+        outcomes={"format": "json_schema_registry"}, **registry_overrides(schema_registry.url)
     )
-    try:
-        assert worker.proc is not None
-        code = worker.proc.wait(timeout=60)
-    finally:
-        worker.stop()
+    assert worker.proc is not None
+    code = worker.proc.wait(timeout=60)
     log = worker.log_tail(20)
     assert code != 0, log
     assert "ConfigError: outcomes.format: json_schema_registry, but the Schema Registry at" in log
@@ -415,12 +386,6 @@ def test_the_decoder_authenticates_with_basic_credentials_or_a_bearer_token(
     if schema_registry.local is None:
         pytest.skip("starts a local registry with authentication on; SCHEMA_REGISTRY_URL is in use instead")
     key = RSAKey.generate_key(2048)
-    registry = LocalSchemaRegistry(
-        basic_auth=("signal", "registry-password"), token_public_key=key.as_pem().decode(), token_issuer="it"
-    )
-    now = int(time.time())
-    claims = {"iss": "it", "aud": "registry-api", "sub": "signal-sync", "iat": now, "exp": now + 600}
-    token = jwt.encode({"alg": "RS256"}, claims, key)
     event = identify("auth", uuid.uuid4().hex[:6])
 
     async def decode(settings: SchemaRegistrySettings, raw: bytes) -> bytes:
@@ -430,22 +395,21 @@ def test_the_decoder_authenticates_with_basic_credentials_or_a_bearer_token(
         finally:
             await decoder.close()
 
-    with registry:
-        registry.start(tmp_path)
+    with secured_registry(tmp_path, key) as registry:
         admin = SchemaRegistryClient(
-            {"url": registry.url, "basic.auth.user.info": "signal:registry-password"}
+            {"url": registry.url, "basic.auth.user.info": f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"}
         )
         raw = frame_prefix(admin.register_schema("auth-value", Schema(JSON_SCHEMA, "JSON"))) + orjson.dumps(
             event
         )
         basic = SchemaRegistrySettings(
-            url=registry.url, basic_auth_user="signal", basic_auth_password="registry-password"
+            url=registry.url, basic_auth_user=REGISTRY_USER, basic_auth_password=REGISTRY_PASSWORD
         )
         assert orjson.loads(asyncio.run(decode(basic, raw))) == event
-        bearer = SchemaRegistrySettings(url=registry.url, bearer_token=token)
+        bearer = SchemaRegistrySettings(url=registry.url, bearer_token=bearer_token(key))
         assert orjson.loads(asyncio.run(decode(bearer, raw))) == event
         wrong = SchemaRegistrySettings(
-            url=registry.url, basic_auth_user="signal", basic_auth_password="wrong-pw"
+            url=registry.url, basic_auth_user=REGISTRY_USER, basic_auth_password="wrong-pw"
         )
         with pytest.raises(RegistryUnavailableError, match="HTTP 401.*basic_auth_password") as refused:
             asyncio.run(decode(wrong, raw))
@@ -473,32 +437,3 @@ def written(bootstrap: str, topic: str) -> int:
         )
     finally:
         consumer.close()
-
-
-def read_values(bootstrap: str, topic: str, count: int, worker: WorkerProcess, timeout: float) -> list[bytes]:
-    """The raw values of the first ``count`` records on ``topic`` (deadline ``timeout``)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"verify-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(values) < count and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            worker.assert_alive()
-            if message is None:
-                continue
-            if message.error() is not None:
-                assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
-                continue
-            values.append(message.value())
-    finally:
-        consumer.close()
-    assert len(values) == count, f"{len(values)} records on {topic}, not {count}\n{worker.log_tail()}"
-    return values

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from signal_sync.dead_letters import DeadLetterRecord, Letter, read_letter
 from signal_sync.streams.records import DeadLetterHeaders
@@ -31,6 +31,17 @@ class Stored:
     def get(self, name: str) -> str | None:
         """An error header by its short name (``reason``: ``signal_sync.reason``)."""
         return self.letter.context.get(f"signal_sync.{name}")
+
+
+def stored_letter(message: Message) -> Stored:
+    """A consumed record of the dead-letter topic and the letter read from it; it must be a dead
+    letter."""
+    kind, stamp = message.timestamp()
+    timestamp_ms = stamp if kind else None
+    headers = tuple(message.headers() or ())
+    letter = read_letter(message.key(), message.value(), headers, timestamp_ms)
+    assert letter is not None and not letter.legacy, f"not a dead letter: {message.value()!r:.200}"
+    return Stored(message.key(), message.value(), headers, timestamp_ms, letter)
 
 
 def consume_letters(
@@ -60,12 +71,9 @@ def consume_letters(
             check()
             if message is None or message.error():
                 continue
-            kind, stamp = message.timestamp()
-            headers = tuple(message.headers() or ())
-            letter = read_letter(message.key(), message.value(), headers, stamp if kind else None)
-            assert letter is not None and not letter.legacy, f"not a dead letter: {message.value()!r:.200}"
-            DeadLetterHeaders.model_validate(letter.context)
-            letters.append(Stored(message.key(), message.value(), headers, stamp if kind else None, letter))
+            stored = stored_letter(message)
+            DeadLetterHeaders.model_validate(stored.context)
+            letters.append(stored)
     finally:
         consumer.close()
     return letters

@@ -11,7 +11,7 @@ from signal_sync.dead_letters import Letter, read_letter
 from signal_sync.engine.forwarder import Forwarder
 from signal_sync.runtime import Runtime, create_runtime
 from signal_sync.streams.json_table import JsonValues
-from signal_sync.streams.output_producer import Headers, RecordTooLargeError, record_size
+from signal_sync.streams.output_producer import Headers, check_fits
 from tests.unit.factories import settings
 
 
@@ -31,9 +31,7 @@ class RecordingOutputs:
     def check(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
     ) -> None:
-        size = record_size(key, value, headers)
-        if size > self.default_limit:
-            raise RecordTooLargeError(topic, size, self.default_limit)
+        check_fits(topic, key, value, headers, self.record_limit(topic))
 
     async def send(
         self,
