@@ -3,7 +3,8 @@
 For the demo and manual testing: point a worker's ``base_url`` at the printed URL. The
 emulators are the same apps the integration tests start (``signal_sync.sandbox``), so a
 behaviour seen here is the behaviour the tests pin. Secrets can come from the
-environment (``MAUTIC_PASSWORD``, ``MAILGUN_API_KEY``) so they stay out of shell history.
+environment (``MAUTIC_PASSWORD``, ``MAUTIC_CLIENT_SECRET``, ``MAILGUN_API_KEY``) so they stay out
+of shell history.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from signal_sync.sandbox import mailgun, mautic, serve
 from signal_sync.sandbox.faults import Faults
+from signal_sync.sandbox.mautic_oauth import DEFAULT_ACCESS_TOKEN_LIFETIME_S, OAuthClient
 
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; keep loopback unless you mean it.")]
 LatencyOpt = Annotated[float, typer.Option("--latency-ms", min=0, help="Delay added to every API answer.")]
@@ -60,6 +62,20 @@ def _faults_or_exit(*args: Any) -> Faults:
         raise typer.Exit(2) from None
 
 
+def oauth_clients(client_id: str | None, client_secret: str | None) -> list[OAuthClient]:
+    """The OAuth2 client of ``--oauth-client-id`` / ``--oauth-client-secret``: both or neither."""
+    if client_id is None and client_secret is None:
+        return []
+    if client_id is None or client_secret is None:
+        raise typer.BadParameter(
+            "give --oauth-client-id and --oauth-client-secret (or MAUTIC_CLIENT_SECRET) together"
+        )
+    try:
+        return [OAuthClient(client_id, client_secret)]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``emulator mautic`` and ``emulator mailgun`` to the CLI."""
     emulator = typer.Typer(help="Run a sandbox emulator of a destination API.", no_args_is_help=True)
@@ -85,6 +101,29 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--custom-field", help="Custom field alias that exists (repeatable)."),
         ] = None,
+        oauth_client_id: Annotated[
+            str | None,
+            typer.Option(
+                "--oauth-client-id",
+                help="Public id ('<n>_<random>') of an OAuth2 API credential, for client credentials.",
+            ),
+        ] = None,
+        oauth_client_secret: Annotated[
+            str | None,
+            typer.Option(
+                "--oauth-client-secret", envvar="MAUTIC_CLIENT_SECRET", help="That credential's secret."
+            ),
+        ] = None,
+        access_token_lifetime_s: Annotated[
+            int,
+            typer.Option("--access-token-lifetime-s", min=1, help="Lifetime of issued access tokens."),
+        ] = DEFAULT_ACCESS_TOKEN_LIFETIME_S,
+        segment: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--segment", help="Name of a published segment that exists (repeatable; ids from 1)."
+            ),
+        ] = None,
         latency_ms: LatencyOpt = 0.0,
         jitter_ms: JitterOpt = 0.0,
         error_rate: ErrorRateOpt = 0.0,
@@ -92,8 +131,9 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = None,
         faults: FaultsOpt = None,
     ) -> None:
-        """Emulate Mautic's contact API (POST /api/contacts/new, GET /api/contacts)."""
+        """Emulate Mautic's contact, segment and OAuth2 token API (docs/sandbox.md)."""
         fault_config = _faults_or_exit(faults, latency_ms, jitter_ms, error_rate, error_status, seed)
+        clients = oauth_clients(oauth_client_id, oauth_client_secret)
         app_ = mautic.create_app(
             username=user,
             password=password,
@@ -102,6 +142,9 @@ def register(app: typer.Typer) -> None:
             can_edit_contacts=not no_edit,
             custom_fields=custom_field if custom_field else mautic.DEFAULT_CUSTOM_FIELDS,
             faults=fault_config,
+            oauth_clients=clients,
+            access_token_lifetime_s=access_token_lifetime_s,
+            segments=segment or (),
         )
         serve(app_, host=host, port=port, announce=typer.echo)
 

@@ -20,9 +20,14 @@ real instance enforces it, so a client bug shows up here rather than in producti
   (answers the deleted contact with ``id: null``; a later upsert of the email creates a new
   id); ``POST /api/contacts/{id}/dnc/{channel}/add`` and ``/remove`` with the rules of
   ``mautic_dnc``. An unknown id is ``404 Item was not found.`` before any permission check.
-* Access checks in Mautic's order: API enabled, Basic auth enabled, credentials, then the
-  user's permission (edit, create, delete). Errors use Mautic's
-  ``{"errors": [{"code", "message", "details", "type"}]}`` JSON.
+* Access checks in Mautic's order (``mautic_auth``): API enabled, Basic auth enabled (for a Basic
+  header), an OAuth2 bearer token (``mautic_oauth``: ``/oauth/v2/token`` issues them for the
+  client-credentials grant) or Basic credentials, then the user's permission (edit, create,
+  delete). The checks before the controllers answer ``{"errors": [{"message", "code", "type"}]}``,
+  the controllers ``{"errors": [{"code", "message", "details", "type"}]}`` (``mautic_errors``).
+* Segments (``mautic_segments``): ``GET /api/segments[/{id}]``, adding and removing one contact,
+  adding several, and ``GET /api/contacts/{id}/segments``; segments are set up through
+  ``/_sandbox/segments`` or ``create_app(segments=...)``.
 * Anything else under ``/api/`` is Mautic's JSON 404; a base URL carrying a path
   (``//api/...``, ``/mautic/api/...``) gets the HTML 404 of the web UI, as it would.
 * ``email`` must be an address Mautic stores as given (``email_accepted``: its cleaning and
@@ -55,10 +60,10 @@ from signal_sync.sandbox.journal import (
     FORM_TYPES,
     Journal,
     add_sandbox_routes,
-    credentials_match,
     journal_middleware,
     json_response,
 )
+from signal_sync.sandbox.mautic_auth import authenticate, subscriber_check
 from signal_sync.sandbox.mautic_dnc import (
     IS_CONTACTABLE,
     MANUAL,
@@ -73,7 +78,35 @@ from signal_sync.sandbox.mautic_dnc import (
     scalar,
     strip_tags,
 )
+from signal_sync.sandbox.mautic_errors import (
+    MSG_ACCESS_DENIED,
+    MSG_AUTH_DENIED,
+    MSG_NOT_FOUND,
+    TYPE_ACCESS_DENIED,
+    auth_error,
+    errors_response,
+)
+from signal_sync.sandbox.mautic_errors import MSG_API_DISABLED as MSG_API_DISABLED
+from signal_sync.sandbox.mautic_errors import MSG_BASIC_DISABLED as MSG_BASIC_DISABLED
+from signal_sync.sandbox.mautic_errors import MSG_BASIC_INVALID as MSG_BASIC_INVALID
+from signal_sync.sandbox.mautic_oauth import (
+    DEFAULT_ACCESS_TOKEN_LIFETIME_S,
+    MAUTIC_TOKENS,
+    TokenStore,
+    add_oauth_control_routes,
+    redact_secrets_middleware,
+    token_routes,
+)
+from signal_sync.sandbox.mautic_oauth import OAuthClient as OAuthClient
 from signal_sync.sandbox.mautic_search import NotEmulated, contact_filter, parse_where
+from signal_sync.sandbox.mautic_segments import ROUTE_METHODS as SEGMENT_ROUTE_METHODS
+from signal_sync.sandbox.mautic_segments import (
+    ContactAccess,
+    Segment,
+    SegmentStore,
+    add_segment_control_routes,
+    segment_routes,
+)
 
 KIND = "mautic"
 API_PREFIX = "/api/"
@@ -108,14 +141,6 @@ ORDER_COLUMNS = {
 MINIMAL_DROPS = ("lastActive", "ipAddresses", "tags", "utmtags", "doNotContact")
 """What ``minimal`` leaves out: the ``leadDetails`` group's properties (``leadList`` keeps the rest)."""
 
-MSG_API_DISABLED = "API disabled. You need to enable the API in the API settings of Mautic's Configuration."
-MSG_BASIC_DISABLED = (
-    "Basic authentication disabled. You need to enable HTTP basic auth in the API settings "
-    "of Mautic's Configuration."
-)
-MSG_AUTH_DENIED = "API authorization denied."
-MSG_ACCESS_DENIED = "You do not have access to the requested area/action."
-MSG_NOT_FOUND = "Item was not found."
 MSG_RATE_LIMITED = "You exceeded the rate limit of {limit} API calls per hour."
 RATE_LIMIT_PER_HOUR = 100
 MSG_BATCH_LIMIT = "A max of {limit} entities are supported at a time."
@@ -166,7 +191,7 @@ _UTM_KEYS = {
     "utm_content": "utmContent",
     "utm_term": "utmTerm",
 }
-_DEFAULT_MESSAGES = {401: MSG_AUTH_DENIED, 403: MSG_ACCESS_DENIED}
+_DEFAULT_MESSAGES = {403: MSG_ACCESS_DENIED}
 _HTML_404 = (
     "<!DOCTYPE html><html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>"
 )
@@ -178,16 +203,10 @@ _ROUTE_METHODS = (
     (re.compile(r"^/api/contacts/\d+/edit$"), ("PUT", "PATCH")),
     (re.compile(r"^/api/contacts/\d+/delete$"), ("DELETE",)),
     (re.compile(r"^/api/contacts/\d+/dnc/[^/]+/(?:add|remove)$"), ("POST",)),
+    (re.compile(r"^/oauth/v2/token$"), ("GET", "HEAD", "POST")),
+    *SEGMENT_ROUTE_METHODS,
 )
 """The emulated routes and their methods: a known path with another method is a 405."""
-
-
-def errors_response(
-    status: int, message: str, details: Any = None, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    """Mautic's error body (``returnError``): ``{"errors": [{"code", "message", "details", "type"}]}``."""
-    error = {"code": status, "message": message, "details": [] if details is None else details, "type": None}
-    return json_response({"errors": [error]}, status=status, headers=headers)
 
 
 class MauticDialect:
@@ -198,6 +217,8 @@ class MauticDialect:
     """
 
     def error(self, status: int, message: str | None = None) -> web.Response:
+        if status == 401:  # every 401 of Mautic's comes from the auth checks, in their shape
+            return auth_error(401, message or MSG_AUTH_DENIED, TYPE_ACCESS_DENIED)
         return errors_response(status, message or _DEFAULT_MESSAGES.get(status) or HTTPStatus(status).phrase)
 
     def rate_limited(self, retry_after_s: int, reset_at: float) -> web.Response:
@@ -659,17 +680,19 @@ def _sort_value(contact: Contact, column: str) -> Any:
 
 
 MAUTIC_STORE = web.AppKey("mautic_store", MauticStore)
+MAUTIC_SEGMENTS = web.AppKey("mautic_segments", SegmentStore)
 
 
 def check_api_access(request: web.Request, settings: MauticSettings) -> web.Response | None:
-    """The checks every API call passes first, in Mautic's order; None when it may proceed."""
-    if not settings.api_enabled:
-        return errors_response(403, MSG_API_DISABLED)
-    if not settings.basic_auth_enabled:
-        return errors_response(403, MSG_BASIC_DISABLED)
-    if not credentials_match(request.headers.get("Authorization"), settings.username, settings.password):
-        return errors_response(401, MSG_AUTH_DENIED, headers={"WWW-Authenticate": 'Basic realm="Mautic"'})
-    return None
+    """The checks every API call passes first, in Mautic's order (``mautic_auth``); None when it
+    may proceed."""
+    return authenticate(
+        request,
+        api_enabled=settings.api_enabled,
+        basic_auth_enabled=settings.basic_auth_enabled,
+        username=settings.username,
+        password=settings.password,
+    )
 
 
 def check_access(request: web.Request, settings: MauticSettings, *, edit: bool) -> web.Response | None:
@@ -771,7 +794,9 @@ def _order(request: web.Request) -> tuple[str, bool] | None:
     return column, request.query.get("orderByDir", "ASC").strip().upper() == "DESC"
 
 
-def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> web.RouteTableDef:
+def _routes(
+    settings: MauticSettings, store: MauticStore, journal: Journal, segments: SegmentStore
+) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     def journal_change(
@@ -949,6 +974,7 @@ def _routes(settings: MauticSettings, store: MauticStore, journal: Journal) -> w
         if isinstance(found, web.Response):
             return found
         store.delete(found)
+        segments.forget_contact(found.id)
         rendered = journal_change(found, request, "deleted", 200, {})
         return json_response({"contact": rendered})
 
@@ -1012,13 +1038,20 @@ def create_app(
     faults: Faults | Mapping[str, Any] | None = None,
     api_batch_max_limit: int = DEFAULT_API_BATCH_MAX_LIMIT,
     count_cache_ttl_s: float = DEFAULT_COUNT_CACHE_TTL_S,
+    oauth_clients: Iterable[OAuthClient] = (),
+    access_token_lifetime_s: int = DEFAULT_ACCESS_TOKEN_LIFETIME_S,
+    segments: Iterable[str | Mapping[str, Any]] = (),
 ) -> web.Application:
     """A Mautic emulator app; serve it with ``server.start_in_thread`` or ``server.serve``.
 
     ``api_batch_max_limit`` is Mautic's setting of that name: the most contacts one
     ``/api/contacts/batch/new`` call may carry. ``count_cache_ttl_s`` is Mautic's
     ``contact_api_count_cache_ttl``: a list call's ``total`` is reused for the same filter that
-    long (0 turns the cache off).
+    long (0 turns the cache off). ``oauth_clients`` are the OAuth2 API credentials
+    (``mautic_oauth.new_client()`` makes one in Mautic's form) whose access tokens live
+    ``access_token_lifetime_s`` whole seconds (Mautic's ``api_oauth2_access_token_lifetime``, in
+    minutes there). ``segments`` are created in order with ids from 1: names, or
+    ``{name, alias, description, isPublished, isGlobal}``.
     """
     settings = MauticSettings(
         username=username,
@@ -1032,21 +1065,61 @@ def create_app(
         count_cache_ttl_s=count_cache_ttl_s,
     )
     store = MauticStore(settings)
+    tokens = TokenStore(oauth_clients, access_token_lifetime_s)
+    segment_store = SegmentStore(segments)
     journal = Journal()
     injector = FaultInjector(faults)
     app = web.Application(
-        middlewares=[journal_middleware(journal), fault_middleware(injector, MauticDialect())]
+        middlewares=[
+            journal_middleware(journal),
+            redact_secrets_middleware(),
+            fault_middleware(injector, MauticDialect()),
+        ]
     )
     app[MAUTIC_STORE] = store
+    app[MAUTIC_TOKENS] = tokens
+    app[MAUTIC_SEGMENTS] = segment_store
 
     def reset() -> None:
         store.clear()
+        tokens.clear()
+        segment_store.reset()
         injector.restore()
 
+    def journal_membership(contact_id: int, request: web.Request, action: str, segment: Segment) -> None:
+        contact = store.get(contact_id)
+        if contact is None:
+            return
+        journal.record_applied(
+            contact.journal_key,
+            request=request,
+            action=action,
+            status=200,
+            changes={"segment": {"id": segment.id, "alias": segment.alias}},
+            state={"segments": [s.id for s, _ in segment_store.of_contact(contact_id)]},
+            details={"contact_id": contact_id, "segment_id": segment.id},
+        )
+
+    access = ContactAccess(
+        check_api_access=lambda request: check_api_access(request, settings),
+        contact_exists=lambda contact_id: store.get(contact_id) is not None,
+        can_edit_contacts=settings.can_edit_contacts,
+        journal=journal_membership,
+    )
     add_sandbox_routes(
         app, kind=KIND, journal=journal, state_name="contacts", snapshot=store.snapshot, reset=reset
     )
     add_fault_routes(app, injector)
-    app.add_routes(_routes(settings, store, journal))
+    add_oauth_control_routes(app, tokens)
+    add_segment_control_routes(app, segment_store)
+    app.add_routes(_routes(settings, store, journal, segment_store))
+    app.add_routes(
+        token_routes(
+            lambda request: subscriber_check(
+                request, api_enabled=settings.api_enabled, basic_auth_enabled=settings.basic_auth_enabled
+            )
+        )
+    )
+    app.add_routes(segment_routes(segment_store, access))
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

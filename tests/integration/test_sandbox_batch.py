@@ -217,7 +217,7 @@ async def test_mautic_batch_checks_access_like_the_single_call(http, start):
     server = start("mautic")
     wrong = {"Authorization": aiohttp.encode_basic_auth(USER, "wrong")}
     status, body = await batch(http, server, [{"email": "a@example.com"}], headers=wrong)
-    assert status == 401 and body["errors"][0]["message"] == mautic.MSG_AUTH_DENIED
+    assert status == 401 and body["errors"][0]["message"] == mautic.MSG_BASIC_INVALID
     status, _ = await batch(http, server, [{"email": "a@example.com"}], headers={})
     assert status == 401
     status, body = await batch(http, start("mautic", can_edit_contacts=False), [{"email": "a@example.com"}])

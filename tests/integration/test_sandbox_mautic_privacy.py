@@ -326,7 +326,7 @@ async def test_bad_credentials_are_401_before_the_lookup(http, server, method, s
     for path in (f"/api/contacts/{contact['id']}{suffix}", f"/api/contacts/999{suffix}"):
         headers = {"Authorization": aiohttp.encode_basic_auth(USER, "wrong")}
         status, body, _ = await call(http, method, server.url + path, headers=headers, json={})
-        assert status == 401 and error(body)["message"] == "API authorization denied."
+        assert status == 401 and body["errors"][0]["message"] == mautic.MSG_BASIC_INVALID
 
 
 async def test_permissions_are_checked_after_the_lookup(http, start):
