@@ -37,12 +37,15 @@ def get_json(url: str) -> object:
 
 
 def show_outcomes(outcomes: list[dict]) -> None:
-    row = "{:<26} {:<13} {:<16} {:<10} {:<17} {:<4} {}"
-    print("\n" + row.format("message_id", "integration", "event", "status", "reason", "http", "created"))
+    row = "{:<26} {:<13} {:<16} {:<17} {:<10} {:<17} {:<4} {}"
+    print(
+        "\n"
+        + row.format("message_id", "integration", "event", "operation", "status", "reason", "http", "created")
+    )
     for o in outcomes:
         created = "" if o["created"] is None else o["created"]
-        fields = (o["message_id"][:26], o["integration"], str(o["event"])[:16], o["status"])
-        print(row.format(*fields, o["reason"] or "", o["http_status"] or "", created))
+        fields = (o["message_id"][:26], o["integration"], str(o["event"])[:16], o.get("operation") or "")
+        print(row.format(*fields, o["status"], o["reason"] or "", o["http_status"] or "", created))
 
 
 def main() -> int:
@@ -85,10 +88,11 @@ def main() -> int:
             for contact in body if isinstance(body, list) else [body]:  # single upsert or batch item
                 if isinstance(contact, dict) and "signal_signup_method" in contact:
                     print(json.dumps(contact, indent=2))
-        print("\n== Mautic contacts (sandbox state)")
+        print("\n== Mautic contacts (sandbox state; seed-withdraw-1: jane@example.com withdrew consent)")
         for contact in get_json(f"{crm.url}/_sandbox/contacts")["contacts"]:
             fields = {k: v for k, v in contact["fields"]["all"].items() if v not in (None, "") and k != "id"}
-            print(json.dumps({**fields, "tags": [t["tag"] for t in contact["tags"]]}))
+            dnc = [{k: e[k] for k in ("reason", "comments", "channel")} for e in contact["doNotContact"]]
+            print(json.dumps({**fields, "tags": [t["tag"] for t in contact["tags"]], "doNotContact": dnc}))
         print("\n== Mailgun list members (sandbox state)")
         for member in get_json(f"{mg.url}/_sandbox/members")["members"]["newsletter@mg.example.com"]:
             print(json.dumps(member))

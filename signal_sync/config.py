@@ -39,6 +39,7 @@ from signal_sync.streams.client_properties import masked
 MAILGUN_HOSTS = ("api.mailgun.net", "api.eu.mailgun.net")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
 class _Strict(BaseModel):
@@ -68,6 +69,21 @@ def http_url_parts(url: str, *, form: str, credentials_go: str) -> SplitResult:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must start with https:// and name a host")
     return parts
+
+
+def check_domain(value: str) -> str:
+    """A DNS domain name of at least two labels (letters, digits, inner hyphens; an internationalized
+    one in its xn-- form), lowercased; the top-level label starts with a letter."""
+    domain = value.strip().lower()
+    labels = domain.split(".")
+    if (
+        len(domain) > 253
+        or len(labels) < 2
+        or not all(_DOMAIN_LABEL.match(label) for label in labels)
+        or not labels[-1][:1].isalpha()
+    ):
+        raise ValueError(f"must be a sending domain like mg.example.com, got {value!r}")
+    return domain
 
 
 def check_base_url(url: str) -> str:
@@ -504,11 +520,26 @@ class DeliverySettings(_Strict):
     )
 
 
+CONTACT_ID_KEY_MIN_LENGTH = 32
+
+
 class OutcomeSettings(_Strict):
     """What outcome records contain."""
 
     include_email: bool = Field(
         False, description="Add the plaintext email to outcomes. Off by default: contact_id is a sha256."
+    )
+    contact_id_key: SecretStr | None = Field(
+        None,
+        description="Secret (at least 32 characters) that keys the outcomes' contact_id: "
+        "HMAC-SHA256(key, normalized email) in hex instead of the plain sha256 of the email, which "
+        "anyone holding a list of addresses can reverse by hashing them. Only the outcomes change: "
+        "the internal topics' partitioning and the tables stay on the sha256. Unset: the sha256.",
+    )
+    contact_id_key_file: Path | None = Field(
+        None,
+        description="File holding contact_id_key.",
+        examples=["/var/run/secrets/signal-sync/credentials/outcomes-contact-id-key"],
     )
     format: Literal["json", "json_schema_registry"] = Field(
         "json",
@@ -517,6 +548,14 @@ class OutcomeSettings(_Strict):
         "every outcome is framed with its id (magic byte 0, 4-byte schema id, the JSON), for consumers "
         "that read with a Schema Registry (ksqlDB, Flink, Kafka Connect). Needs kafka.schema_registry.url.",
     )
+
+    @model_validator(mode="after")
+    def _contact_id_key(self) -> OutcomeSettings:
+        key = _optional_secret(self, "contact_id_key")
+        if key is not None and len(key.get_secret_value()) < CONTACT_ID_KEY_MIN_LENGTH:
+            raise ValueError(f"contact_id_key: must be at least {CONTACT_ID_KEY_MIN_LENGTH} characters")
+        object.__setattr__(self, "contact_id_key", key)
+        return self
 
 
 DEBUGGER_TOKEN_MIN_LENGTH = 16
@@ -599,6 +638,16 @@ class _IntegrationBase(_Strict):
         default_factory=lambda: ["marketing"],
         description="Consent categories that must be explicitly true for delivery; [] disables gating.",
         examples=[["marketing"]],
+    )
+    on_consent_withdrawn: Literal["propagate", "drop"] = Field(
+        "propagate",
+        description="An event of a person with a valid email where one of the consent categories is "
+        "explicitly false (withdrawn; missing is not): propagate sends a withdrawal carrying nothing "
+        "but what honours it (Mautic: consent tag removed and do-not-contact on email, on the "
+        "contacts it already has; Mailgun: subscribed=no on an existing member), once per person "
+        "until consent is granted again, which undoes what the withdrawal added. drop: the event is "
+        "dropped as consent_denied and nothing is sent.",
+        examples=["propagate"],
     )
 
     @field_validator("base_url")
@@ -747,6 +796,20 @@ class MailgunIntegration(_IntegrationBase):
                 "matching the key's region"
             )
         return value
+
+    unsubscribe_domain: str | None = Field(
+        None,
+        description="A sending domain of the Mailgun account (not the list address): a consent "
+        "withdrawal also puts the address on this domain's unsubscribe list (tag *), which stops "
+        "every message from the domain, not only this list's; a later re-grant takes it off again "
+        "only if signal-sync put it there. Unset: only the list membership changes.",
+        examples=["mg.example.com"],
+    )
+
+    @field_validator("unsubscribe_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return None if value is None else check_domain(value)
 
     @field_validator("list_address")
     @classmethod

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import time
 import uuid
 from dataclasses import dataclass
@@ -88,11 +89,25 @@ class SourceRecord:
         return (self.topic, self.partition, self.offset)
 
 
+def keyed_contact_id(key: bytes, email: str) -> str:
+    """HMAC-SHA256 of the normalized email under ``key``, in hex: a contact id that only the key's
+    holders can compute from an address (``outcomes.contact_id_key``)."""
+    return hmac.new(key, email.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class OutcomeBuilder:
-    """Makes outcome dicts; knows whether plaintext emails may appear in them."""
+    """Makes outcome dicts; knows whether plaintext emails may appear in them and how their
+    ``contact_id`` is made (the sha256 of the email, or keyed with ``contact_id_key``)."""
 
     include_email: bool = False
+    contact_id_key: bytes | None = None
+
+    def contact_id_of(self, email: str) -> str:
+        """The ``contact_id`` an outcome carries for this normalized email."""
+        if self.contact_id_key is None:
+            return contact_id(email)
+        return keyed_contact_id(self.contact_id_key, email)
 
     def build(
         self,
@@ -111,8 +126,9 @@ class OutcomeBuilder:
         attempts: int = 0,
         hint: str | None = None,
         error: str | None = None,
+        operation: str | None = None,
     ) -> dict[str, Any]:
-        """One outcome record for (event, integration)."""
+        """One outcome record for (event, integration); ``operation`` for what the delivery stage did."""
         record: dict[str, Any] = {
             "schema": OUTCOME_SCHEMA,
             "delivery_id": delivery_id(message_id, integration.id),
@@ -120,7 +136,7 @@ class OutcomeBuilder:
             "integration": integration.id,
             "destination": integration.type,
             "event": event_name,
-            "contact_id": contact_id(email) if email else None,
+            "contact_id": self.contact_id_of(email) if email else None,
             "status": status,
             "reason": reason,
             "http_status": http_status,
@@ -132,6 +148,8 @@ class OutcomeBuilder:
             "hint": hint,
             "error": error,
         }
+        if operation is not None:
+            record["operation"] = operation
         if self.include_email and email:
             record["email"] = email
         return record

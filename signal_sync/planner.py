@@ -1,8 +1,17 @@
-"""The pure pipeline: decode → stitch → gate → build, shared by the worker and ``preview``.
+"""The pure pipeline: decode → stitch → gate → plan, shared by the worker and ``preview``.
 
 Nothing here does I/O or reads the clock. The worker keeps the two kinds of state in
-Faust tables (identities, Mailgun vars); preview keeps them in dicts. Both call the
+Faust tables (identities, destination state); preview keeps them in dicts. Both call the
 same functions, so preview shows exactly what the worker would send.
+
+Two stages decide. ``decide`` (stage 1, and again in stage 2, which recomputes it from the
+envelope) tells per integration a drop reason or an operation: ``withdraw_consent`` when a
+consent category the integration requires is explicitly false, the email is valid and the
+integration propagates withdrawals (whatever the event's name: any event that says "withdrawn"
+for a known address counts), else the contract's gate and ``upsert``. ``plan_delivery`` (stage 2,
+with the contact's destination state) turns that into the destination's work: a withdrawal of a
+person already withdrawn is dropped, an upsert of a withdrawn person whose consent is granted
+again becomes ``restore_consent``.
 """
 
 from __future__ import annotations
@@ -14,18 +23,36 @@ from typing import Any
 import orjson
 
 from signal_sync.destinations import Integration, destination_of
-from signal_sync.destinations.base import DropReason, Request, gate
+from signal_sync.destinations.base import DropReason, Operation, Request, consent_withdrawn, gate
+from signal_sync.destinations.operations import Calls, Drop, State, Work
 from signal_sync.identity import ResolvedEvent, identity_keys, stitch
 from signal_sync.streams.records import SignalEvent
+
+Decision = tuple[DropReason, None] | tuple[None, Operation]
+"""A drop reason, or the operation to send."""
+
+
+def decide(resolved: ResolvedEvent, integration: Integration) -> Decision:
+    """Whether this integration takes the event, and as which operation."""
+    if (
+        integration.on_consent_withdrawn == "propagate"
+        and resolved.email
+        and consent_withdrawn(resolved, integration.consent)
+    ):
+        return None, "withdraw_consent"
+    reason = gate(resolved, destination_of(integration).mapped_events, integration.consent)
+    return (reason, None) if reason is not None else (None, "upsert")
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Per integration, in config order: a drop reason, or None for 'send'."""
+    """Per integration, in config order: a drop reason, or None for 'send' (``operations`` says as
+    what, in the same order)."""
 
     resolved: ResolvedEvent
     decisions: tuple[tuple[Integration, DropReason | None], ...]
     learned: dict[str, Any]
+    operations: tuple[Operation | None, ...] = ()
 
     @property
     def to_send(self) -> list[Integration]:
@@ -37,13 +64,28 @@ def plan_event(
     integrations: Sequence[Integration],
     remembered: Mapping[str, Mapping[str, Any]],
 ) -> Plan:
-    """Stitch the event and decide, per integration, whether it is sent or why it is dropped."""
+    """Stitch the event and decide, per integration, whether it is sent (as which operation) or
+    why it is dropped."""
     resolved, learned = stitch(event, remembered)
+    decided = [decide(resolved, integration) for integration in integrations]
     decisions = tuple(
-        (integration, gate(resolved, destination_of(integration).mapped_events, integration.consent))
-        for integration in integrations
+        (integration, reason) for integration, (reason, _) in zip(integrations, decided, strict=True)
     )
-    return Plan(resolved, decisions, learned)
+    return Plan(resolved, decisions, learned, tuple(operation for _, operation in decided))
+
+
+def plan_delivery(
+    resolved: ResolvedEvent, integration: Integration, operation: Operation, state: State
+) -> Work:
+    """The destination's work for an event stage 1 decided to send, given the contact's state."""
+    destination = destination_of(integration)
+    if operation == "withdraw_consent":
+        if state.get("withdrawn"):  # already sent: a withdrawn person's page views send nothing
+            return Drop(operation, "consent_denied")
+        return Calls(operation, destination.withdraw(resolved, integration, state))
+    if state.get("withdrawn") and integration.consent:  # every required category is true again
+        return Calls("restore_consent", destination.restore(resolved, integration, state))
+    return destination.upsert(resolved, integration, state)
 
 
 def remembered_for(event: SignalEvent, lookup: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -87,7 +129,7 @@ def remember(store: MutableMapping[str, Any], event: SignalEvent, learned: Mappi
 
 
 def state_key(integration: Integration, contact: str) -> str:
-    """Key of per-contact destination state (Mailgun vars) for one integration."""
+    """Key of per-contact destination state (Mautic ids, Mailgun vars, withdrawals) for one integration."""
     return f"{integration.id}:{contact}"
 
 

@@ -1,21 +1,72 @@
 """Dry run of the pipeline: events in, the requests the worker would send out. No network.
 
-State (identities, Mailgun vars) is kept in dicts exactly as the worker keeps it in
+State (identities, destination state) is kept in dicts exactly as the worker keeps it in
 tables, and every request is assumed to succeed, so a sequence of events previews the
 same payloads the worker would send for it. A drop for ``invalid_event`` or
 ``invalid_email`` carries an ``error`` saying what is wrong (never the address itself).
+
+A consent withdrawal or re-grant is several calls whose later ones depend on the answers:
+its line carries ``operation`` and every call in ``calls`` (``request`` is the first). Preview
+answers them as a destination that knows the person would (``PreviewDestination``): Mautic finds
+one contact and has no do-not-contact entry before the withdrawal, Mailgun has the member and
+the address is not on the domain's unsubscribe list yet. The contact id that only Mautic could
+assign is shown as ``{contact_id}``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
+
 from signal_sync.codecs.events import decode_event, peek_message_id
 from signal_sync.config import Settings
+from signal_sync.destinations import Integration, destination_of
+from signal_sync.destinations.delivery import DeliveryResult
+from signal_sync.destinations.mautic_privacy import DNC_CHANNEL, DNC_COMMENT, DNC_UNSUBSCRIBED
+from signal_sync.destinations.operations import Calls, Drop, Finish, Upsert
 from signal_sync.errors import InvalidEventError
-from signal_sync.identity import email_problem, normalize_email
-from signal_sync.planner import build_request, plan_event, remember, remembered_for, state_key
+from signal_sync.identity import ResolvedEvent, email_problem, normalize_email
+from signal_sync.planner import plan_delivery, plan_event, remember, remembered_for, state_key
+
+CONTACT_ID = 990_000_000_001
+"""The id preview's Mautic gives the person; shown as ``{contact_id}``."""
+DNC_ID = 990_000_000_002
+"""The id of the do-not-contact entry preview's Mautic adds; it appears in no request."""
+_CONTACT_ID_IN_URL = re.compile(rf"/{CONTACT_ID}(?=[/?]|$)")
+
+
+def _answer(status: int, body: Any) -> DeliveryResult:
+    reply = orjson.dumps(body)
+    if status == 404:
+        return DeliveryResult("absent", 404, None, 1, "http_404", None, None, reply=reply)
+    return DeliveryResult("delivered", status, None, 1, None, None, None, reply=reply)
+
+
+class PreviewDestination:
+    """Answers an operation's calls as a destination that knows the person."""
+
+    @staticmethod
+    def answer(integration: Integration, method: str, url: str, email: str) -> DeliveryResult:
+        path = url.removeprefix(integration.base_url).partition("?")[0]
+        if integration.type == "mailgun":
+            if method == "GET" and "/unsubscribes/" in path:
+                return _answer(404, {"message": "Address not found in unsubscribers table"})
+            return _answer(200, {"message": "ok"})
+        ours = {
+            "id": DNC_ID,
+            "reason": DNC_UNSUBSCRIBED,
+            "comments": DNC_COMMENT,
+            "channel": DNC_CHANNEL,
+        }
+        contact = {"id": CONTACT_ID, "fields": {"all": {"email": email}}, "doNotContact": []}
+        if method == "GET" and path == "/api/contacts":
+            return _answer(200, {"total": 1, "contacts": {"0": contact}})
+        if path.endswith("/dnc/email/add") or (method == "GET" and path.startswith("/api/contacts/")):
+            return _answer(200, {"contact": {**contact, "doNotContact": [ours]}})
+        return _answer(200, {"contact": contact})
 
 
 class Previewer:
@@ -24,7 +75,7 @@ class Previewer:
     def __init__(self, settings: Settings) -> None:
         self.integrations = settings.integrations
         self.identities: dict[str, dict[str, Any]] = {}
-        self.destination_state: dict[str, dict[str, Any]] = {}
+        self.destination_state: dict[str, Any] = {}
 
     def preview(self, raw: bytes) -> Iterator[dict[str, Any]]:
         """One line per integration, in config order."""
@@ -39,18 +90,50 @@ class Previewer:
         remember(self.identities, event, plan.learned)
         resolved = plan.resolved
         assert event.message_id is not None
-        for integration, reason in plan.decisions:
-            if reason is not None:
+        for (integration, reason), operation in zip(plan.decisions, plan.operations, strict=True):
+            if reason is not None or operation is None:
                 error = None
                 if reason == "invalid_email":  # why, without the address itself
                     error = email_problem(normalize_email(resolved.traits.get("email")) or "")
                 yield self._line(event.message_id, integration.id, resolved.name, reason, None, error=error)
                 continue
-            key = state_key(integration, resolved.contact_id or "")
-            request = build_request(resolved, integration, self.destination_state.get(key))
-            if request.state is not None:
-                self.destination_state[key] = request.state
-            yield self._line(event.message_id, integration.id, resolved.name, None, request.view())
+            yield self._planned(event.message_id, integration, resolved, operation)
+
+    def _planned(
+        self, message_id: str, integration: Integration, resolved: ResolvedEvent, operation: Any
+    ) -> dict[str, Any]:
+        """The line of an event stage 1 sends, planned with the contact's state as the worker would."""
+        destination = destination_of(integration)
+        key = state_key(integration, resolved.contact_id or "")
+        state = destination.load_state(self.destination_state.get(key))
+        work = plan_delivery(resolved, integration, operation, state)
+        if isinstance(work, Drop):
+            line = self._line(message_id, integration.id, resolved.name, work.reason, None)
+            return {**line, "operation": work.operation}
+        if isinstance(work, Upsert):
+            request = destination.batch.single_request(integration, work.entry)
+            answer = PreviewDestination.answer(integration, request.method, request.url, resolved.email or "")
+            self.destination_state[key] = destination.dump_state(destination.settle(work.state, answer))
+            return self._line(message_id, integration.id, resolved.name, None, request.view())
+        assert isinstance(work, Calls)
+        views: list[dict[str, Any]] = []
+        try:
+            request = next(work.steps)
+            while True:
+                views.append(request.view())
+                answer = PreviewDestination.answer(
+                    integration, request.method, request.url, resolved.email or ""
+                )
+                request = work.steps.send(answer)
+        except StopIteration as stop:
+            finish: Finish = stop.value
+        if finish.state is not None:
+            self.destination_state[key] = destination.dump_state(finish.state)
+        views = shown(views)
+        line = self._line(
+            message_id, integration.id, resolved.name, finish.reason, views[0] if views else None
+        )
+        return {**line, "operation": work.operation, "calls": views}
 
     @staticmethod
     def _line(
@@ -72,6 +155,11 @@ class Previewer:
         if error:
             line["error"] = error
         return line
+
+
+def shown(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The views with the id only Mautic could assign shown as ``{contact_id}``."""
+    return [{**view, "url": _CONTACT_ID_IN_URL.sub("/{contact_id}", view["url"])} for view in views]
 
 
 def preview_lines(settings: Settings, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:

@@ -22,11 +22,12 @@ from signal_sync.codecs import orjson_codec
 from signal_sync.codecs.schema_registry import FramedDecoder, framed_outcomes, outcome_prefix
 from signal_sync.config import KafkaSettings, Settings
 from signal_sync.destinations import Integration
-from signal_sync.destinations.base import Request
+from signal_sync.destinations.base import Shown
 from signal_sync.destinations.delivery import Sender, redact_emails
 from signal_sync.engine.batcher import Batcher
 from signal_sync.engine.forwarder import Forwarder
 from signal_sync.engine.gate import IntegrationGate
+from signal_sync.engine.jobs import Jobs
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder, encode
@@ -47,7 +48,7 @@ from signal_sync.streams.topics import client_config
 
 log = logging.getLogger(__name__)
 
-OutcomeObserver = Callable[[dict[str, Any], Request | None], None]
+OutcomeObserver = Callable[[dict[str, Any], Shown | None], None]
 """Called with every outcome written and the request behind it (None for drops): how metrics
 and the event debugger see deliveries without the agents knowing about them. Observers run
 for every event, so they keep references and redact only when something is shown."""
@@ -66,7 +67,8 @@ class Runtime:
     identities: JsonValues
     """Traits learned per identity key (the ``identities`` table, values as JSON bytes)."""
     destination_state: JsonValues
-    """Per-contact destination state, i.e. Mailgun vars (the ``destination-state`` table)."""
+    """Per-contact destination state: Mautic contact ids, Mailgun vars, consent withdrawals (the
+    ``destination-state`` table)."""
     outcomes: OutcomeBuilder
     sender: Sender
     sequence: SequenceGuard
@@ -76,8 +78,8 @@ class Runtime:
     gates: dict[str, IntegrationGate] = field(default_factory=dict)
     schedulers: dict[str, KeyOrderedScheduler] = field(default_factory=dict)
     batchers: dict[str, Batcher] = field(default_factory=dict)
-    pending_state: dict[str, Any] = field(default_factory=dict)
-    """Per-contact destination state (Mailgun vars) of requests built but not yet answered."""
+    jobs: dict[str, Jobs] = field(default_factory=dict)
+    """Per integration: plans each event's work with the contact's destination state and carries it out."""
     decoded: DecodedEvents = field(default_factory=DecodedEvents)
     """Events stage 1 validated, left for this process's delivery agents."""
     redact: Callable[[str], str] = redact_emails
@@ -160,6 +162,15 @@ def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
+def outcome_builder(settings: Settings) -> OutcomeBuilder:
+    """Outcomes as ``outcomes`` configures them (plaintext email, keyed contact ids)."""
+    key = settings.outcomes.contact_id_key
+    return OutcomeBuilder(
+        include_email=settings.outcomes.include_email,
+        contact_id_key=key.get_secret_value().encode("utf-8") if key is not None else None,
+    )
+
+
 def bounded_values(table: faust.Table, outputs: OutputProducer) -> JsonValues:
     """A table's JSON view whose writes fit the table's changelog topic."""
     return JsonValues(table, outputs.record_limit(table.changelog_topic.get_topic_name()))
@@ -236,7 +247,7 @@ def create_runtime(
         destination_state=bounded_values(
             output_changelog_table(app, outputs, DESTINATION_STATE_TABLE, **table), outputs
         ),
-        outcomes=OutcomeBuilder(include_email=settings.outcomes.include_email),
+        outcomes=outcome_builder(settings),
         sender=Sender(settings.delivery),
         sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),
         integrations={integration.id: integration for integration in settings.integrations},

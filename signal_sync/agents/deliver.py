@@ -4,8 +4,10 @@ Each integration reads its own internal topic (keyed by contact_id), so a paused
 integration holds back only its own offsets and never delays the others. Events are
 handed to a ``KeyOrderedScheduler`` (concurrent across contacts, sequential within one,
 acks in offset order) and admitted by the integration's gate (concurrency cap, rate
-limit, fault pause, circuit breaker). Mailgun's merged vars are read from and, after a
-successful delivery, written to the destination-state table on the same partitioning.
+limit, fault pause, circuit breaker). What each event does at the destination (an upsert, a
+consent withdrawal or its re-grant) is planned and carried out by the integration's ``Jobs``
+(``engine.jobs``) with the contact's state in the destination-state table, which lives on the
+same partitioning.
 """
 
 from __future__ import annotations
@@ -24,17 +26,15 @@ from signal_sync.agents.outputs import emit
 from signal_sync.codecs.events import decode_event
 from signal_sync.dead_letters import TASK_PUT, ErrorContext
 from signal_sync.destinations import Integration, destination_of
-from signal_sync.destinations.base import Request
-from signal_sync.destinations.delivery import DeliveryResult, exception_text
-from signal_sync.engine.batch_send import make_send_batch
+from signal_sync.destinations.delivery import exception_text
+from signal_sync.engine.batch_send import guarded_send, make_send_batch
 from signal_sync.engine.batcher import Batcher
-from signal_sync.engine.gate import send_through_gate
+from signal_sync.engine.jobs import ContactStates, Job, JobResult, Jobs
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.identity import ResolvedEvent
 from signal_sync.outcomes import SourceRecord
-from signal_sync.planner import build_request, state_key
+from signal_sync.planner import decide
 from signal_sync.runtime import Runtime
-from signal_sync.streams.json_table import ValueTooLargeError
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.records import SignalEvent
 from signal_sync.streams.sequence import acknowledge
@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 
 Done = faust.EventT | RawRecord | None
 """What to acknowledge once an item is finished: the internal record, when it is its last event."""
-Item = tuple[dict[str, Any] | None, Done]
-"""A scheduler item: one event's envelope (None: nothing to deliver) and what it acknowledges."""
+Item = tuple[dict[str, Any] | None, Done, int]
+"""A scheduler item: one event's envelope (None: nothing to deliver), what it acknowledges, and the
+internal topic's partition it came from."""
 
 
 def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
@@ -64,28 +65,38 @@ def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceReco
     return event
 
 
-async def send(
-    runtime: Runtime, integration: Integration, contact: str, request: Request
-) -> tuple[DeliveryResult, bool]:
-    """Deliver through the integration's batcher (coalesced with the contact's neighbours) or on its
-    own; returns the event's result and whether it is the last of its contact's group."""
+def jobs_for(runtime: Runtime, integration: Integration) -> Jobs:
+    """The integration's ``Jobs`` (made by ``attach_one``; made here, unbatched, when it was not)."""
+    jobs = runtime.jobs.get(integration.id)
+    if jobs is None:
+        send = guarded_send(runtime.sender, runtime.gates[integration.id], integration)
+        jobs = runtime.jobs[integration.id] = Jobs(
+            integration, ContactStates(integration, runtime.destination_state), send
+        )
+    return jobs
+
+
+async def send(runtime: Runtime, integration: Integration, job: Job) -> JobResult:
+    """Carry the job out through the integration's batcher (with the contact's neighbours) or alone."""
     batcher = runtime.batchers.get(integration.id)
     if batcher is None:
-        return await send_through_gate(
-            runtime.sender, runtime.gates[integration.id], integration, request
-        ), True
-    placed = await batcher.submit(contact, destination_of(integration).batch.item_of(request))
-    return placed.result, placed.last
+        return await jobs_for(runtime, integration).run(job)
+    placed = await batcher.submit(job.contact, job)
+    return placed.result
 
 
-async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[str, Any]) -> None:
+async def deliver_to(
+    runtime: Runtime, integration: Integration, envelope: dict[str, Any], partition: int | None = None
+) -> None:
     """Deliver one event to one integration and record its one outcome. An unexpected exception
     (decoding, mapping, sending or building the outcome) becomes a ``failed`` / ``internal_error``
-    outcome; raises only when the outcome cannot be written (the scheduler then stops the worker)."""
+    outcome; raises only when the outcome cannot be written (the scheduler then stops the worker).
+    ``partition``: the internal topic's partition the event came from (its contact's state is
+    written there)."""
     started = time.time()
     source = source_of_envelope(envelope)
     try:
-        outcome, request = await delivery_outcome(runtime, integration, envelope, source)
+        outcome, request = await delivery_outcome(runtime, integration, envelope, source, partition)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a handler that raises would leave the event without an outcome
@@ -94,7 +105,8 @@ async def deliver_to(runtime: Runtime, integration: Integration, envelope: dict[
         )
         await record_crash(runtime, integration, envelope, exc, started)
         return
-    context = None if outcome["status"] == "delivered" else ErrorContext(TASK_PUT, started_at=started)
+    failed = outcome["status"] not in ("delivered", "dropped")
+    context = ErrorContext(TASK_PUT, started_at=started) if failed else None
     await emit(runtime, outcome, source, request, context)
 
 
@@ -120,40 +132,35 @@ async def record_crash(
 
 
 async def delivery_outcome(
-    runtime: Runtime, integration: Integration, envelope: dict[str, Any], source: SourceRecord
-) -> tuple[dict[str, Any], Request]:
-    """Deliver the envelope's event; its outcome and the request behind it."""
+    runtime: Runtime,
+    integration: Integration,
+    envelope: dict[str, Any],
+    source: SourceRecord,
+    partition: int | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Deliver the envelope's event; its outcome and what was sent for it (None: nothing)."""
     resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
-    contact = resolved.contact_id
-    assert contact is not None and resolved.event.message_id is not None
-    key = state_key(integration, contact)
-    # Mailgun vars of a contact's earlier event still in flight come first: it is applied before us.
-    known = runtime.pending_state[key] if key in runtime.pending_state else runtime.destination_state.get(key)
-    request = build_request(resolved, integration, known)
-    if request.state is not None:
-        runtime.pending_state[key] = request.state
-    try:
-        result, last_of_contact = await send(runtime, integration, contact, request)
-    finally:
-        if request.state is not None and runtime.pending_state.get(key) is request.state:
-            del runtime.pending_state[key]
-    note = None
-    if result.status == "delivered":
-        if request.state is not None and last_of_contact:
-            note = keep_state(runtime, key, request.state)
+    assert resolved.contact_id is not None and resolved.event.message_id is not None
+    reason, operation = decide(resolved, integration)  # as stage 1 did, from the same event and traits
+    if operation is None:  # only when the config changed since stage 1 (e.g. to on_consent_withdrawn: drop)
+        done = JobResult(None, "dropped", reason)
     else:
+        done = await send(runtime, integration, Job(resolved, operation, partition))
+    if done.status == "failed":
         log.warning(
-            "delivery failed: integration=%s message_id=%s reason=%s attempts=%s",
+            "delivery failed: integration=%s message_id=%s operation=%s reason=%s attempts=%s",
             integration.id,
             resolved.event.message_id,
-            result.reason,
-            result.attempts,
+            done.operation,
+            done.reason,
+            done.attempts,
             extra={
                 "integration": integration.id,
                 "message_id": resolved.event.message_id,
-                "reason": result.reason,
-                "http_status": result.http_status,
-                "attempts": result.attempts,
+                "operation": done.operation,
+                "reason": done.reason,
+                "http_status": done.http_status,
+                "attempts": done.attempts,
             },
         )
     outcome = runtime.outcomes.build(
@@ -161,32 +168,19 @@ async def delivery_outcome(
         integration=integration,
         event_name=resolved.name,
         email=resolved.email,
-        status=result.status,
-        reason=result.reason,
+        status=done.status,
+        reason=done.reason,
         source=source,
         now=time.time(),
         event=resolved.event,
-        http_status=result.http_status,
-        created=result.created,
-        attempts=result.attempts,
-        hint=result.hint,
-        error=result.error or note,
+        http_status=done.http_status,
+        created=done.created,
+        attempts=done.attempts,
+        hint=done.hint,
+        error=done.error,
+        operation=done.operation,
     )
-    return outcome, request
-
-
-def keep_state(runtime: Runtime, key: str, state: dict[str, Any]) -> str | None:
-    """Store a contact's destination state (Mailgun vars) after its delivery; when it is too large for
-    the table's changelog, keep the state stored before and return what the outcome says about it."""
-    try:
-        runtime.destination_state[key] = state
-    except ValueTooLargeError as exc:
-        log.warning("destination state not kept: %s", exc, extra={"state_key": key})
-        return (
-            f"delivered, but the merged vars are not remembered ({exc}): the contact's next event "
-            "merges into the vars remembered before"
-        )
-    return None
+    return outcome, done.shown
 
 
 def attach_one(runtime: Runtime, integration: Integration) -> None:
@@ -194,12 +188,16 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
     topic = runtime.delivery_topics[integration.id]
     settings = runtime.settings.delivery
     batch_size = integration.batch_max_items or destination_of(integration).batch.max_items
+    gate = runtime.gates[integration.id]
+    jobs = runtime.jobs[integration.id] = Jobs(
+        integration,
+        ContactStates(integration, runtime.destination_state),
+        guarded_send(runtime.sender, gate, integration),
+        make_send_batch(runtime.sender, gate, integration, batch_size) if batch_size > 1 else None,
+    )
     if batch_size > 1:
-        gate = runtime.gates[integration.id]
         runtime.batchers[integration.id] = Batcher(
-            make_send_batch(runtime.sender, gate, integration, batch_size),
-            batch_size,
-            settings.batch_linger_ms / 1000,
+            jobs.send_batch, batch_size, settings.batch_linger_ms / 1000
         )
 
     async def deliver(stream: faust.StreamT) -> None:
@@ -207,19 +205,19 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         batching = integration.id in runtime.batchers
 
         async def handle(item: Item) -> None:
-            envelope, _ = item
+            envelope, _, partition = item
             if envelope is not None:
-                await deliver_to(runtime, integration, envelope)
+                await deliver_to(runtime, integration, envelope, partition)
 
         async def ack(item: Item) -> None:
-            _, done = item
+            _, done, _ = item
             if done is not None:
                 await acknowledge(stream, runtime.app.consumer, done)
 
         async def fail(item: Item, exc: Exception) -> None:
             """The outcome of an event whose handler raised (``deliver_to`` turns its own failures into
             outcomes; this is for anything else)."""
-            envelope, _ = item
+            envelope, _, _ = item
             if envelope is not None:
                 await record_crash(runtime, integration, envelope, exc)
 
@@ -232,13 +230,13 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
             """One scheduler item per event of an internal record; its last one acknowledges the record
             (the scheduler acknowledges in order, so only once every event of it is finished)."""
             if not envelopes:
-                await scheduler.submit(tp, offset, (tp, offset), (None, done), handle)
+                await scheduler.submit(tp, offset, (tp, offset), (None, done, tp.partition), handle)
                 return
             for n, envelope in enumerate(envelopes):
                 # With batching the batcher keeps each contact's order (and coalesces); without it the
                 # scheduler runs a contact's events one after another.
                 key = (tp, offset, n) if batching else envelope["contact"]
-                item = (envelope, done if n == len(envelopes) - 1 else None)
+                item = (envelope, done if n == len(envelopes) - 1 else None, tp.partition)
                 await scheduler.submit(tp, offset, key, item, handle)
 
         async def submit_raw(record: RawRecord) -> None:

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from signal_sync.dead_letters import ErrorContext, dead_letter
-from signal_sync.destinations.base import Request
+from signal_sync.destinations.base import Shown
 from signal_sync.outcomes import SourceRecord
 from signal_sync.runtime import Runtime
 
@@ -23,7 +23,7 @@ async def emit(
     runtime: Runtime,
     outcome: dict[str, Any],
     source: SourceRecord,
-    request: Request | None = None,
+    request: Shown | None = None,
     context: ErrorContext | None = None,
 ) -> None:
     """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed (the

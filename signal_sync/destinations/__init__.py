@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from signal_sync.config import MailgunIntegration, MauticIntegration
-from signal_sync.destinations import mailgun, mautic
+from signal_sync.destinations import mailgun, mailgun_privacy, mautic, mautic_privacy
 from signal_sync.destinations.base import Request
+from signal_sync.destinations.operations import State, Steps, Upsert
 from signal_sync.identity import ResolvedEvent
 
 Integration = MauticIntegration | MailgunIntegration
@@ -16,10 +17,9 @@ Integration = MauticIntegration | MailgunIntegration
 
 @dataclass(frozen=True, slots=True)
 class BatchFormat:
-    """How a destination batches: item shape, coalescing, requests, per-item answers."""
+    """How a destination batches: coalescing, requests, per-item answers."""
 
     max_items: int
-    item_of: Callable[[Request], dict[str, Any]]
     coalesce: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
     """A contact's items in one batch → the entries to send for them, in order (one, or one each)."""
     single_request: Callable[[Any, dict[str, Any]], Request]
@@ -28,19 +28,32 @@ class BatchFormat:
     """Per-item (status, error message) as the batch answer reports them, unread (None where an
     item has no readable status); ``classify`` decides what they mean. None: every item shares
     the call's status."""
+    item_answers: Callable[[Any, int], list[Any]] | None = None
+    """Per item, its own part of the batch answer (Mautic: the contact with its id), if any."""
 
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """One destination type: its mapped events, request builder, hints and what its replies report."""
+    """One destination type: its mapped events, hints, what its replies report, how it batches,
+    and its operations on one contact with the contact's remembered state."""
 
     name: str
     mapped_events: frozenset[str]
     hints: Mapping[int, str]
     build: Callable[[ResolvedEvent, Any, Mapping[str, Any] | None], Request]
+    """The single upsert request of an event (preview; the seeds' examples)."""
     reports_created: bool
     """Whether a 2xx tells a created record (201) from an updated one (200)."""
     batch: BatchFormat
+    upsert: Callable[[ResolvedEvent, Any, State], Upsert]
+    withdraw: Callable[[ResolvedEvent, Any, State], Steps]
+    restore: Callable[[ResolvedEvent, Any, State], Steps]
+    settle: Callable[[State, Any], State]
+    """The state after a delivered upsert, read from its answer (``DeliveryResult``)."""
+    load_state: Callable[[Any], State]
+    """A stored ``destination-state`` value (None when there is none) as the operations read it."""
+    dump_state: Callable[[State], Any]
+    """What is stored for a state."""
 
 
 DESTINATIONS: dict[str, Destination] = {
@@ -52,12 +65,18 @@ DESTINATIONS: dict[str, Destination] = {
         reports_created=True,
         batch=BatchFormat(
             max_items=mautic.BATCH_MAX_ITEMS,
-            item_of=lambda request: dict(request.json or {}),  # type: ignore[arg-type]
             coalesce=list,  # every request is recorded (visitor IP, tag changes): one item per event
             single_request=mautic.single_request,
             batch_request=mautic.build_batch_request,
             item_results=mautic.batch_item_results,
+            item_answers=mautic.batch_item_contacts,
         ),
+        upsert=mautic_privacy.upsert,
+        withdraw=mautic_privacy.withdraw,
+        restore=mautic_privacy.restore,
+        settle=mautic_privacy.settle,
+        load_state=mautic_privacy.load_state,
+        dump_state=mautic_privacy.dump_state,
     ),
     "mailgun": Destination(
         name=mailgun.NAME,
@@ -67,12 +86,17 @@ DESTINATIONS: dict[str, Destination] = {
         reports_created=False,
         batch=BatchFormat(
             max_items=mailgun.BATCH_MAX_ITEMS,
-            item_of=mailgun.member_of,
             coalesce=lambda members: [mailgun.merge_members(members)],
             single_request=mailgun.single_request,
             batch_request=mailgun.build_batch_request,
             item_results=None,
         ),
+        upsert=mailgun_privacy.upsert,
+        withdraw=mailgun_privacy.withdraw,
+        restore=mailgun_privacy.restore,
+        settle=mailgun_privacy.settle,
+        load_state=mailgun_privacy.load_state,
+        dump_state=mailgun_privacy.dump_state,
     ),
 }
 

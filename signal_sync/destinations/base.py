@@ -1,20 +1,23 @@
-"""What every destination module shares: the request value, drop reasons and the gate.
+"""What every destination module shares: the request value, drop reasons, operations and the gate.
 
-Mapping is pure (no I/O, no clock): ``build_request`` turns a resolved event into a
-``Request`` that the delivery module sends. The gate decides, in the contract's order,
-whether an event is for this integration at all.
+Mapping is pure (no I/O, no clock): a destination module turns a resolved event into the
+items and ``Request`` values that the delivery module sends. The gate decides, in the
+contract's order, whether an event is for this integration at all.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from signal_sync.identity import ResolvedEvent
 
 DropReason = Literal["invalid_event", "event_not_mapped", "no_email", "invalid_email", "consent_denied"]
+Operation = Literal["upsert", "withdraw_consent", "restore_consent", "erase"]
+"""What a delivery does for the contact: the upsert of a mapped event, the withdrawal of consent,
+its re-grant (an upsert that also undoes what the withdrawal added), the erasure of the person."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,10 @@ class Request:
     state: dict[str, Any] | None = field(default=None, compare=False)
     contacts: int = field(default=1, compare=False)
     """Contacts this request upserts (more than one for a bulk request)."""
+    absent: Callable[[bytes], bool] | None = field(default=None, compare=False, repr=False)
+    """For a call that names one item (a contact id, a member address): reads an answer's body and
+    says whether it reports that the item does not exist (an outcome), as opposed to a path or
+    list the destination does not have (a fault). ``classify`` decides what the status means."""
 
     def view(self) -> dict[str, Any]:
         """The request as shown to people (preview, debugger): credentials redacted, body as sent."""
@@ -46,6 +53,33 @@ class Request:
         }
 
 
+class Shown(Protocol):
+    """What was sent for an event, as shown to people: a ``Request``, a ``Planned`` or a ``CallLog``."""
+
+    def view(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallLog:
+    """The requests one event's operation made, in order, as shown to people (preview, debugger)."""
+
+    requests: tuple[Request, ...]
+
+    def view(self) -> dict[str, Any]:
+        return {"calls": [request.view() for request in self.requests]}
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A request shown only when someone looks: built from its item by ``build`` (a batched
+    upsert travels as an item of a bulk call; this is the single request it stands for)."""
+
+    build: Callable[[], Request]
+
+    def view(self) -> dict[str, Any]:
+        return self.build().view()
+
+
 def basic_auth(user: str, password: str) -> str:
     """``Authorization`` header value for HTTP Basic auth."""
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
@@ -55,6 +89,12 @@ def consent_granted(resolved: ResolvedEvent, categories: list[str]) -> bool:
     """Every required category must be explicitly true; missing counts as not granted."""
     canonical = resolved.event.context.consent.canonical
     return all(canonical.get(category) is True for category in categories)
+
+
+def consent_withdrawn(resolved: ResolvedEvent, categories: list[str]) -> bool:
+    """Some required category is explicitly false: the person withdrew it (missing is not)."""
+    canonical = resolved.event.context.consent.canonical
+    return any(canonical.get(category) is False for category in categories)
 
 
 def gate(resolved: ResolvedEvent, mapped_events: frozenset[str], consent: list[str]) -> DropReason | None:

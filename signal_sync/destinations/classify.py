@@ -6,6 +6,8 @@
     DNS failures
     400, 422, other 4xx          → FAILED for this event
     401, 403, 404                → FAULT: the integration itself is misconfigured
+    404 that names a missing     → ABSENT: the contact or member the call names does not exist
+    item (``absent``)              (an answer about the event, e.g. a withdrawal for an unknown person)
     an exception raised while    → FAILED for this event, reason ``client_error``
     building or sending a request
 
@@ -13,6 +15,11 @@ The same rules apply to a whole HTTP call (``classify_status``) and to one item 
 batch answer (``classify_item``: Mautic's ``statusCodes``). RETRY is also what the circuit
 breaker counts: it means the destination as a whole did not take the request, whatever the
 event. Nothing else in the code base looks at status codes.
+
+A 404 is a fault unless the caller says the answer's body names a missing item (``absent``,
+read by the destination module from the body's shape: Mautic's ``Item was not found.`` for a
+contact id, Mailgun's JSON message for a member): a call for one contact then learns that the
+contact is unknown, while a wrong base URL or a deleted list still pauses the integration.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ DEFAULT_RETRY_AFTER_MAX_S = 300.0
 
 class Verdict(enum.Enum):
     DELIVERED = "delivered"
+    ABSENT = "absent"
     RETRY = "retry"
     FAILED = "failed"
     FAULT = "fault"
@@ -101,13 +109,16 @@ def classify_status(
     *,
     reports_created: bool = False,
     retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S,
+    absent: bool = False,
 ) -> Classification:
-    """Decision for an HTTP reply."""
+    """Decision for an HTTP reply. ``absent``: the body names the item the call is about as missing."""
     if 200 <= status < 300:
         return Classification(Verdict.DELIVERED, created=created_of(status, reports_created))
     reason = f"http_{status}"
     if status in RETRYABLE_STATUSES or status >= 500:
         return Classification(Verdict.RETRY, retry_after(headers, now, retry_after_max_s), reason)
+    if status == 404 and absent:
+        return Classification(Verdict.ABSENT, reason=reason)
     if status in FAULT_STATUSES:
         return Classification(Verdict.FAULT, reason=reason)
     return Classification(Verdict.FAILED, reason=reason)

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 import orjson
@@ -60,7 +60,9 @@ class Attempt:
 class DeliveryResult:
     """The end of a delivery: what goes into the outcome."""
 
-    status: Literal["delivered", "failed"]
+    status: Literal["delivered", "absent", "failed"]
+    """``absent``: the item a call named does not exist (a 404 its request's ``absent`` reader
+    recognised); only the steps of an operation make such calls, and they decide the outcome."""
     http_status: int | None
     created: bool | None
     attempts: int
@@ -74,6 +76,8 @@ class DeliveryResult:
     refused or reset connection): retries ran out or were halted, not a verdict on the event."""
     retry_after_s: float | None = field(default=None, compare=False)
     """How long the destination asked to wait after the last attempt (capped), if it said."""
+    item: Any = field(default=None, repr=False, compare=False)
+    """For one item of a bulk call: the item's own part of the answer (a Mautic contact), if any."""
 
 
 class AttemptWatch(Protocol):
@@ -147,6 +151,10 @@ def result_of(attempt: Attempt, attempts: int, destination: Destination) -> Deli
         return DeliveryResult(
             "delivered", status, classification.created, attempts, None, None, None, reply=attempt.body
         )
+    if classification.verdict is Verdict.ABSENT:
+        return DeliveryResult(
+            "absent", status, None, attempts, classification.reason, None, None, reply=attempt.body
+        )
     error = attempt.error if status is None else error_text(attempt.body)
     return DeliveryResult(
         "failed",
@@ -217,6 +225,7 @@ class Sender:
                     time.time(),
                     reports_created=reports_created,
                     retry_after_max_s=self.settings.retry_after_max_s,
+                    absent=request.absent is not None and request.absent(body),
                 )
                 return Attempt(classification, reply.status, body)
         except Exception as exc:

@@ -1,9 +1,9 @@
 """Mailgun: mailing-list member upsert over ``POST {base_url}/v3/lists/{list}/members`` (seed 001).
 
 Mailgun *replaces* a member's ``vars`` when they are sent, so a page view that only
-knows ``last_page_url`` would wipe ``plan``. ``build_request`` therefore merges the new
-vars into the contact's last known vars (kept by the caller per integration and contact)
-and returns the merged vars as the state to keep once the request succeeds.
+knows ``last_page_url`` would wipe ``plan``. ``member_entry`` therefore merges the new
+vars into the contact's last known vars (kept by the caller per integration and contact);
+the merged vars are the state to keep once the upsert succeeds.
 """
 
 from __future__ import annotations
@@ -72,10 +72,8 @@ def member_name(traits: Mapping[str, Any]) -> str | None:
     return " ".join(p for p in parts if p) or None
 
 
-def build_request(
-    resolved: ResolvedEvent, integration: MailgunIntegration, known_vars: Mapping[str, Any] | None
-) -> Request:
-    """The member upsert for an event that passed the gate; ``state`` is the merged vars."""
+def member_entry(resolved: ResolvedEvent, known_vars: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The member an event upserts (a bulk call's entry): its vars merged into ``known_vars``."""
     member: dict[str, Any] = {"address": resolved.email or ""}
     if name := member_name(resolved.traits):
         member["name"] = name
@@ -83,7 +81,14 @@ def build_request(
     if marketing is not None:
         member["subscribed"] = marketing
     member["vars"] = {**(known_vars or {}), **event_vars(resolved)}
-    return single_request(integration, member)
+    return member
+
+
+def build_request(
+    resolved: ResolvedEvent, integration: MailgunIntegration, known_vars: Mapping[str, Any] | None
+) -> Request:
+    """The member upsert for an event that passed the gate; ``state`` is the merged vars."""
+    return single_request(integration, member_entry(resolved, known_vars))
 
 
 # --- batching: POST /v3/lists/{list}/members.json -------------------------------------
@@ -94,18 +99,6 @@ BATCH_MAX_ITEMS = 100  # more is processed asynchronously by Mailgun, with no pe
 def members_json_path(list_address: str) -> str:
     """``/v3/lists/{list}/members.json``, the bulk upsert."""
     return members_path(list_address) + ".json"
-
-
-def member_of(request: Request) -> dict[str, Any]:
-    """A single-member request's form as a bulk ``members`` entry."""
-    form = request.form or {}
-    member: dict[str, Any] = {"address": form["address"]}
-    if "name" in form:
-        member["name"] = form["name"]
-    if "subscribed" in form:
-        member["subscribed"] = form["subscribed"] == "true"
-    member["vars"] = orjson.loads(form.get("vars", "{}"))
-    return member
 
 
 def merge_members(members: list[dict[str, Any]]) -> dict[str, Any]:

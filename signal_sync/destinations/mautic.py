@@ -177,3 +177,11 @@ def batch_item_results(reply: Any, count: int) -> list[tuple[int | None, str | N
     codes = _by_index(reply.get("statusCodes"), count)
     errors = _by_index(reply.get("errors"), count)
     return [(_item_status(code), _item_message(error)) for code, error in zip(codes, errors, strict=True)]
+
+
+def batch_item_contacts(reply: Any, count: int) -> list[dict[str, Any] | None]:
+    """Per item, from a batch answer: the contact Mautic answered for it (``contacts[i]``, which
+    carries its ``id``), None where there is none."""
+    if not isinstance(reply, dict):
+        return [None] * count
+    return [item if isinstance(item, dict) else None for item in _by_index(reply.get("contacts"), count)]

@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from signal_sync.destinations import Destination, Integration, destination_of
+from signal_sync.destinations.base import Request
 from signal_sync.destinations.classify import Verdict, classify_exception, classify_item
 from signal_sync.destinations.delivery import DeliveryResult, Sender, exception_text, short_text
 from signal_sync.engine.batcher import Group, SendBatch
@@ -38,13 +40,18 @@ Entry = dict[str, Any]
 
 
 def item_result(
-    whole: DeliveryResult, status: int | None, message: str | None, destination: Destination
+    whole: DeliveryResult,
+    status: int | None,
+    message: str | None,
+    destination: Destination,
+    item: Any = None,
 ) -> DeliveryResult | None:
-    """One item's result inside a bulk call the destination accepted as a whole; None when the
-    item must be sent again on its own (to retry, or to let the gate see an integration fault)."""
+    """One item's result inside a bulk call the destination accepted as a whole (``item``: its own
+    part of the answer); None when the item must be sent again on its own (to retry, or to let the
+    gate see an integration fault)."""
     decision = classify_item(status, reports_created=destination.reports_created)
     if decision.verdict is Verdict.DELIVERED:
-        return dataclasses.replace(whole, http_status=status, created=decision.created, reply=b"")
+        return dataclasses.replace(whole, http_status=status, created=decision.created, reply=b"", item=item)
     if decision.verdict is Verdict.FAILED:
         error = short_text(message or f"item answered {status}")
         hint = destination.hints.get(status) if status is not None else None
@@ -71,10 +78,26 @@ def log_failure(what: str, integration_id: str, exc: Exception) -> None:
     )
 
 
+def guarded_send(
+    sender: Sender, gate: IntegrationGate, integration: Integration
+) -> Callable[[Request], Awaitable[DeliveryResult]]:
+    """Sends one request through the gate; an exception while sending it is its failed result."""
+
+    async def send(request: Request) -> DeliveryResult:
+        try:
+            return await send_through_gate(sender, gate, integration, request)
+        except Exception as exc:
+            log_failure("request could not be sent", integration.id, exc)
+            return exception_result(exc)
+
+    return send
+
+
 def make_send_batch(
     sender: Sender, gate: IntegrationGate, integration: Integration, max_entries: int
 ) -> SendBatch:
-    """The ``send_batch`` a ``Batcher`` calls for ``integration``: one result per event of each group.
+    """Sends groups of upsert entries (each contact's in order) for ``integration``: one result per
+    entry of each group (``engine.jobs`` plans the entries and calls it for a batch's upserts).
 
     A batch's entries go out in bulk calls of at most ``max_entries`` (the destination's limit:
     Mautic answers 500 above its ``api_batch_max_limit``), one call after the other, so a busy
@@ -125,7 +148,11 @@ def make_send_batch(
         except orjson.JSONDecodeError:
             reply = None
         answers = fmt.item_results(reply, len(chunk))
-        results = [item_result(whole, status, message, destination) for status, message in answers]
+        items = fmt.item_answers(reply, len(chunk)) if fmt.item_answers is not None else [None] * len(chunk)
+        results = [
+            item_result(whole, status, message, destination, item)
+            for (status, message), item in zip(answers, items, strict=True)
+        ]
         # A contact's first item to send again, and every later item of that contact, go again in order.
         again: list[int] = []
         resent_groups: set[int] = set()

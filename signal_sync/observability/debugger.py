@@ -29,12 +29,11 @@ addresses included, and the outcome's own ``email`` field is left out.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -44,6 +43,7 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
+from signal_sync.identity import contact_id as sha256_contact_id
 from signal_sync.observability.recent import (
     DEFAULT_CAPACITY,
     STATUSES,
@@ -191,12 +191,17 @@ def _redact_value(value: Any, *, show_personal: bool) -> Any:
     return value
 
 
-def _is_contact(email: str, contact_id: str | None) -> bool:
-    normalized = email.strip().lower()
-    return contact_id is not None and hashlib.sha256(normalized.encode()).hexdigest() == contact_id
+ContactIdOf = Callable[[str], str]
+"""The outcomes' ``contact_id`` of a normalized email (sha256, or keyed: ``OutcomeBuilder.contact_id_of``)."""
 
 
-def redact_url(url: str, *, show_personal: bool, contact_id: str | None) -> str:
+def _is_contact(email: str, contact_id: str | None, contact_id_of: ContactIdOf = sha256_contact_id) -> bool:
+    return contact_id is not None and contact_id_of(email.strip().lower()) == contact_id
+
+
+def redact_url(
+    url: str, *, show_personal: bool, contact_id: str | None, contact_id_of: ContactIdOf = sha256_contact_id
+) -> str:
     """No userinfo, no secret query values; the contact's own email masked unless shown.
 
     Other addresses (a Mailgun list address in the path) are configuration, not personal
@@ -214,7 +219,7 @@ def redact_url(url: str, *, show_personal: bool, contact_id: str | None) -> str:
     path = parts.path
     if not show_personal:
         for found in set(_EMAIL.findall(unquote(path)) + _EMAIL.findall(unquote(query))):
-            if _is_contact(found, contact_id):
+            if _is_contact(found, contact_id, contact_id_of):
                 for form in {found, quote(found, safe="@"), quote(found, safe="")}:
                     path = path.replace(form, EMAIL_MASK)
                     query = query.replace(form, EMAIL_MASK)
@@ -222,15 +227,31 @@ def redact_url(url: str, *, show_personal: bool, contact_id: str | None) -> str:
 
 
 def redact_request(
-    request: Mapping[str, Any] | None, *, show_personal: bool, contact_id: str | None
+    request: Mapping[str, Any] | None,
+    *,
+    show_personal: bool,
+    contact_id: str | None,
+    contact_id_of: ContactIdOf = sha256_contact_id,
 ) -> dict[str, Any] | None:
-    """The request as the debugger shows it (input: ``Request.view()``, already credential-free)."""
+    """The request as the debugger shows it (input: ``Request.view()``, already credential-free;
+    an operation of several calls: ``{"calls": [view, ...]}``, each redacted the same way)."""
     if request is None:
         return None
     shown: dict[str, Any] = {}
     for key, value in request.items():
-        if key == "url" and isinstance(value, str):
-            shown[key] = redact_url(value, show_personal=show_personal, contact_id=contact_id)
+        if key == "calls" and isinstance(value, list):
+            shown[key] = [
+                redact_request(
+                    call, show_personal=show_personal, contact_id=contact_id, contact_id_of=contact_id_of
+                )
+                if isinstance(call, Mapping)
+                else _redact_value(call, show_personal=show_personal)
+                for call in value
+            ]
+        elif key == "url" and isinstance(value, str):
+            shown[key] = redact_url(
+                value, show_personal=show_personal, contact_id=contact_id, contact_id_of=contact_id_of
+            )
         elif key == "headers" and isinstance(value, Mapping):
             shown[key] = {
                 name: mask_personal(item)
@@ -260,20 +281,30 @@ def redact_outcome(outcome: Mapping[str, Any], *, show_personal: bool = False) -
 
 
 def redact(
-    outcome: Mapping[str, Any], request: Mapping[str, Any] | None, *, show_personal: bool = False
+    outcome: Mapping[str, Any],
+    request: Mapping[str, Any] | None,
+    *,
+    show_personal: bool = False,
+    contact_id_of: ContactIdOf = sha256_contact_id,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Outcome and request (``Request.view()``) as the debugger shows them."""
     contact_id = outcome.get("contact_id") if isinstance(outcome.get("contact_id"), str) else None
     return (
         redact_outcome(outcome, show_personal=show_personal),
-        redact_request(request, show_personal=show_personal, contact_id=contact_id),
+        redact_request(
+            request, show_personal=show_personal, contact_id=contact_id, contact_id_of=contact_id_of
+        ),
     )
 
 
-def shown(entry: Entry, *, show_personal: bool = False) -> dict[str, Any]:
+def shown(
+    entry: Entry, *, show_personal: bool = False, contact_id_of: ContactIdOf = sha256_contact_id
+) -> dict[str, Any]:
     """One API row: the entry redacted now, when someone looks, rather than for every event."""
     request = entry.request.view() if entry.request is not None else None
-    outcome, shown_request = redact(entry.outcome, request, show_personal=show_personal)
+    outcome, shown_request = redact(
+        entry.outcome, request, show_personal=show_personal, contact_id_of=contact_id_of
+    )
     return {**outcome, "seq": entry.seq, "request": shown_request}
 
 
@@ -315,6 +346,7 @@ def api_payload(
     configured: Mapping[str, str],
     *,
     show_personal: bool = False,
+    contact_id_of: ContactIdOf = sha256_contact_id,
 ) -> dict[str, Any]:
     """The JSON the page polls. Raises ``FilterError`` for bad parameters."""
     filters = Filters.from_query(query, max_limit=recent.capacity)
@@ -323,7 +355,9 @@ def api_payload(
     for integration in recent.integrations():
         known.setdefault(integration, "")
     return {
-        "outcomes": [shown(entry, show_personal=show_personal) for entry in entries],
+        "outcomes": [
+            shown(entry, show_personal=show_personal, contact_id_of=contact_id_of) for entry in entries
+        ],
         "personal_data": "shown" if show_personal else "masked",
         "integrations": [{"id": name, "type": known[name]} for name in sorted(known)],
         "statuses": list(STATUSES),
@@ -379,6 +413,7 @@ def register_views(
     *,
     token: str | None = None,
     show_personal: bool = False,
+    contact_id_of: ContactIdOf = sha256_contact_id,
 ) -> None:
     """Add the page, its static files and the API to the app's web server."""
 
@@ -421,7 +456,9 @@ def register_views(
                     headers={**headers, "WWW-Authenticate": 'Bearer realm="signal-sync debugger"'},
                 )
             try:
-                payload = api_payload(recent, query, configured, show_personal=show_personal)
+                payload = api_payload(
+                    recent, query, configured, show_personal=show_personal, contact_id_of=contact_id_of
+                )
             except FilterError as exc:
                 return self.bytes(
                     _json_bytes({"error": str(exc)}),
@@ -451,5 +488,6 @@ def install(runtime: Runtime, capacity: int = DEFAULT_CAPACITY) -> RecentOutcome
         load_static(),
         token=token,
         show_personal=settings.show_personal_data,
+        contact_id_of=runtime.outcomes.contact_id_of,
     )
     return recent

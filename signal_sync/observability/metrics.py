@@ -66,6 +66,7 @@ class Metrics(DeliveryHooks):
         self.registry = CollectorRegistry()
         r = self.registry
         self._outcome_counters: dict[tuple[str, str, str], Any] = {}
+        self._operation_counters: dict[tuple[str, str, str], Any] = {}
         self._latency_histograms: dict[tuple[str, str], Any] = {}
         self.build_info = Info(
             f"{PREFIX}_build",
@@ -83,6 +84,13 @@ class Metrics(DeliveryHooks):
             f"{PREFIX}_outcomes",
             "Outcomes written to the deliveries topic, by integration, status and reason.",
             ["integration", "status", "reason"],
+            registry=r,
+        )
+        self.operations = Counter(
+            f"{PREFIX}_operations",
+            "Outcomes of the delivery stage by integration, operation (upsert, withdraw_consent, "
+            "restore_consent, erase) and status.",
+            ["integration", "operation", "status"],
             registry=r,
         )
         self.dead_letters = Counter(
@@ -194,6 +202,13 @@ class Metrics(DeliveryHooks):
         if counter is None:  # ``labels()`` takes a lock and builds a key; it runs for every outcome
             counter = self._outcome_counters[labels] = self.outcomes.labels(*labels)
         counter.inc()
+        operation = outcome.get("operation")
+        if operation is not None:
+            key = (labels[0], str(operation), labels[1])
+            operations = self._operation_counters.get(key)
+            if operations is None:
+                operations = self._operation_counters[key] = self.operations.labels(*key)
+            operations.inc()
         if labels[1] in DEAD_LETTER_STATUSES:
             self.dead_letters.labels(labels[0], labels[2]).inc()
         latency_ms = outcome.get("latency_ms")

@@ -3,7 +3,7 @@
 Faust writes a changelog record for every table write through its own producer (aiokafka:
 about 66 µs of the worker's one CPU per record, see ``streams/output_producer.py``). The
 identities table takes one write per identity key of every event that teaches something, the
-Mailgun-vars table one per changed member: together more records than events. Sending them
+destination-state table one per changed contact: together more records than events. Sending them
 through the ``OutputProducer`` instead keeps everything else as Faust does it: the same topic,
 partition (the source event's), key and value bytes, so recovery, standbys and older
 changelogs are unchanged. At-least-once still holds: Faust's flush before every commit waits

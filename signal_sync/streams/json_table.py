@@ -1,6 +1,6 @@
 """Per-contact table values kept as compact JSON bytes rather than dicts.
 
-The identities and Mailgun-vars tables hold one small dict per contact. With 100k contacts
+The identities and destination-state tables hold one small dict per contact. With 100k contacts
 in the in-memory store those dicts were about 125 MB of a worker's memory; the same values
 as JSON bytes take about 70 MB (measured over the 1M-event benchmark input). Reads decode
 (a few microseconds with orjson), writes encode once per value even when several identity

@@ -24,6 +24,7 @@ DEAD_LETTER_SCHEMA = "signal.dead-letter/v1"
 
 EventType = Literal["identify", "track", "page"]
 OutcomeStatus = Literal["delivered", "dropped", "failed", "invalid"]
+OutcomeOperation = Literal["upsert", "withdraw_consent", "restore_consent", "erase"]
 
 TRAIT_ALIASES = {"firstName": "first_name", "lastName": "last_name", "postalCode": "postal_code"}
 
@@ -203,8 +204,22 @@ class Outcome(BaseModel):
     integration: str
     destination: Literal["mautic", "mailgun"]
     event: str | None = Field(..., description="Mapped event name (Identified, page, Signed Up, …).")
-    contact_id: str | None = Field(..., description="sha256 hex of the normalized email; null without one.")
+    contact_id: str | None = Field(
+        ...,
+        description="sha256 hex of the normalized email (HMAC-SHA256 with outcomes.contact_id_key when "
+        "that is set); null without one.",
+    )
     email: str | None = Field(None, description="Plaintext email, only when outcomes.include_email is on.")
+    operation: OutcomeOperation | None = Field(
+        None,
+        description="What the delivery stage did for the contact (absent on the ingest stage's drops "
+        "and invalid records): upsert (the mapped event's create-or-update), withdraw_consent (a "
+        "consent category is explicitly false: the destination's consent removed, nothing else "
+        "sent; dropped / consent_denied when the destination does not know the person or the "
+        "withdrawal was already sent), restore_consent (consent granted again after a withdrawal: "
+        "the upsert, plus removing what the withdrawal added), erase (the person deleted).",
+        examples=["withdraw_consent"],
+    )
     status: OutcomeStatus
     reason: str | None = Field(
         ...,
@@ -214,9 +229,11 @@ class Outcome(BaseModel):
         "internal Kafka record even alone). status dropped, checked in this order after invalid_event: "
         "event_not_mapped (the integration does not take this event), no_email (no email known), "
         "invalid_email (the email is not an address both destinations take as is), consent_denied "
-        "(a required consent category is not true). status failed: http_<status> (the destination's "
-        "answer, e.g. http_400, or the last one after retries, e.g. http_503), http_item_unknown (a "
-        "batch answer without the item's status, after retries), connection_error (no answer: "
+        "(a required consent category is not true; for operation withdraw_consent: the destination "
+        "does not know the person, or the withdrawal was already sent). status failed: "
+        "http_<status> (the destination's answer, e.g. http_400, or the last one after retries, "
+        "e.g. http_503), http_item_unknown (a batch answer without the item's status, after "
+        "retries), connection_error (no answer: "
         "refused, reset, timed out, DNS), client_error (the request could not be built or sent), "
         "internal_error (an unexpected error in signal-sync; error names it).",
         examples=["invalid_email", "http_400"],

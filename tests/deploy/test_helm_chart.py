@@ -64,6 +64,7 @@ EXPECTED_CI_FILES = {
     "exposure-values.yaml",
     "mtls-values.yaml",
     "oauthbearer-values.yaml",
+    "privacy-values.yaml",
 }
 KUBE_VERSION = "1.30.0"  # oldest Kubernetes the manifests are validated against
 RELEASE = "rel"
@@ -97,6 +98,7 @@ CHART_MANAGED = {
         "sasl_oauthbearer_client_secret_file",
     },
     "worker": {"web_bind", "state_dir"},
+    "outcomes": {"contact_id_key_file"},  # from keyedContactId and the credentials Secret
     "debugger": set(DebuggerSettings.model_fields),  # from the top-level debugger values
 }
 CHART_ONLY_INTEGRATION_FIELDS = {"secretKey"}
@@ -265,6 +267,7 @@ OAUTHBEARER = CI_DIR / "oauthbearer-values.yaml"
 KEDA = CI_DIR / "keda-values.yaml"
 EXISTING = CI_DIR / "existing-secret-values.yaml"
 EXPOSURE = CI_DIR / "exposure-values.yaml"
+PRIVACY = CI_DIR / "privacy-values.yaml"
 
 ci_values = pytest.mark.parametrize("values", CI_VALUES, ids=_values_id)
 
@@ -354,7 +357,7 @@ def test_schema_integration_fields_match_the_worker(definition: str, model: type
 def _credential_values(values: Path) -> list[str]:
     creds = _load_yaml(values).get("credentials") or {}
     found = [v for v in (creds.get("integrations") or {}).values() if v]
-    for key in ("kafkaSaslPassword", "kafkaOauthClientSecret"):
+    for key in ("kafkaSaslPassword", "kafkaOauthClientSecret", "contactIdKey"):
         if creds.get(key):
             found.append(creds[key])
     return found
@@ -968,6 +971,21 @@ def load_settings_from_rendered(rendered: Rendered) -> Any:
             "/credentials/integrations/mailgun-news",
             id="empty-credential",
         ),
+        pytest.param(
+            ["--set", "integrations[0].on_consent_withdrawn=ignore"],
+            "/integrations/0",
+            id="unknown-withdrawal-policy",
+        ),
+        pytest.param(
+            ["--set", "integrations[1].unsubscribe_domain=newsletter@mg.example.com"],
+            "/integrations/1",
+            id="unsubscribe-domain-not-a-domain",
+        ),
+        pytest.param(
+            ["--set", "config.outcomes.contact_id_key=the-key-itself-0123456789abcdef0123"],
+            "/config/outcomes/contact_id_key",
+            id="contact-id-key-in-the-configmap",
+        ),
     ],
 )
 def test_schema_rejects_bad_values(helm: Helm, extra: list[str], where: str) -> None:
@@ -1058,12 +1076,58 @@ def test_schema_rejects_bad_values(helm: Helm, extra: list[str], where: str) -> 
             "debugger.enabled is false",
             id="debugger-token-without-debugger",
         ),
+        pytest.param(
+            PRIVACY,
+            ["--set", "credentials.contactIdKey=short"],
+            "credentials.contactIdKey: missing or shorter than 32 characters",
+            id="contact-id-key-too-short",
+        ),
+        pytest.param(
+            PRIVACY,
+            ["--set", "config.outcomes.contact_id_key=${CONTACT_ID_KEY}"],
+            "keyedContactId and config.outcomes.contact_id_key both set",
+            id="two-contact-id-keys",
+        ),
+        pytest.param(
+            PRIVACY,
+            ["--set", "integrations[0].id=outcomes-contact-id-key"],
+            'the id "outcomes-contact-id-key" is reserved',
+            id="id-reserved-for-contact-id-key",
+        ),
     ],
 )
 def test_template_rejects_inconsistent_values(
     helm: Helm, values: Path, extra: list[str], message: str
 ) -> None:
     assert message in _expect_failure(helm, values, *extra)
+
+
+def test_keyed_contact_id_key_comes_from_the_credentials_secret_as_a_file(
+    render: Callable[..., Rendered], tmp_path: Path
+) -> None:
+    rendered = render(PRIVACY)
+    values = _load_yaml(PRIVACY)
+    key = values["credentials"]["contactIdKey"]
+    mounts = {m["name"]: m for m in rendered.container["volumeMounts"]}
+    outcomes = rendered.config["outcomes"]
+    assert outcomes == {
+        "contact_id_key_file": f"{mounts['credentials']['mountPath']}/outcomes-contact-id-key"
+    }
+    assert rendered.secret_data(FULLNAME)["outcomes-contact-id-key"] == key
+    settings, _ = _load_config_as_pod_sees_it(rendered, tmp_path, rendered.pod, rendered.container)
+    assert (
+        settings.outcomes.contact_id_key is not None
+        and settings.outcomes.contact_id_key.get_secret_value() == key
+    )
+    mautic, mailgun = settings.integrations
+    assert (mautic.on_consent_withdrawn, mailgun.on_consent_withdrawn) == ("propagate", "propagate")
+    assert mailgun.unsubscribe_domain == "mg.example.com"  # type: ignore[union-attr]
+    existing = render(PRIVACY, "--set", "credentials.existingSecret=my-creds")
+    volume = next(v for v in existing.pod["volumes"] if v["name"] == "credentials")
+    assert volume["secret"]["secretName"] == "my-creds"
+    assert {"key": "outcomes-contact-id-key", "path": "outcomes-contact-id-key"} in volume["secret"]["items"]
+    plain = render(MINIMAL)
+    assert "contact_id_key_file" not in (plain.config.get("outcomes") or {})
 
 
 def test_env_reference_secrets_need_no_chart_secret(render: Callable[..., Rendered]) -> None:

@@ -12,7 +12,10 @@ state as the worker does:
 * every request has clean headers and an address both destinations take as is, and sent with
   the worker's own HTTP client (``Sender.attempt``) to the in-process Mautic and Mailgun
   emulators, alone and batched, it is answered (never a client-side exception) with a 2xx or a
-  per-event 4xx that is not about the address.
+  per-event 4xx that is not about the address;
+* a consent withdrawal's calls, run against the emulators, are each answered with a 2xx or a 404
+  that names the missing person (never a fault), carry no personal data in their bodies, and end
+  delivered or dropped as ``consent_denied``.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ from signal_sync.config import DeliverySettings, MailgunIntegration, MauticInteg
 from signal_sync.dead_letters import dead_letter, read_letter
 from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import Request
-from signal_sync.destinations.delivery import Sender
+from signal_sync.destinations.delivery import Attempt, Sender, result_of
+from signal_sync.destinations.operations import Calls, Finish, Upsert
 from signal_sync.errors import InvalidEventError
 from signal_sync.identity import ResolvedEvent, email_problem, normalize_email
 from signal_sync.outcomes import OutcomeBuilder, SourceRecord
-from signal_sync.planner import build_request, plan_event, remember, remembered_for, state_key
+from signal_sync.planner import build_request, plan_delivery, plan_event, remember, remembered_for, state_key
 from signal_sync.sandbox import RunningServer, mailgun, mautic, start_in_thread
 from signal_sync.streams.output_producer import record_size
 from signal_sync.streams.records import DeadLetterHeaders, Outcome, usable_ip
@@ -71,11 +75,17 @@ class Client:
         self.thread.start()
         self.sender = Sender(DeliverySettings())
 
-    def send(self, integration: Integration, request: Request) -> tuple[int, Any]:
-        """One attempt: the status (never None: None would be a client-side exception) and JSON body."""
+    def attempt(self, integration: Integration, request: Request) -> Attempt:
+        """One attempt, classified; never a client-side exception."""
         future = asyncio.run_coroutine_threadsafe(self.sender.attempt(integration.id, request), self.loop)
         attempt = future.result(timeout=30)
         assert attempt.status is not None, f"client-side failure: {attempt.error}"
+        return attempt
+
+    def send(self, integration: Integration, request: Request) -> tuple[int, Any]:
+        """One attempt: the status (never None: None would be a client-side exception) and JSON body."""
+        attempt = self.attempt(integration, request)
+        assert attempt.status is not None
         return attempt.status, orjson.loads(attempt.body) if attempt.body[:1] in (b"{", b"[") else None
 
     def close(self) -> None:
@@ -116,6 +126,8 @@ class Sent:
     integration: MauticIntegration | MailgunIntegration
     request: Request
     resolved: ResolvedEvent
+    entry: dict[str, Any]
+    """The upsert's item, as a bulk call carries it."""
 
 
 def check_outcome(outcome: dict[str, Any], source: SourceRecord, email: Any) -> None:
@@ -182,8 +194,8 @@ def run_burst(world: World, records: list[bytes | None]) -> list[Sent]:
         orjson.dumps(plan.learned)  # the identities table writes it
         remember(identities, event, plan.learned)
         resolved = plan.resolved
-        for integration, reason in plan.decisions:
-            if reason is not None:
+        for (integration, reason), operation in zip(plan.decisions, plan.operations, strict=True):
+            if reason is not None or operation is None:
                 outcome = builder.build(
                     message_id=event.message_id,
                     integration=integration,
@@ -206,13 +218,39 @@ def run_burst(world: World, records: list[bytes | None]) -> list[Sent]:
             }
             orjson.dumps({"events": [envelope]})  # the internal topic's record
             key = state_key(integration, resolved.contact_id)
-            request = build_request(resolved, integration, state.get(key))
-            if request.state is not None:
-                state[key] = request.state
-            sent.append(Sent(integration, request, resolved))
+            destination = destination_of(integration)
+            work = plan_delivery(resolved, integration, operation, destination.load_state(state.get(key)))
+            if isinstance(work, Upsert):
+                request = destination.batch.single_request(integration, work.entry)
+                state[key] = destination.dump_state(work.state)
+                sent.append(Sent(integration, request, resolved, work.entry))
+            elif isinstance(work, Calls):
+                finish = run_steps(world, integration, work, resolved)
+                if finish.state is not None:
+                    state[key] = destination.dump_state(finish.state)
             per_integration[integration.id] = "request"
         assert set(per_integration) == {i.id for i in world.integrations}
     return sent
+
+
+def run_steps(world: World, integration: Integration, work: Calls, resolved: ResolvedEvent) -> Finish:
+    """An operation's calls against the emulators, as the delivery stage makes them."""
+    destination = destination_of(integration)
+    personal = {str(value) for value in resolved.traits.values() if not isinstance(value, dict | list)}
+    try:
+        request = next(work.steps)
+        while True:
+            for name, value in request.headers.items():
+                assert not any(char in name + value for char in HEADER_BREAKERS), (name, value)
+            body = request.json if request.json is not None else request.form or {}
+            assert not personal & {str(value) for value in body.values()}, body  # type: ignore[union-attr]
+            result = result_of(world.client.attempt(integration, request), 1, destination)
+            assert result.status in ("delivered", "absent"), (request.method, request.url, result)
+            request = work.steps.send(result)
+    except StopIteration as stop:
+        finish: Finish = stop.value
+    assert finish.status == "delivered" or finish.reason == "consent_denied", finish
+    return finish
 
 
 def address_of(item: Sent) -> str:
@@ -254,7 +292,7 @@ def send_batches(world: World, sent: list[Sent]) -> None:
         batch = destination_of(integration).batch
         by_contact: dict[str, list[dict[str, Any]]] = {}
         for item in mine:
-            by_contact.setdefault(address_of(item), []).append(batch.item_of(item.request))
+            by_contact.setdefault(address_of(item), []).append(item.entry)
         entries = [entry for items in by_contact.values() for entry in batch.coalesce(items)]
         status, body = world.client.send(integration, batch.batch_request(integration, entries))
         check_answer(status, body)

@@ -132,7 +132,11 @@ def record_expectations(
 ) -> None:
     name = {"identify": "Identified", "page": "page"}.get(event["type"]) or event["event"]
     for integration, mapped in INTEGRATIONS.items():
-        if name not in mapped:
+        if person.consent is False and person.email:
+            # consent explicitly false: a withdrawal, whatever the event, for a person neither
+            # destination knows (they never consented), so nothing is sent
+            result = ("dropped", "consent_denied")
+        elif name not in mapped:
             result: tuple[str, str | None] = ("dropped", "event_not_mapped")
         elif not person.email:
             result = ("dropped", "no_email")

@@ -1,6 +1,6 @@
 """Builders shared by the unit tests: integrations, events and a worker-like pipeline.
 
-``Pipeline`` drives the pure planner exactly as the ingest and deliver agents do
+``Pipeline`` drives the pure planner as the ingest and deliver agents do for upserts
 (``plan_event`` → ``remember`` → ``build_request`` with per-contact state), with dicts
 in place of the Faust tables and every request assumed delivered.
 """
@@ -16,7 +16,8 @@ from faust.types import TP
 from signal_sync.codecs.events import decode_event
 from signal_sync.config import MailgunIntegration, MauticIntegration, Settings
 from signal_sync.destinations.base import Request
-from signal_sync.planner import build_request, plan_event, remember, remembered_for, state_key
+from signal_sync.destinations.operations import Calls
+from signal_sync.planner import build_request, plan_delivery, plan_event, remember, remembered_for, state_key
 from signal_sync.streams.records import SignalEvent
 
 MAUTIC_PASSWORD = "mautic-secret-pw"
@@ -144,17 +145,23 @@ class Pipeline:
         self.identities: dict[str, dict[str, Any]] = {}
         self.destination_state: dict[str, dict[str, Any]] = {}
 
-    def run(self, raw_event: dict[str, Any]) -> dict[str, Request | str]:
-        """Per integration id: the request sent, or the drop reason."""
+    def run(self, raw_event: dict[str, Any]) -> dict[str, Request | Calls | str]:
+        """Per integration id: the upsert request sent, the drop reason, or for a consent withdrawal
+        its planned calls (``Calls``, not run)."""
         ev = event(**raw_event)
         plan = plan_event(ev, self.integrations, remembered_for(ev, self.identities))
         remember(self.identities, ev, plan.learned)
-        result: dict[str, Request | str] = {}
-        for integration, reason in plan.decisions:
+        result: dict[str, Request | Calls | str] = {}
+        for (integration, reason), operation in zip(plan.decisions, plan.operations, strict=True):
             if reason is not None:
                 result[integration.id] = reason
                 continue
             assert plan.resolved.contact_id is not None
+            if operation != "upsert":
+                work = plan_delivery(plan.resolved, integration, operation, {})
+                assert isinstance(work, Calls)
+                result[integration.id] = work
+                continue
             key = state_key(integration, plan.resolved.contact_id)
             request = build_request(plan.resolved, integration, self.destination_state.get(key))
             if request.state is not None:

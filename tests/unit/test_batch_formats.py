@@ -67,12 +67,16 @@ def test_mautic_single_request_of_a_merged_body_forwards_the_ip() -> None:
     assert request.url.endswith("/api/contacts/new") and request.headers["X-Forwarded-For"] == "203.0.113.9"
 
 
-def test_mailgun_member_roundtrip_merge_and_bulk_request() -> None:
-    single = mailgun.single_request(
-        MAILGUN, {"address": "a@x.io", "name": "A", "subscribed": True, "vars": {"plan": "pro"}}
-    )
-    member = mailgun.member_of(single)
-    assert member == {"address": "a@x.io", "name": "A", "subscribed": True, "vars": {"plan": "pro"}}
+def test_mailgun_member_single_request_merge_and_bulk_request() -> None:
+    member = {"address": "a@x.io", "name": "A", "subscribed": True, "vars": {"plan": "pro"}}
+    single = mailgun.single_request(MAILGUN, member)
+    assert single.form == {
+        "address": "a@x.io",
+        "name": "A",
+        "subscribed": "true",
+        "upsert": "true",
+        "vars": '{"plan":"pro"}',
+    }
     merged = mailgun.merge_members([member, {"address": "a@x.io", "vars": {"plan": "pro", "x": 1}}])
     assert merged["vars"] == {"plan": "pro", "x": 1} and merged["name"] == "A"
     bulk = mailgun.build_batch_request(MAILGUN, [merged])

@@ -284,3 +284,58 @@ def test_check_config_never_prints_secrets(tmp_path: Path) -> None:
     assert "mautic-main" in result.stdout and "mailgun-news" in result.stdout
     for secret in (MAUTIC_PASSWORD, "key-only-in-a-file"):
         assert secret not in everything
+
+
+MAUTIC_OK = {
+    "id": "m",
+    "type": "mautic",
+    "base_url": "https://mautic.example.com",
+    "api_user": "u",
+    "api_password": "p",
+}
+MAILGUN_OK = {
+    "id": "g",
+    "type": "mailgun",
+    "base_url": "https://api.mailgun.net",
+    "api_key": "k",
+    "list_address": "news@mg.example.com",
+}
+
+
+def test_consent_withdrawals_are_propagated_by_default_and_can_be_dropped(tmp_path: Path) -> None:
+    settings = load(tmp_path, [MAUTIC_OK, {**MAILGUN_OK, "on_consent_withdrawn": "drop"}])
+    assert [i.on_consent_withdrawn for i in settings.integrations] == ["propagate", "drop"]
+    message = config_error(tmp_path, [{**MAUTIC_OK, "on_consent_withdrawn": "ignore"}])
+    assert message.startswith("integrations[0].on_consent_withdrawn:")
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["mg", "mg.example.com.", "-mg.example.com", "news@mg.example.com", "mg.example.1x", "m g.example.com"],
+)
+def test_unsubscribe_domain_must_be_a_domain(tmp_path: Path, domain: str) -> None:
+    message = config_error(tmp_path, [{**MAILGUN_OK, "unsubscribe_domain": domain}])
+    assert message.startswith("integrations[0].unsubscribe_domain: must be a sending domain")
+
+
+def test_unsubscribe_domain_is_lowercased_and_only_for_mailgun(tmp_path: Path) -> None:
+    settings = load(tmp_path, [{**MAILGUN_OK, "unsubscribe_domain": "MG.Example.com"}])
+    assert settings.integrations[0].unsubscribe_domain == "mg.example.com"
+    assert "unsubscribe_domain" in config_error(
+        tmp_path, [{**MAUTIC_OK, "unsubscribe_domain": "mg.example.com"}]
+    )
+
+
+def test_contact_id_key_from_a_file_and_at_least_32_characters(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("s" * 40 + "\n", encoding="utf-8")
+    settings = load(tmp_path, [MAUTIC_OK], outcomes={"contact_id_key_file": str(key_file)})
+    assert settings.outcomes.contact_id_key is not None
+    assert settings.outcomes.contact_id_key.get_secret_value() == "s" * 40
+    short = config_error(tmp_path, [MAUTIC_OK], outcomes={"contact_id_key": "too-short"})
+    assert short == "outcomes.contact_id_key: must be at least 32 characters" and "too-short" not in short
+    both = config_error(
+        tmp_path, [MAUTIC_OK], outcomes={"contact_id_key": "s" * 40, "contact_id_key_file": str(key_file)}
+    )
+    assert both.startswith("outcomes.contact_id_key: set either")
+    assert load(tmp_path, [MAUTIC_OK]).outcomes.contact_id_key is None

@@ -15,7 +15,9 @@ from signal_sync.config import check_base_url, load_settings
 from signal_sync.errors import ConfigError
 
 SECRET = "s3cr3t-Pa55word"
-SECRET_TEXT = st.text(alphabet="abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789", min_size=8)
+SECRET_TEXT = st.text(alphabet="abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789", min_size=8).map(
+    lambda text: "S3cr3t-" + text  # a marker no error message contains, so a hit means the secret was echoed
+)
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,13 @@ from typing import Any
 import orjson
 import pytest
 
-from signal_sync.agents import deliver
 from signal_sync.agents.deliver import deliver_to
 from signal_sync.destinations.delivery import DeliveryResult
 from signal_sync.identity import contact_id
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.planner import state_key
 from signal_sync.streams.records import Outcome
-from tests.unit.factories import consent
+from tests.unit.factories import consent, mautic
 from tests.unit.runtime_fakes import fake_runtime
 
 DELIVERIES, DLQ = "signal.deliveries", "signal.deliveries.dlq"
@@ -42,12 +41,12 @@ def envelope(**traits: Any) -> dict[str, Any]:
 
 
 def sending(result: DeliveryResult | Callable[[], DeliveryResult]) -> Callable[..., Any]:
-    """Replaces the agent's ``send`` (the HTTP side) in these unit tests."""
+    """Replaces the sender's ``deliver`` (the HTTP side) in these unit tests."""
 
-    async def send(*_: object) -> tuple[DeliveryResult, bool]:
-        return (result() if callable(result) else result), True
+    async def deliver(*_: object, **__: object) -> DeliveryResult:
+        return result() if callable(result) else result
 
-    return send
+    return deliver
 
 
 class BuilderFailingOn(OutcomeBuilder):
@@ -67,7 +66,7 @@ def only_outcome(records: list[dict[str, Any]]) -> dict[str, Any]:
 async def test_an_exception_while_building_the_outcome_becomes_an_internal_error_outcome(monkeypatch):
     runtime, outputs = fake_runtime()
     runtime.outcomes = BuilderFailingOn()
-    monkeypatch.setattr(deliver, "send", sending(DELIVERED))
+    monkeypatch.setattr(runtime.sender, "deliver", sending(DELIVERED))
     await deliver_to(runtime, runtime.integrations["mailgun-news"], envelope())
 
     outcome = only_outcome(outputs.on(DELIVERIES))
@@ -79,17 +78,23 @@ async def test_an_exception_while_building_the_outcome_becomes_an_internal_error
     assert letters[0].context["__connect.errors.exception.class.name"] == "OverflowError"
 
 
-async def test_an_exception_while_sending_clears_the_pending_state_and_becomes_one_outcome(monkeypatch):
+async def test_an_exception_while_sending_fails_that_event_and_keeps_the_state(monkeypatch):
     runtime, outputs = fake_runtime()
     mailgun = runtime.integrations["mailgun-news"]
+    key = state_key(mailgun, contact_id(EMAIL))
+    runtime.destination_state[key] = {"plan": "pro"}
 
     def boom() -> DeliveryResult:
         raise ValueError("header value contains a newline")
 
-    monkeypatch.setattr(deliver, "send", sending(boom))
-    await deliver_to(runtime, mailgun, envelope())
-    assert only_outcome(outputs.on(DELIVERIES))["reason"] == "internal_error"
-    assert runtime.pending_state == {}, "the next event must not merge into vars never delivered"
+    monkeypatch.setattr(runtime.sender, "deliver", sending(boom))
+    await deliver_to(runtime, mailgun, envelope(plan="team"))
+    outcome = only_outcome(outputs.on(DELIVERIES))
+    assert (outcome["status"], outcome["reason"]) == ("failed", "client_error")
+    assert outcome["error"] == "ValueError: header value contains a newline"
+    assert runtime.destination_state[key] == {"plan": "pro"}, (
+        "the next event must not merge into vars never delivered"
+    )
 
 
 async def test_merged_vars_too_large_to_remember_are_said_in_the_delivered_outcome(monkeypatch):
@@ -97,7 +102,7 @@ async def test_merged_vars_too_large_to_remember_are_said_in_the_delivered_outco
     mailgun = runtime.integrations["mailgun-news"]
     key = state_key(mailgun, contact_id(EMAIL))
     runtime.destination_state[key] = {"plan": "pro"}
-    monkeypatch.setattr(deliver, "send", sending(DELIVERED))
+    monkeypatch.setattr(runtime.sender, "deliver", sending(DELIVERED))
     await deliver_to(runtime, mailgun, envelope(company="x" * 3_000))
 
     outcome = only_outcome(outputs.on(DELIVERIES))
@@ -109,6 +114,57 @@ async def test_merged_vars_too_large_to_remember_are_said_in_the_delivered_outco
 async def test_when_the_outcome_cannot_be_written_deliver_to_raises(monkeypatch):
     runtime, outputs = fake_runtime()
     outputs.refuse = OSError("broker gone")
-    monkeypatch.setattr(deliver, "send", sending(DELIVERED))
+    monkeypatch.setattr(runtime.sender, "deliver", sending(DELIVERED))
     with pytest.raises(OSError):
         await deliver_to(runtime, runtime.integrations["mautic-main"], envelope())
+
+
+def withdrawing_envelope() -> dict[str, Any]:
+    body = orjson.loads(envelope()["raw"])
+    body["context"] = consent(marketing=False)
+    return {**envelope(), "raw": orjson.dumps(body).decode()}
+
+
+async def test_a_withdrawal_for_a_person_mautic_does_not_know_is_dropped_and_remembered(monkeypatch):
+    runtime, outputs = fake_runtime()
+    crm = runtime.integrations["mautic-main"]
+    sent: list[str] = []
+
+    async def deliver(integration: Any, request: Any, watch: Any = None) -> DeliveryResult:
+        sent.append(f"{request.method} {request.url.split('?')[0]}")
+        return DeliveryResult(
+            "delivered", 200, None, 1, None, None, None, reply=b'{"total": 0, "contacts": {}}'
+        )
+
+    monkeypatch.setattr(runtime.sender, "deliver", deliver)
+    await deliver_to(runtime, crm, withdrawing_envelope(), partition=0)
+    await deliver_to(runtime, crm, withdrawing_envelope(), partition=0)
+    first, second = (Outcome.model_validate(o).model_dump(by_alias=True) for o in outputs.on(DELIVERIES))
+    assert (first["status"], first["reason"], first["operation"]) == (
+        "dropped",
+        "consent_denied",
+        "withdraw_consent",
+    )
+    assert (second["status"], second["reason"], second["operation"]) == (
+        "dropped",
+        "consent_denied",
+        "withdraw_consent",
+    )
+    assert sent == ["GET https://mautic.example.com/api/contacts"], "the second withdrawal sends nothing"
+    assert runtime.destination_state[state_key(crm, contact_id(EMAIL))] == {"withdrawn": True}
+    assert outputs.letters(DLQ) == []
+
+
+async def test_stage_two_decides_again_with_its_own_config(monkeypatch):
+    """An event forwarded as a withdrawal while the worker now drops withdrawals (the config changed
+    between the stages): dropped as consent_denied, nothing sent, no operation."""
+    runtime, outputs = fake_runtime()
+    dropping = mautic(on_consent_withdrawn="drop")
+
+    async def deliver(*_: object, **__: object) -> DeliveryResult:
+        raise AssertionError("nothing may be sent")
+
+    monkeypatch.setattr(runtime.sender, "deliver", deliver)
+    await deliver_to(runtime, dropping, withdrawing_envelope())
+    outcome = only_outcome(outputs.on(DELIVERIES))
+    assert (outcome["status"], outcome["reason"], outcome["operation"]) == ("dropped", "consent_denied", None)

@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from signal_sync.destinations.base import consent_granted, gate
+from signal_sync.destinations.base import Request, consent_granted, gate
+from signal_sync.destinations.operations import Calls
 from signal_sync.identity import ResolvedEvent
 from signal_sync.planner import plan_event
 from signal_sync.preview import Previewer
@@ -17,9 +18,23 @@ JANE = {"email": "jane@example.com"}
 ANY_EVENTS = frozenset({"Identified", "page"})
 
 
-def reasons(raw: bytes) -> list[str | None]:
-    """Preview's per-integration verdict for one raw line (Mautic, then Mailgun)."""
-    return [line["reason"] for line in Previewer(settings()).preview(raw)]
+DROP_WITHDRAWALS = {"on_consent_withdrawn": "drop"}
+
+
+def reasons(raw: bytes, **options: Any) -> list[str | None]:
+    """Preview's per-integration verdict for one raw line (Mautic, then Mailgun); withdrawals are
+    dropped unless ``options`` say otherwise, as they were before they were propagated."""
+    config = settings(
+        {**MAUTIC_RAW, **DROP_WITHDRAWALS, **options}, {**MAILGUN_RAW, **DROP_WITHDRAWALS, **options}
+    )
+    return [line["reason"] for line in Previewer(config).preview(raw)]
+
+
+def operations(raw: dict[str, Any], **options: Any) -> list[tuple[str, str | None, str | None]]:
+    """Preview's (action, reason, operation) per integration, withdrawals propagated by default."""
+    config = settings({**MAUTIC_RAW, **options}, {**MAILGUN_RAW, **options})
+    lines = Previewer(config).preview(orjson.dumps(raw))
+    return [(line["action"], line["reason"], line.get("operation")) for line in lines]
 
 
 @pytest.mark.parametrize(
@@ -123,7 +138,9 @@ def test_empty_consent_list_disables_gating() -> None:
 
 
 def test_gating_is_per_integration() -> None:
-    pipeline = Pipeline(mautic(consent=["analytics"]), mailgun(consent=["marketing"]))
+    pipeline = Pipeline(
+        mautic(consent=["analytics"], on_consent_withdrawn="drop"), mailgun(consent=["marketing"])
+    )
     result = pipeline.run(
         {"type": "identify", "traits": JANE, "context": consent(marketing=True, analytics=False)}
     )
@@ -139,3 +156,55 @@ def test_plan_keeps_config_order_and_lists_targets() -> None:
         (MAUTIC_RAW["id"], None),
     ]
     assert [i.id for i in plan.to_send] == [MAUTIC_RAW["id"]]
+
+
+WITHDRAW = ("send", None, "withdraw_consent")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # explicitly false with a valid email: a withdrawal for every integration, mapped or not
+        ({"type": "identify", "traits": JANE, "context": consent(marketing=False)}, [WITHDRAW] * 2),
+        (
+            {"type": "track", "event": "Product Viewed", "traits": JANE, "context": consent(marketing=False)},
+            [WITHDRAW] * 2,
+        ),
+        # missing or unknown consent is not a withdrawal
+        ({"type": "identify", "traits": JANE}, [("drop", "consent_denied", None)] * 2),
+        (
+            {"type": "track", "event": "Product Viewed", "traits": JANE, "context": consent(analytics=False)},
+            [("drop", "event_not_mapped", None)] * 2,
+        ),
+        # no email, or one the destinations do not take: nothing to withdraw
+        ({"type": "page", "context": consent(marketing=False)}, [("drop", "no_email", None)] * 2),
+        (
+            {"type": "identify", "traits": {"email": "jane@"}, "context": consent(marketing=False)},
+            [("drop", "invalid_email", None)] * 2,
+        ),
+    ],
+)
+def test_a_withdrawn_category_with_a_valid_email_is_a_withdrawal_before_any_other_check(
+    raw: dict[str, Any], expected: list[tuple[str, str | None, str | None]]
+) -> None:
+    assert operations(raw) == expected
+
+
+def test_drop_keeps_a_withdrawal_a_consent_denied_drop() -> None:
+    raw = {"type": "identify", "traits": JANE, "context": consent(marketing=False)}
+    assert operations(raw, on_consent_withdrawn="drop") == [("drop", "consent_denied", None)] * 2
+
+
+def test_withdrawal_is_per_integration_and_category() -> None:
+    pipeline = Pipeline(mautic(consent=["analytics"]), mailgun(consent=["marketing"]))
+    result = pipeline.run(
+        {"type": "identify", "traits": JANE, "context": consent(marketing=True, analytics=False)}
+    )
+    assert isinstance(result["mautic-main"], Calls) and result["mautic-main"].operation == "withdraw_consent"
+    assert isinstance(result["mailgun-news"], Request)
+    both = Pipeline(mautic(consent=["marketing", "analytics"]), mailgun(consent=[]))
+    result = both.run(
+        {"type": "identify", "traits": JANE, "context": consent(marketing=True, analytics=False)}
+    )
+    assert isinstance(result["mautic-main"], Calls), "one withdrawn category of several is a withdrawal"
+    assert isinstance(result["mailgun-news"], Request), "no category required: nothing to withdraw"

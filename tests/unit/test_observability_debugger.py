@@ -22,6 +22,7 @@ from tests.unit.factories import (
     MAUTIC_PASSWORD,
     SEED_MAUTIC_SIGNED_UP,
     Pipeline,
+    mailgun,
     mautic,
     settings,
 )
@@ -359,3 +360,29 @@ def test_debugger_settings_are_off_by_default_and_check_the_token(tmp_path: Any)
 def test_the_token_is_redacted_from_logs_like_every_secret() -> None:
     found = secrets_of(settings(debugger={"enabled": True, "token": TOKEN}))
     assert TOKEN in found and MAILGUN_KEY in found
+
+
+def test_the_calls_of_a_withdrawal_are_shown_redacted_with_keyed_contact_ids() -> None:
+    """A withdrawal's calls: the contact's own address is masked in every URL, also when the
+    outcomes' contact_id is keyed (the list address, configuration, stays readable)."""
+    from signal_sync.destinations.base import CallLog
+    from signal_sync.destinations.mailgun_privacy import list_request, withdraw_member_request
+    from signal_sync.outcomes import OutcomeBuilder
+
+    builder = OutcomeBuilder(contact_id_key=b"k" * 32)
+    integration = mailgun()
+    calls = CallLog((withdraw_member_request(integration, "jane@example.com"), list_request(integration)))
+    outcome = {"contact_id": builder.contact_id_of("jane@example.com"), "operation": "withdraw_consent"}
+    _, shown = debugger.redact(outcome, calls.view(), contact_id_of=builder.contact_id_of)
+    assert shown is not None
+    urls = [call["url"] for call in shown["calls"]]
+    assert urls == [
+        "https://api.mailgun.net/v3/lists/newsletter@mg.example.com/members/<email redacted>",
+        "https://api.mailgun.net/v3/lists/newsletter@mg.example.com",
+    ]
+    assert shown["calls"][0]["form"] == {"subscribed": "no"}
+    assert all(call["headers"]["Authorization"] == "Basic <redacted>" for call in shown["calls"])
+    _, unkeyed = debugger.redact(outcome, calls.view())
+    assert unkeyed is not None and "jane@example.com" in unkeyed["calls"][0]["url"], (
+        "without the key the address cannot be recognised: the debugger is given the outcomes' contact_id_of"
+    )

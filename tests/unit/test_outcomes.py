@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -63,7 +64,9 @@ def test_delivery_id_is_the_documented_uuid5(message_id: str) -> None:
     assert delivery_id(message_id, "mautic-main") == str(expected)
 
 
-def build(include_email: bool = False, **overrides: Any) -> dict[str, Any]:
+def build(
+    include_email: bool = False, builder: OutcomeBuilder | None = None, **overrides: Any
+) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "message_id": "msg-1",
         "integration": mautic(),
@@ -78,7 +81,7 @@ def build(include_email: bool = False, **overrides: Any) -> dict[str, Any]:
         "created": True,
         "attempts": 1,
     }
-    return OutcomeBuilder(include_email=include_email).build(**{**fields, **overrides})
+    return (builder or OutcomeBuilder(include_email=include_email)).build(**{**fields, **overrides})
 
 
 def test_delivered_outcome_fields() -> None:
@@ -164,6 +167,16 @@ OUTCOME_CASES = {
         "error": "not valid UTF-8 JSON",
     },
     "no-source-timestamp": {"source": SourceRecord("t", None, None, None, None)},
+    "withdrawal": {"operation": "withdraw_consent", "http_status": 200, "created": None, "attempts": 2},
+    "withdrawal-unknown": {
+        "operation": "withdraw_consent",
+        "status": "dropped",
+        "reason": "consent_denied",
+        "http_status": 404,
+        "created": None,
+    },
+    "regrant": {"operation": "restore_consent"},
+    "upsert": {"operation": "upsert"},
 }
 
 
@@ -225,3 +238,20 @@ def test_the_error_text_of_an_exception_names_its_type_without_emails() -> None:
     for start in range(270, 300):  # an address the cut goes through is not half shown
         cut = exception_text(RuntimeError(" " * start + "someone.long@example.com " + "y" * 5_000))
         assert "someone" not in cut and "example" not in cut
+
+
+def test_operation_only_when_the_delivery_stage_decided_it() -> None:
+    assert "operation" not in build(status="dropped", reason="no_email", email=None)
+    assert build(operation="withdraw_consent")["operation"] == "withdraw_consent"
+
+
+KEY = b"k" * 32
+
+
+def test_a_keyed_contact_id_is_the_hmac_of_the_normalized_email() -> None:
+    keyed = build(builder=OutcomeBuilder(contact_id_key=KEY))
+    assert keyed["contact_id"] == hmac.new(KEY, EMAIL.encode(), hashlib.sha256).hexdigest()
+    assert keyed["contact_id"] != hashlib.sha256(EMAIL.encode()).hexdigest()
+    other = build(builder=OutcomeBuilder(contact_id_key=b"x" * 32))
+    assert other["contact_id"] != keyed["contact_id"], "another key, another id"
+    assert OutcomeBuilder(contact_id_key=KEY).contact_id_of(EMAIL) == keyed["contact_id"]

@@ -218,3 +218,78 @@ def test_shipped_examples_preview(tmp_path: Path) -> None:
     )
     assert by_message[("seed-mailgun-identify-1", "mailgun-news")]["request"]["form"] == MAILGUN_SEED_FORM
     assert lines[-1]["reason"] == lines[-2]["reason"] == "invalid_event"
+
+
+def test_a_withdrawal_and_a_regrant_show_every_call(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    mailgun = {**MAILGUN_RAW, "unsubscribe_domain": "mg.example.com"}
+    config.write_text(yaml.safe_dump({"integrations": [MAUTIC_RAW, mailgun]}), encoding="utf-8")
+    page = {"type": "page", "anonymousId": "a-9", "traits": {"email": "pat@example.com"}}
+    events = jsonl(
+        tmp_path,
+        {**page, "messageId": "out", "context": consent(marketing=False)},
+        {**page, "messageId": "out-again", "context": consent(marketing=False)},
+        {**page, "messageId": "back", "context": consent(marketing=True)},
+    )
+    lines, out = run_preview(config, events)
+    calls = {
+        (line["message_id"], line["integration"]): [(c["method"], c["url"]) for c in line.get("calls") or []]
+        for line in lines
+    }
+    mautic, mailgun_base = MAUTIC_RAW["base_url"], MAILGUN_RAW["base_url"]
+    member = f"{mailgun_base}/v3/lists/newsletter@mg.example.com/members"
+    assert calls[("out", "mautic-main")] == [
+        (
+            "GET",
+            f"{mautic}/api/contacts?where%5B0%5D%5Bcol%5D=email&where%5B0%5D%5Bexpr%5D=in"
+            "&where%5B0%5D%5Bval%5D=pat%40example.com&limit=0",
+        ),
+        ("PATCH", f"{mautic}/api/contacts/{{contact_id}}/edit"),
+        ("POST", f"{mautic}/api/contacts/{{contact_id}}/dnc/email/add"),
+    ]
+    assert calls[("out", "mailgun-news")] == [
+        ("PUT", f"{member}/pat@example.com"),
+        ("GET", f"{mailgun_base}/v3/mg.example.com/unsubscribes/pat@example.com"),
+        ("POST", f"{mailgun_base}/v3/mg.example.com/unsubscribes"),
+    ]
+    assert calls[("back", "mautic-main")] == [
+        ("POST", f"{mautic}/api/contacts/new"),
+        ("GET", f"{mautic}/api/contacts/{{contact_id}}"),
+        ("POST", f"{mautic}/api/contacts/{{contact_id}}/dnc/email/remove"),
+    ]
+    assert calls[("back", "mailgun-news")] == [
+        ("POST", member),
+        ("DELETE", f"{mailgun_base}/v3/mg.example.com/unsubscribes/pat@example.com"),
+    ]
+    by_id = {(line["message_id"], line["integration"]): line for line in lines}
+    for integration in ("mautic-main", "mailgun-news"):
+        out_line, again, back = (by_id[(m, integration)] for m in ("out", "out-again", "back"))
+        assert (out_line["action"], out_line["reason"], out_line["operation"]) == (
+            "send",
+            None,
+            "withdraw_consent",
+        )
+        assert out_line["request"] == out_line["calls"][0]
+        assert (again["action"], again["reason"], again["operation"]) == (
+            "drop",
+            "consent_denied",
+            "withdraw_consent",
+        )
+        assert again["request"] is None and "calls" not in again
+        assert (back["action"], back["operation"]) == ("send", "restore_consent")
+    assert by_id[("out", "mailgun-news")]["calls"][0]["form"] == {"subscribed": "no"}
+    assert MAUTIC_PASSWORD not in out and MAILGUN_KEY not in out
+
+
+def test_drop_config_previews_a_withdrawal_as_a_consent_denied_drop(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    drop = {"on_consent_withdrawn": "drop"}
+    config.write_text(
+        yaml.safe_dump({"integrations": [{**MAUTIC_RAW, **drop}, {**MAILGUN_RAW, **drop}]}), encoding="utf-8"
+    )
+    event = {"type": "identify", "messageId": "out", "traits": {"email": "pat@example.com"}}
+    lines, _ = run_preview(config, jsonl(tmp_path, {**event, "context": consent(marketing=False)}))
+    assert [(line["action"], line["reason"], line["request"]) for line in lines] == [
+        ("drop", "consent_denied", None)
+    ] * 2
+    assert all(set(line) == LINE_KEYS for line in lines)

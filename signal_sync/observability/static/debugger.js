@@ -229,6 +229,7 @@
     else if (outcome.status === "failed" || outcome.status === "invalid")
       items = items.concat(field("Hint", "No troubleshooting hint for this case; see the error.", "hint none"));
     if (outcome.error) items = items.concat(field("Error", outcome.error, "error"));
+    if (outcome.operation) items = items.concat(field("Operation", outcome.operation, "mono"));
     items = items.concat(
       field("Message id", outcome.message_id, "mono"),
       field("Delivery id", outcome.delivery_id, "mono"),

@@ -70,6 +70,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "signal-sync.schemaRegistryPasswordFile" -}}schema-registry-password{{- end }}
 {{- define "signal-sync.schemaRegistryTokenFile" -}}schema-registry-token{{- end }}
 {{- define "signal-sync.schemaRegistryCaDir" -}}/var/run/secrets/signal-sync/schema-registry-ca{{- end }}
+{{/* File name of the outcomes' contact_id key in the credentials dir. */}}
+{{- define "signal-sync.contactIdKeyFile" -}}outcomes-contact-id-key{{- end }}
 {{/* The client certificate, key and key password for mutual TLS, from kafkaTls.clientCertSecret. */}}
 {{- define "signal-sync.kafkaClientCertDir" -}}/var/run/secrets/signal-sync/kafka-client{{- end }}
 
@@ -157,6 +159,12 @@ Same name as signal_sync.streams.internal.delivery_topic: <app_id>-deliver-<inte
 {{- if and .Values.schemaRegistry.bearerToken (not $registry.bearer_token) }}true{{- end }}
 {{- end }}
 
+{{/* "true" when the outcomes' contact_id key is read from the credentials Secret (not a ${VAR}). */}}
+{{- define "signal-sync.contactIdKeyFromSecret" -}}
+{{- $outcomes := default (dict) .Values.config.outcomes }}
+{{- if and .Values.keyedContactId (not $outcomes.contact_id_key) }}true{{- end }}
+{{- end }}
+
 {{/* "true" when the pod mounts a client certificate for mutual TLS. */}}
 {{- define "signal-sync.kafkaClientCert" -}}
 {{- if .Values.kafkaTls.clientCertSecret.name }}true{{- end }}
@@ -185,7 +193,7 @@ Integrations whose secret is read from the credentials Secret, as YAML:
 {{/* "true" when the pod mounts the credentials Secret. */}}
 {{- define "signal-sync.mountCredentials" -}}
 {{- $items := (include "signal-sync.secretItems" . | fromYaml).items }}
-{{- if or $items (include "signal-sync.kafkaSaslPasswordFromSecret" .) (include "signal-sync.kafkaOauthSecretFromSecret" .) (include "signal-sync.schemaRegistryPasswordFromSecret" .) (include "signal-sync.schemaRegistryTokenFromSecret" .) }}true{{- end }}
+{{- if or $items (include "signal-sync.kafkaSaslPasswordFromSecret" .) (include "signal-sync.kafkaOauthSecretFromSecret" .) (include "signal-sync.schemaRegistryPasswordFromSecret" .) (include "signal-sync.schemaRegistryTokenFromSecret" .) (include "signal-sync.contactIdKeyFromSecret" .) }}true{{- end }}
 {{- end }}
 
 {{/* "true" when the chart creates the credentials Secret. */}}
@@ -231,6 +239,9 @@ depends on them, so `helm template` fails with one clear message.
 {{- if has .id (list (include "signal-sync.schemaRegistryPasswordFile" $) (include "signal-sync.schemaRegistryTokenFile" $)) }}
 {{- fail (printf "integrations: the id %q is reserved for a Schema Registry secret file" .id) }}
 {{- end }}
+{{- if eq .id (include "signal-sync.contactIdKeyFile" $) }}
+{{- fail (printf "integrations: the id %q is reserved for the outcomes' contact_id key file" .id) }}
+{{- end }}
 {{- $ids = append $ids .id }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
@@ -271,7 +282,14 @@ depends on them, so `helm template` fails with one clear message.
 {{- if and .Values.schemaRegistry.caSecret.name (not (hasPrefix "https://" (default "" $registry.url))) }}
 {{- fail "schemaRegistry.caSecret.name is set but config.kafka.schema_registry.url is not https" }}
 {{- end }}
+{{- $outcomesCfg := default (dict) .Values.config.outcomes }}
+{{- if and .Values.keyedContactId $outcomesCfg.contact_id_key }}
+{{- fail "keyedContactId and config.outcomes.contact_id_key both set the contact_id key; keep one" }}
+{{- end }}
 {{- if not .Values.credentials.existingSecret }}
+{{- if and (include "signal-sync.contactIdKeyFromSecret" .) (lt (len .Values.credentials.contactIdKey) 32) }}
+{{- fail "credentials.contactIdKey: missing or shorter than 32 characters (the outcomes' contact_id key; or set credentials.existingSecret)" }}
+{{- end }}
 {{- if and (include "signal-sync.schemaRegistryPasswordFromSecret" .) (not .Values.credentials.schemaRegistryPassword) }}
 {{- fail "credentials.schemaRegistryPassword: missing the Schema Registry password (or set credentials.existingSecret)" }}
 {{- end }}
@@ -406,6 +424,10 @@ the `helm test` pod, which must see the same config, secrets and CA.
       - key: {{ .Values.credentials.schemaRegistryTokenKey }}
         path: {{ include "signal-sync.schemaRegistryTokenFile" . }}
       {{- end }}
+      {{- if include "signal-sync.contactIdKeyFromSecret" . }}
+      - key: {{ .Values.credentials.contactIdKeyKey }}
+        path: {{ include "signal-sync.contactIdKeyFile" . }}
+      {{- end }}
 {{- end }}
 {{- if .Values.kafkaTls.caSecret.name }}
 - name: kafka-ca
@@ -530,6 +552,11 @@ secrets are files from the credentials Secret or ${VAR} references.
 {{- $_ := set $kafka "schema_registry" $registry }}
 {{- end }}
 {{- $_ := set $cfg "kafka" $kafka }}
+{{- if include "signal-sync.contactIdKeyFromSecret" . }}
+{{- $outcomes := default (dict) (get $cfg "outcomes") }}
+{{- $_ := set $outcomes "contact_id_key_file" (printf "%s/%s" (include "signal-sync.credentialsDir" .) (include "signal-sync.contactIdKeyFile" .)) }}
+{{- $_ := set $cfg "outcomes" $outcomes }}
+{{- end }}
 {{- $worker := default (dict) (get $cfg "worker") }}
 {{- $_ := set $worker "web_bind" "0.0.0.0" }}
 {{- $_ := set $worker "state_dir" (include "signal-sync.stateDir" .) }}

@@ -1,0 +1,278 @@
+"""One integration's deliveries as jobs, each planned in its contact's order against the contact's
+destination state and carried out.
+
+A ``Job`` is one event with the operation stage 1 decided. ``Jobs`` plans it
+(``planner.plan_delivery``) with the contact's state at the moment it is the contact's turn, sends
+what the plan says, reads the answers into the state and writes that to the ``destination-state``
+table (``ContactStates``): the destination modules say what the state is, this module only keeps it.
+
+* Alone (``run``): a drop sends nothing; an upsert is one request; an operation of several calls
+  runs its steps one after another, each through the integration's gate (retries, pause, hold),
+  and a step that fails ends it as that failure.
+* In a batch (``send_batch``, what the ``Batcher`` calls): each contact's jobs are planned in
+  order, chaining the state each upsert leaves; its upserts before its first other operation go
+  in the bulk call (``engine.batch_send``), and that operation and every later job of the contact
+  go alone, in order, once the bulk call was answered, each planned only then, with the state the
+  earlier ones left. A contact whose first job is such an operation does not wait for the bulk call.
+
+Nothing here raises for one job's trouble: a plan or step that raises is that job's ``failed`` /
+``internal_error`` result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from signal_sync.destinations import Integration, destination_of
+from signal_sync.destinations.base import CallLog, Operation, Planned, Request
+from signal_sync.destinations.delivery import DeliveryResult, exception_text
+from signal_sync.destinations.operations import Calls, Drop, State, Upsert, Work
+from signal_sync.engine.batcher import Group
+from signal_sync.identity import ResolvedEvent
+from signal_sync.planner import plan_delivery, state_key
+from signal_sync.streams.changelog import writes_to_partition
+from signal_sync.streams.json_table import ValueTooLargeError
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Request], Awaitable[DeliveryResult]]
+"""One request through the integration's gate; never raises for the request's own trouble."""
+SendEntries = Callable[[list[Group]], Awaitable[list[list[DeliveryResult]]]]
+"""Groups of upsert entries in bulk calls (``batch_send.make_send_batch``): a result per entry."""
+INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One event for one integration, and the operation stage 1 decided for it. ``partition``: the
+    internal topic's partition the event came from, where its contact's state changelog goes (the
+    batch sends it outside the record's own task, so no Faust event says it); None: Faust's
+    current event's."""
+
+    resolved: ResolvedEvent
+    operation: Operation
+    partition: int | None = None
+
+    @property
+    def contact(self) -> str:
+        assert self.resolved.contact_id is not None
+        return self.resolved.contact_id
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What an outcome says about a job: the operation carried out (a re-grant of a withdrawn
+    person is ``restore_consent`` whatever stage 1 decided) and how it ended; ``shown``: what was
+    sent, for the debugger (``view()``), None when nothing was."""
+
+    operation: Operation | None
+    """None: nothing was planned (stage 2 dropped the event: the config changed since stage 1)."""
+    status: Literal["delivered", "dropped", "failed"]
+    reason: str | None = None
+    http_status: int | None = None
+    created: bool | None = None
+    attempts: int = 0
+    hint: str | None = None
+    error: str | None = None
+    shown: Any = None
+
+
+def result_of(
+    operation: Operation, result: DeliveryResult, shown: Any, *, attempts: int | None = None
+) -> JobResult:
+    """A job that ended with this call's result (delivered or failed)."""
+    status: Literal["delivered", "failed"] = "delivered" if result.status == "delivered" else "failed"
+    return JobResult(
+        operation,
+        status,
+        None if status == "delivered" else result.reason,
+        result.http_status,
+        result.created,
+        result.attempts if attempts is None else attempts,
+        result.hint,
+        result.error,
+        shown,
+    )
+
+
+def crashed(job: Job, exc: Exception, shown: Any = None) -> JobResult:
+    """A job whose plan or steps raised: a bug to see, and this job's failure only."""
+    log.exception("planning a delivery raised: operation=%s", job.operation)
+    return JobResult(job.operation, "failed", INTERNAL_ERROR, error=exception_text(exc), shown=shown)
+
+
+class ContactStates:
+    """One integration's per-contact state in the ``destination-state`` table (key
+    ``{integration}:{contact}``), read and stored as the destination module says."""
+
+    def __init__(self, integration: Integration, table: MutableMapping[str, Any]) -> None:
+        self.integration = integration
+        self.table = table
+        self.destination = destination_of(integration)
+
+    def get(self, contact: str) -> State:
+        return self.destination.load_state(self.table.get(state_key(self.integration, contact)))
+
+    def put(self, contact: str, state: State, partition: int | None = None) -> str | None:
+        """Store the state (its changelog record on ``partition``, when given); when it is too large
+        for the table's changelog, keep the state stored before and return what the outcome says."""
+        key = state_key(self.integration, contact)
+        try:
+            with writes_to_partition(partition) if partition is not None else contextlib.nullcontext():
+                self.table[key] = self.destination.dump_state(state)
+        except ValueTooLargeError as exc:
+            log.warning("destination state not kept: %s", exc, extra={"state_key": key})
+            return (
+                f"delivered, but the contact's destination state is not remembered ({exc}): its next "
+                "event goes on from the state remembered before"
+            )
+        return None
+
+
+class Jobs:
+    """Plans and carries out one integration's jobs (see the module's docstring)."""
+
+    def __init__(
+        self,
+        integration: Integration,
+        states: ContactStates,
+        send: Send,
+        send_entries: SendEntries | None = None,
+    ) -> None:
+        self.integration = integration
+        self.states = states
+        self.send = send
+        self.send_entries = send_entries
+        self.destination = destination_of(integration)
+
+    def plan(self, job: Job, state: State) -> Work:
+        return plan_delivery(job.resolved, self.integration, job.operation, state)
+
+    def shown(self, entry: dict[str, Any]) -> Planned:
+        """The single request an upsert entry stands for, built when someone looks."""
+        return Planned(functools.partial(self.destination.batch.single_request, self.integration, entry))
+
+    def keep(self, job: Job, before: State, after: State) -> str | None:
+        """Store ``after`` for the job's contact unless it is the state read (``before``) itself."""
+        return None if after is before else self.states.put(job.contact, after, job.partition)
+
+    async def run(self, job: Job) -> JobResult:
+        """Plan the job with the contact's state now and carry it out alone."""
+        try:
+            state = self.states.get(job.contact)
+            work = self.plan(job, state)
+        except Exception as exc:
+            return crashed(job, exc)
+        if isinstance(work, Drop):
+            return JobResult(work.operation, "dropped", work.reason)
+        if isinstance(work, Upsert):
+            return await self._upsert(job, work, state)
+        return await self._steps(job, work, state)
+
+    async def _upsert(self, job: Job, work: Upsert, state: State) -> JobResult:
+        try:
+            request = self.destination.batch.single_request(self.integration, work.entry)
+        except Exception as exc:
+            return crashed(job, exc)
+        result = await self.send(request)
+        done = result_of(work.operation, result, request)
+        if result.status == "delivered":
+            note = self.keep(job, state, self.destination.settle(work.state, result))
+            if note is not None:
+                done = dataclasses.replace(done, error=note)
+        return done
+
+    async def _steps(self, job: Job, work: Calls, state: State) -> JobResult:
+        """Each call of the operation through the gate, its answer back to the steps, in order."""
+        steps, sent, attempts = work.steps, [], 0
+        last: DeliveryResult | None = None
+        try:
+            request = next(steps)
+            while True:
+                sent.append(request)
+                last = await self.send(request)
+                attempts += last.attempts
+                if last.status == "failed":
+                    steps.close()
+                    return result_of(work.operation, last, CallLog(tuple(sent)), attempts=attempts)
+                request = steps.send(last)
+        except StopIteration as stop:
+            finish = stop.value
+        except Exception as exc:
+            return crashed(job, exc, CallLog(tuple(sent)))
+        answer = finish.shown or last
+        note = self.keep(job, state, finish.state) if finish.state is not None else None
+        return JobResult(
+            work.operation,
+            finish.status,
+            finish.reason,
+            answer.http_status if answer is not None else None,
+            finish.shown.created if finish.shown is not None else None,  # a re-grant's upsert says
+            attempts,
+            error=note,
+            shown=CallLog(tuple(sent)) if sent else None,
+        )
+
+    async def send_batch(self, groups: list[Group]) -> list[list[JobResult]]:
+        """The ``Batcher``'s function: per group (one contact's jobs in order), one result per job."""
+        results: list[list[JobResult | None]] = [[None] * len(group.items) for group in groups]
+        bulk: list[tuple[int, list[tuple[int, Upsert]], State]] = []
+        alone: list[tuple[int, int]] = []  # (group, its first job carried out alone)
+        for g, group in enumerate(groups):
+            start = state = self.states.get(group.contact)
+            upserts: list[tuple[int, Upsert]] = []
+            for i, job in enumerate(group.items):
+                try:
+                    work = self.plan(job, state)
+                except Exception as exc:
+                    results[g][i] = crashed(job, exc)
+                    continue
+                if isinstance(work, Drop):
+                    results[g][i] = JobResult(work.operation, "dropped", work.reason)
+                elif isinstance(work, Upsert):
+                    upserts.append((i, work))
+                    state = work.state
+                else:  # planned again when it is its turn, with the state the bulk call left
+                    work.steps.close()
+                    alone.append((g, i))
+                    break
+            if upserts:
+                bulk.append((g, upserts, start))
+
+        async def send_bulk() -> None:
+            entry_groups = [
+                Group(groups[g].contact, [work.entry for _, work in upserts]) for g, upserts, _ in bulk
+            ]
+            sent = await self.send_entries(entry_groups) if self.send_entries else []
+            for (g, upserts, start), entry_results in zip(bulk, sent, strict=True):
+                kept, last = start, None
+                for (i, work), result in zip(upserts, entry_results, strict=True):
+                    results[g][i] = result_of(work.operation, result, self.shown(work.entry))
+                    if result.status == "delivered":
+                        kept, last = self.destination.settle(work.state, result), i
+                if last is not None and (note := self.keep(groups[g].items[last], start, kept)) is not None:
+                    results[g][last] = dataclasses.replace(results[g][last], error=note)  # type: ignore[arg-type]
+
+        bulk_call = asyncio.ensure_future(send_bulk()) if bulk else None
+        in_bulk = {g for g, _, _ in bulk}
+
+        async def rest_alone(g: int, first: int) -> None:
+            if bulk_call is not None and g in in_bulk:
+                await asyncio.shield(bulk_call)
+            for i in range(first, len(groups[g].items)):
+                results[g][i] = await self.run(groups[g].items[i])
+
+        try:
+            await asyncio.gather(*([bulk_call] if bulk_call else []), *(rest_alone(g, i) for g, i in alone))
+        finally:
+            if bulk_call is not None and not bulk_call.done():
+                bulk_call.cancel()
+        assert all(result is not None for group in results for result in group)
+        return results  # type: ignore[return-value]
