@@ -32,10 +32,11 @@ from typing import Any
 
 import orjson
 
-from signal_sync.codecs.events import decode_event
 from signal_sync.config import MailgunIntegration, MauticIntegration
 from signal_sync.destinations import Integration
-from signal_sync.planner import plan_event, remember, remembered_for
+from signal_sync.destinations.delivery import DeliveryResult
+from signal_sync.destinations.mailgun import members_path
+from signal_sync.preview import PreviewDestination, Previewer
 
 INTEGRATION_IDS = ("mautic-main", "mailgun-news")
 FIRST_NAMES = ("Ada", "Ben", "Chen", "Dana", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kai", "Lea")
@@ -226,26 +227,48 @@ def bench_integrations(
     ]
 
 
+NO_CONTACTS = orjson.dumps({"total": 0, "contacts": []})
+
+
+class KnownContacts(PreviewDestination):
+    """Answers as the emulators do: a person is known to a destination once an upsert reached it,
+    so a withdrawal of someone never upserted finds nobody (Mautic) or no member (Mailgun)."""
+
+    def __init__(self) -> None:
+        self.known: set[tuple[str, str]] = set()
+
+    def answer(self, integration: Integration, method: str, url: str, email: str) -> DeliveryResult:
+        path = url.removeprefix(integration.base_url).partition("?")[0]
+        person = (integration.id, email)
+        upserts = ("/api/contacts/new", members_path(getattr(integration, "list_address", "")))
+        if method == "POST" and path in upserts:
+            self.known.add(person)
+        elif person not in self.known:
+            if method == "GET" and path == "/api/contacts":
+                return DeliveryResult("delivered", 200, None, 1, None, None, None, reply=NO_CONTACTS)
+            if integration.type == "mailgun" and method == "PUT":
+                return DeliveryResult("absent", 404, None, 1, "http_404", None, None)
+        return super().answer(integration, method, url, email)
+
+
 def expected_outcomes(workload: Workload) -> dict[str, Any]:
     """Per integration: outcome status counts the input should give, and its longest same-contact chain.
 
-    Uses the worker's own planner with dict state (what ``preview`` does). Assumes every
-    request that passes the gate is accepted by the emulators, which holds for this input.
+    Runs the records through ``preview`` with destinations that know whom they were sent
+    (``KnownContacts``); every request that passes the gate is accepted by the emulators,
+    which holds for this input. A chain is keyed by the record key: a known contact's one
+    anonymous id.
     """
-    integrations = bench_integrations()
-    identities: dict[str, Any] = {}
-    statuses: dict[str, Counter[str]] = {i.id: Counter() for i in integrations}
-    chains: dict[str, Counter[str]] = {i.id: Counter() for i in integrations}
-    for _, value in workload.records:
-        event = decode_event(value)
-        plan = plan_event(event, integrations, remembered_for(event, identities))
-        remember(identities, event, plan.learned)
-        for integration, reason in plan.decisions:
-            if reason is None:
-                statuses[integration.id]["delivered"] += 1
-                chains[integration.id][plan.resolved.contact_id or ""] += 1
+    previewer = Previewer(bench_integrations(), KnownContacts())
+    statuses: dict[str, Counter[str]] = {i: Counter() for i in INTEGRATION_IDS}
+    chains: dict[str, Counter[bytes]] = {i: Counter() for i in INTEGRATION_IDS}
+    for key, value in workload.records:
+        for line in previewer.preview(value):
+            if line["reason"] is None:
+                statuses[line["integration"]]["delivered"] += 1
+                chains[line["integration"]][key] += len(line.get("calls") or [line["request"]])
             else:
-                statuses[integration.id][f"dropped:{reason}"] += 1
+                statuses[line["integration"]][f"dropped:{line['reason']}"] += 1
     return {
         "statuses": {key: dict(sorted(counts.items())) for key, counts in statuses.items()},
         "requests": {key: counts["delivered"] for key, counts in statuses.items()},

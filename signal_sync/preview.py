@@ -16,8 +16,8 @@ assign is shown as ``{contact_id}``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -43,6 +43,12 @@ def _answer(status: int, body: Any) -> DeliveryResult:
     if status == 404:
         return DeliveryResult("absent", 404, None, 1, "http_404", None, None, reply=reply)
     return DeliveryResult("delivered", status, None, 1, None, None, None, reply=reply)
+
+
+class Answerer(Protocol):
+    """Answers one call of an operation as the destination would."""
+
+    def answer(self, integration: Integration, method: str, url: str, email: str) -> DeliveryResult: ...
 
 
 class PreviewDestination:
@@ -72,8 +78,9 @@ class PreviewDestination:
 class Previewer:
     """Runs events through the pure pipeline with in-memory state."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.integrations = settings.integrations
+    def __init__(self, integrations: Sequence[Integration], destination: Answerer | None = None) -> None:
+        self.integrations = integrations
+        self.destination: Answerer = destination or PreviewDestination()
         self.identities: dict[str, dict[str, Any]] = {}
         self.destination_state: dict[str, Any] = {}
 
@@ -112,7 +119,7 @@ class Previewer:
             return {**line, "operation": work.operation}
         if isinstance(work, Upsert):
             request = destination.batch.single_request(integration, work.entry)
-            answer = PreviewDestination.answer(integration, request.method, request.url, resolved.email or "")
+            answer = self.destination.answer(integration, request.method, request.url, resolved.email or "")
             self.destination_state[key] = destination.dump_state(destination.settle(work.state, answer))
             return self._line(message_id, integration.id, resolved.name, None, request.view())
         assert isinstance(work, Calls)
@@ -121,7 +128,7 @@ class Previewer:
             request = next(work.steps)
             while True:
                 views.append(request.view())
-                answer = PreviewDestination.answer(
+                answer = self.destination.answer(
                     integration, request.method, request.url, resolved.email or ""
                 )
                 request = work.steps.send(answer)
@@ -164,7 +171,7 @@ def shown(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def preview_lines(settings: Settings, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """Preview every non-blank input line in order."""
-    previewer = Previewer(settings)
+    previewer = Previewer(settings.integrations)
     for line in lines:
         if line.strip():
             yield from previewer.preview(line.strip())

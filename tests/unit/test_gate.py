@@ -27,13 +27,13 @@ def reasons(raw: bytes, **options: Any) -> list[str | None]:
     config = settings(
         {**MAUTIC_RAW, **DROP_WITHDRAWALS, **options}, {**MAILGUN_RAW, **DROP_WITHDRAWALS, **options}
     )
-    return [line["reason"] for line in Previewer(config).preview(raw)]
+    return [line["reason"] for line in Previewer(config.integrations).preview(raw)]
 
 
 def operations(raw: dict[str, Any], **options: Any) -> list[tuple[str, str | None, str | None]]:
     """Preview's (action, reason, operation) per integration, withdrawals propagated by default."""
     config = settings({**MAUTIC_RAW, **options}, {**MAILGUN_RAW, **options})
-    lines = Previewer(config).preview(orjson.dumps(raw))
+    lines = Previewer(config.integrations).preview(orjson.dumps(raw))
     return [(line["action"], line["reason"], line.get("operation")) for line in lines]
 
 

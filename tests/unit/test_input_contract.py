@@ -291,7 +291,7 @@ def test_email_problem_texts_never_hold_the_address() -> None:
 
 def test_preview_shows_invalid_email_drops_with_why() -> None:
     line = {"type": "identify", "messageId": "m1", "traits": {"email": "jane doe@example.com"}}
-    lines = list(Previewer(settings()).preview(orjson.dumps(line)))
+    lines = list(Previewer(settings().integrations).preview(orjson.dumps(line)))
     assert [(entry["action"], entry["reason"]) for entry in lines] == [("drop", "invalid_email")] * 2
     assert all(entry["request"] is None and "jane" not in entry["error"] for entry in lines)
 
