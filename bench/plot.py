@@ -15,6 +15,7 @@ COLORS = {
     "passthrough": "tab:gray",
     "naive": "tab:red",
     "signal_sync": "tab:blue",
+    "signal_sync_mapped": "tab:purple",
     "signal_sync_paced": "tab:cyan",
     "signal_sync_1_worker": "tab:green",
     "signal_sync_2_workers": "tab:olive",

@@ -10,6 +10,9 @@ variant after the other:
 2. ``naive``: map each event with the worker's planner and await each HTTP call in turn.
    Measured over a time window (``--naive-window-s``), it does ~1/latency events per second.
 3. ``signal_sync``: the real worker (``signal-sync worker -c FILE``), both integrations.
+4. ``signal_sync_mapped`` (only when named in ``--variants``): the same worker with a ``mapping``
+   and ``events`` block on both integrations (``MAPPED_BLOCKS``), against ``signal_sync``: the
+   cost of a configured field mapping (ratio ``signal_sync_mapped / signal_sync``).
 
 For each: events/s from the first to the last outcome, p50/p95/p99 latency from the input
 record's produce timestamp to the outcome record's timestamp, peak RSS of the worker's
@@ -58,6 +61,7 @@ for extra in (BENCH, REPO / "dev"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+import many_contacts  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import psutil  # noqa: E402
@@ -66,10 +70,35 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupState, Prod
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from emulators import MAILGUN_KEY, MAUTIC_PASSWORD, MAUTIC_USER, Emulator  # noqa: E402
 from harness import WorkerProcess, free_port  # noqa: E402
+from restart import measure_restarts  # noqa: E402
 from workload import INTEGRATION_IDS, Workload, WorkloadSpec, expected_outcomes, generate, index_of  # noqa: E402
 
 SCHEMA = "signal-sync.bench/v1"
 VARIANTS = ("faust_floor", "passthrough", "naive", "signal_sync")
+OPTIONAL_VARIANTS = ("signal_sync_mapped",)
+MAPPED_BLOCKS: dict[str, dict[str, Any]] = {
+    "mautic": {
+        "mapping": {
+            "signal_plan": "traits.plan",
+            "company": ["traits.company", {"const": "none"}],
+            "signal_last_page": "context.page.url",
+            "signal_sku": "properties.sku",
+            "phone": None,
+        },
+        "events": {"Signed Up": {"mapping": {"signal_signup_source": "context.campaign.source"}}},
+    },
+    "mailgun": {
+        "mapping": {
+            "vars.plan_tier": "traits.plan",
+            "vars.last_sku": "properties.sku",
+            "name": ["traits.name", "traits.first_name"],
+        },
+        "events": {"Order Completed": {"mapping": {"vars.order_total": "properties.revenue"}}},
+    },
+}
+"""The ``signal_sync_mapped`` variant's blocks: a few fields from traits, properties and context,
+a constant fallback, a dropped default and a per-event field per destination. The events taken
+stay the default ones, so the expected outcomes are those of ``signal_sync``."""
 PARTITIONS = 12
 DEFAULT_RESULTS = BENCH / "results"
 READY_TIMEOUT_S = 180.0
@@ -344,6 +373,8 @@ class Launched:
     alive: Callable[[], None]
     ready: Callable[[], bool] = lambda: True
     logs: list[Path] = field(default_factory=list)
+    configs: list[Path] = field(default_factory=list)
+    """signal-sync's worker configs, for the restart measurement."""
 
 
 def create_topics(ctx: Context, names: Sequence[str]) -> None:
@@ -443,6 +474,7 @@ def signal_sync_config(
     topics: dict[str, str],
     app_id: str,
     integration_set: Sequence[str] = (),
+    mapped: bool = False,
 ) -> tuple[Path, int]:
     web_port = free_port()
     config: dict[str, Any] = {
@@ -481,6 +513,9 @@ def signal_sync_config(
         key, _, raw = item.partition("=")
         for integration in config["integrations"]:
             integration[key] = yaml.safe_load(raw)
+    if mapped:
+        for integration in config["integrations"]:
+            integration.update(MAPPED_BLOCKS[integration["type"]])
     path = ctx.work / label / f"worker-{index}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path, web_port
@@ -492,15 +527,18 @@ def launch_signal_sync(
     topics: dict[str, str],
     workers: int = 1,
     integration_set: Sequence[str] = (),
+    mapped: bool = False,
 ) -> Launched:
     app_id = f"bench-{ctx.run_id}-{label}"
     (ctx.work / label).mkdir(parents=True, exist_ok=True)
     processes: list[WorkerProcess] = []
     ports: list[int] = []
+    configs: list[Path] = []
     for index in range(workers):
-        config, port = signal_sync_config(ctx, label, index, topics, app_id, integration_set)
+        config, port = signal_sync_config(ctx, label, index, topics, app_id, integration_set, mapped)
         processes.append(WorkerProcess(config, ctx.work / label / f"worker-{index}.log").start())
         ports.append(port)
+        configs.append(config)
 
     def stop() -> None:
         for process in processes:
@@ -514,7 +552,7 @@ def launch_signal_sync(
         return all(http_ok(f"http://127.0.0.1:{port}/ready") for port in ports)
 
     pids = [p.proc.pid for p in processes if p.proc is not None]
-    return Launched(pids, app_id, stop, alive, ready, [p.log_path for p in processes])
+    return Launched(pids, app_id, stop, alive, ready, [p.log_path for p in processes], configs)
 
 
 @dataclass
@@ -530,6 +568,8 @@ class RunPlan:
     rate: float | None = None
     profile: bool = False
     check_expected: bool = True
+    restart: bool = False
+    """After the drain: stop the worker and time two restarts over its tables (``bench/restart.py``)."""
 
 
 def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
@@ -572,6 +612,7 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
         cpu_s = sampler.cpu_seconds() - cpu_start
         emulator_cpu_s = emulator_sampler.cpu_seconds() - emulator_cpu_start
         http_requests = {"mautic": ctx.mautic.api_requests(), "mailgun": ctx.mailgun.api_requests()}
+        restart = measure_restart(ctx, launched, topics, events) if plan.restart and not stalled else None
     finally:
         profile = stop_profiler(profiler, profile_path) if profiler is not None else None
         for cleanup in (
@@ -587,6 +628,9 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
     result = summarize(ctx, plan, collector, sampler, cpu_s, startup_s, produce_s, stalled)
     result["emulator_cpu_s"] = round(emulator_cpu_s, 2)
     result["http_requests"] = http_requests
+    if restart is not None:
+        result["restart"] = restart
+        log(f"{plan.name}: restarts {restart}")
     if profile is not None:
         result["profile"] = profile
     log(
@@ -595,6 +639,18 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
         f"{result['events_done']:,}/{events:,} events done"
     )
     return result
+
+
+def measure_restart(ctx: Context, launched: Launched, topics: dict[str, str], events: int) -> dict[str, Any]:
+    """Stop the drained worker; time a restart over its kept tables, then one over none."""
+    launched.stop()
+    count = ctx.args.restart_probe_events
+    probes = [many_contacts.probe(count, after=events), many_contacts.probe(count, after=events + count)]
+
+    def produce_probe(records: Sequence[tuple[bytes, bytes]]) -> float:
+        return produce(ctx.bootstrap, topics["source"], records, array("d", bytes(8 * len(records))))
+
+    return measure_restarts(launched.configs, ctx.bootstrap, topics, probes, events, produce_probe)
 
 
 def wait_for_outcomes(ctx: Context, plan: RunPlan, collector: OutcomeCollector, launched: Launched) -> bool:
@@ -794,13 +850,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="input events (default 200000)")
     parser.add_argument("--million", action="store_true", help="1M events, 175k contacts")
+    parser.add_argument(
+        "--many-contacts",
+        action="store_true",
+        help="the many-contacts workload (bench/many_contacts.py): every event a new contact's identify, "
+        "--events of them (with --million: 1M events over 1M contacts)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="after signal-sync's drain, time restarts to /ready and to a first new outcome, with its "
+        "state_dir kept and then lost (bench/restart.py)",
+    )
+    parser.add_argument("--restart-probe-events", type=int, default=1000, help="new events after a restart")
     parser.add_argument("--contacts", type=int, default=None, help="known contacts (default 50000)")
     parser.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent of contact activity")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-ms", type=float, default=25.0, help="injected destination latency")
     parser.add_argument("--naive-window-s", type=float, default=25.0, help="naive is measured over this")
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}"
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated subset of {','.join((*VARIANTS, *OPTIONAL_VARIANTS))} (default: all but "
+        f"{','.join(OPTIONAL_VARIANTS)})",
     )
     parser.add_argument("--paced", action="store_true", help="also run signal-sync at half its measured rate")
     parser.add_argument("--paced-seconds", type=float, default=30.0)
@@ -876,7 +948,7 @@ def without_timelines(value: Any) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(variants) - set(VARIANTS)
+    unknown = set(variants) - set(VARIANTS) - set(OPTIONAL_VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants: {sorted(unknown)}")
     started_at = datetime.now(UTC)
@@ -885,10 +957,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="signal-sync-bench-"))
     load_before = os.getloadavg()
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    log(f"generating {args.events:,} events over {args.contacts:,} contacts")
-    spec = WorkloadSpec(events=args.events, contacts=args.contacts, zipf_s=args.zipf_s, seed=args.seed)
-    workload = generate(spec)
-    expected = expected_outcomes(workload)
+    if args.many_contacts:
+        log(f"generating {args.events:,} events over as many new contacts")
+        workload = many_contacts.generate(args.events)
+        expected = many_contacts.expected_outcomes(workload)
+    else:
+        log(f"generating {args.events:,} events over {args.contacts:,} contacts")
+        spec = WorkloadSpec(events=args.events, contacts=args.contacts, zipf_s=args.zipf_s, seed=args.seed)
+        workload = generate(spec)
+        expected = expected_outcomes(workload)
     floor = max(expected["longest_contact_chain"].values()) * args.latency_ms / 1000
     try:
         result = run_all(args, workload, expected, work, run_id, stamp)
@@ -970,8 +1047,19 @@ def run_all(
             results["signal_sync"] = run_variant(
                 ctx,
                 RunPlan(
-                    "signal_sync", "signal-sync", launch_signal_sync, both, profile=args.profile, **common
+                    "signal_sync",
+                    "signal-sync",
+                    launch_signal_sync,
+                    both,
+                    profile=args.profile,
+                    restart=args.restart,
+                    **common,
                 ),
+            )
+        if "signal_sync_mapped" in variants:
+            launch = functools.partial(launch_signal_sync, mapped=True)
+            results["signal_sync_mapped"] = run_variant(
+                ctx, RunPlan("signal_sync_mapped", "signal-sync-mapped", launch, both, **common)
             )
         paced = None
         measured = results.get("signal_sync", {}).get("events_per_s")
@@ -1050,6 +1138,15 @@ def run_all(
             "signal_sync/naive": ratio(results.get("signal_sync"), results.get("naive")),
             "signal_sync/passthrough": ratio(results.get("signal_sync"), results.get("passthrough")),
             "signal_sync/faust_floor": ratio(results.get("signal_sync"), results.get("faust_floor")),
+            **(
+                {
+                    "signal_sync_mapped/signal_sync": ratio(
+                        results.get("signal_sync_mapped"), results.get("signal_sync")
+                    )
+                }
+                if "signal_sync_mapped" in results
+                else {}
+            ),
         },
         "paced": paced,
         "workers": workers,

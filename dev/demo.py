@@ -24,6 +24,8 @@ from signal_sync.sandbox import mailgun, mautic, start_in_thread
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "examples" / "config.local.yaml"
+JANE = "jane@example.com"
+"""The seed person who withdraws consent, then is erased."""
 EVENTS = REPO / "examples" / "seed-events.jsonl"
 
 
@@ -56,7 +58,10 @@ def main() -> int:
     broker = LocalKafka()
     print("== starting a local Apache Kafka broker (KRaft)")
     bootstrap = broker.start(work / "kafka")
-    crm = start_in_thread(mautic.create_app(username="signal", password="sandbox-password"))
+    custom_fields = (*mautic.DEFAULT_CUSTOM_FIELDS, "signal_plan")  # the config's mapped field
+    crm = start_in_thread(
+        mautic.create_app(username="signal", password="sandbox-password", custom_fields=custom_fields)
+    )
     mg = start_in_thread(mailgun.create_app(api_key="key-sandbox"))
     print(f"== broker {bootstrap}; sandbox Mautic {crm.url}; sandbox Mailgun {mg.url}")
     env = {
@@ -88,7 +93,10 @@ def main() -> int:
             for contact in body if isinstance(body, list) else [body]:  # single upsert or batch item
                 if isinstance(contact, dict) and "signal_signup_method" in contact:
                     print(json.dumps(contact, indent=2))
-        print("\n== Mautic contacts (sandbox state; seed-withdraw-1: jane@example.com withdrew consent)")
+        print(
+            "\n== Mautic contacts (sandbox state; signal_plan is mapped from traits.plan; "
+            "seed-withdraw-1: jane@example.com withdrew consent)"
+        )
         for contact in get_json(f"{crm.url}/_sandbox/contacts")["contacts"]:
             fields = {k: v for k, v in contact["fields"]["all"].items() if v not in (None, "") and k != "id"}
             dnc = [{k: e[k] for k in ("reason", "comments", "channel")} for e in contact["doNotContact"]]
@@ -96,7 +104,34 @@ def main() -> int:
         print("\n== Mailgun list members (sandbox state)")
         for member in get_json(f"{mg.url}/_sandbox/members")["members"]["newsletter@mg.example.com"]:
             print(json.dumps(member))
-        return 0 if len(outcomes) == expected else 1
+        complete = len(outcomes) == expected
+        print("\n== jane@example.com asks to be forgotten: signal-sync erase")
+        cli("erase", "-c", str(CONFIG), "--email", JANE, "--request-id", "demo-erase-jane", env=env)
+        outcomes = consume_until(
+            bootstrap,
+            "signal.deliveries",
+            lambda got: sum(o["message_id"] == "demo-erase-jane" for o in got) >= 2,
+            120,
+            check=worker.assert_alive,
+        )
+        erased = [o for o in outcomes if o["message_id"] == "demo-erase-jane"]
+        show_outcomes(erased)
+        in_mautic = [
+            c
+            for c in get_json(f"{crm.url}/_sandbox/contacts")["contacts"]
+            if c["fields"]["all"]["email"] == JANE
+        ]
+        in_mailgun = [
+            m
+            for m in get_json(f"{mg.url}/_sandbox/members")["members"]["newsletter@mg.example.com"]
+            if m["address"] == JANE
+        ]
+        print(
+            f"== after the erasure: {JANE} in Mautic: {len(in_mautic)} contact(s), "
+            f"in the Mailgun list: {len(in_mailgun)} member(s)"
+        )
+        gone = all(o["status"] == "delivered" for o in erased) and not in_mautic and not in_mailgun
+        return 0 if complete and gone else 1
     finally:
         if args.keep:
             print(f"\n--keep: broker {bootstrap}, worker log {worker.log_path}; Ctrl-C to stop")

@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -33,6 +34,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from signal_sync.errors import ConfigError
+from signal_sync.field_mapping import TABLES, CompiledMapping, EventMapping, FieldSources, compile_mapping
 from signal_sync.streams.client_properties import check as check_passthrough
 from signal_sync.streams.client_properties import masked
 
@@ -219,6 +221,25 @@ class KafkaSettings(_Strict):
     deliveries_topic: str = Field("signal.deliveries", description="Topic the delivery outcomes go to.")
     dead_letter_topic: str = Field(
         "signal.deliveries.dlq", description="Topic for the original record of every failed or invalid case."
+    )
+    erasures_topic: str | None = Field(
+        None,
+        description="Topic of erasure requests (the right to be forgotten): JSON objects with "
+        "request_id and at least one of email, user_id, anonymous_id, keyed like the source topic's "
+        "events (anonymous_id, else user_id: `signal-sync erase` does). It must have the source "
+        "topic's partition count (checked at start): the identities it resolves live on the source "
+        "topic's partitioning. Give write access to it to the privacy team only. Unset: no erasures.",
+        examples=["signal.erasures"],
+    )
+    retention_ms: int = Field(
+        604_800_000,
+        ge=3_600_000,
+        description="retention.ms of the topics signal-sync creates without compaction: the internal "
+        "delivery topics (created by the worker) and the erasures topic (by `topics create`). They "
+        "carry events and erasure requests with emails, so they are never kept forever; keep it longer "
+        "than the longest destination outage you ride out (a paused integration's events wait there). "
+        "Set when a topic is created; an existing topic keeps its own. Default 7 days.",
+        examples=[259_200_000],
     )
     app_id: str = Field(
         "signal-sync",
@@ -420,15 +441,54 @@ class KafkaSettings(_Strict):
         return self.security_protocol in SASL_PROTOCOLS
 
 
+class RocksDBSettings(_Strict):
+    """Memory of the ``rocksdb://`` table store: one budget shared by every table and partition of
+    the worker, whatever the number of contacts in the tables (their size is on disk)."""
+
+    block_cache_mb: int = Field(
+        16,
+        ge=1,
+        description="LRU cache of table blocks read from disk, with their index and bloom filter blocks. "
+        "Larger keeps more contacts' state in memory (fewer disk reads); the worker's memory grows by "
+        "at most this much.",
+        examples=[64],
+    )
+    write_buffer_mb: int = Field(
+        16,
+        ge=4,
+        description="Cap on all tables' memtables together (recent writes, before RocksDB flushes them "
+        "to disk); writes wait for a flush at the cap. Also what a restart replays from the write-ahead "
+        "log at most.",
+        examples=[64],
+    )
+    max_open_files: int = Field(
+        256,
+        ge=16,
+        description="Table files kept open across all tables and partitions (each open file holds a "
+        "little memory and a descriptor).",
+        examples=[512],
+    )
+
+
 class WorkerSettings(_Strict):
     """How the worker process runs."""
 
     state_dir: Path = Field(
-        Path(".signal-sync"), description="Folder for table state (rocksdb) and Faust data."
+        Path(".signal-sync"),
+        description="Folder for table state (rocksdb) and Faust data; created at start if missing. With "
+        "rocksdb:// a restart over the same folder reads only the changelog written since, so keep it "
+        "on a volume that survives the worker (docs/operations.md, State).",
+        examples=["/var/lib/signal-sync"],
     )
     store: Literal["memory://", "rocksdb://"] = Field(
-        "memory://",
-        description="Table store. memory:// replays changelogs on start; rocksdb:// keeps state on disk.",
+        "rocksdb://",
+        description="Table store. rocksdb:// keeps the tables in state_dir within the rocksdb memory "
+        "budget, so memory does not grow with contacts and a restart over a kept state_dir is quick; "
+        "memory:// holds every contact's state in memory (~0.7 KB each) and replays the whole "
+        "changelogs on every start.",
+    )
+    rocksdb: RocksDBSettings = Field(
+        default_factory=RocksDBSettings, description="Memory budget of the rocksdb:// store."
     )
     web_bind: str = Field("127.0.0.1", description="Address of the worker's web server (health, metrics).")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the worker's web server.")
@@ -649,11 +709,41 @@ class _IntegrationBase(_Strict):
         "dropped as consent_denied and nothing is sent.",
         examples=["propagate"],
     )
+    mapping: FieldSources | None = Field(
+        None,
+        description="Destination field -> source, for every event the integration takes, on top of the "
+        "seed's default fields (Mautic: contact field aliases; Mailgun: name and vars.<name>). A source is "
+        "a path (traits.<key>, properties.<key>, context.ip, context.page.url, context.campaign.<utm>, "
+        "context.consent.canonical.<category>, event, type, user_id, anonymous_id), {const: <value>}, or "
+        "a list of them (the first present wins); null drops a default field. A source that finds "
+        "nothing leaves the field out. Fields signal-sync owns (Mautic email, tags, ipAddress; Mailgun "
+        "address, subscribed, upsert) cannot be mapped. Rules: docs/mapping.md.",
+        examples=[{"company_size": "traits.company_size", "phone": None}],
+    )
+    events: dict[str, EventMapping | None] | None = Field(
+        None,
+        description="Changes to the events the integration takes (Mautic: page, Identified, Signed Up, "
+        "Lead Captured; Mailgun: page, Signed Up, Identified, Order Completed): an event name with a "
+        "block is taken, with its own extra fields in mapping; an event name set to null is no longer "
+        "taken.",
+        examples=[{"Order Completed": {"mapping": {"last_order": "properties.order_id"}}, "page": None}],
+    )
+    _field_mapping: CompiledMapping = PrivateAttr()
 
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
         return check_base_url(value)
+
+    @model_validator(mode="after")
+    def _compile_mapping(self) -> _IntegrationBase:
+        self._field_mapping = compile_mapping(TABLES[self.type], self.mapping, self.events)  # type: ignore[attr-defined]
+        return self
+
+    @property
+    def field_mapping(self) -> CompiledMapping:
+        """The mapping and events blocks, compiled once at load (the seed's defaults without them)."""
+        return self._field_mapping
 
 
 def _only_with(model: BaseModel, names: tuple[str, ...], used_with: str, but: str) -> None:
@@ -757,23 +847,132 @@ def _resolve_secret(model: BaseModel, name: str) -> SecretStr:
     return value
 
 
+MAUTIC_CLIENT_ID = re.compile(r"[1-9][0-9]*_[0-9a-z]+")
+"""A Mautic API credential's public id as Settings → API Credentials shows it: ``<number>_<random>``."""
+
+
+class MauticBasicAuth(_Strict):
+    """HTTP Basic auth with a Mautic user (Mautic: API Settings → "Enable HTTP basic auth")."""
+
+    type: Literal["basic"] = Field(
+        ..., description="basic: HTTP Basic with a Mautic user's name and password."
+    )
+    api_user: str = Field(..., min_length=1, description="Mautic user the API calls authenticate as.")
+    api_password: SecretStr | None = Field(None, description="That user's password (secret).")
+    api_password_file: Path | None = Field(
+        None,
+        description="File holding api_password.",
+        examples=["/var/run/secrets/signal-sync/mautic-password"],
+    )
+
+    @model_validator(mode="after")
+    def _secret(self) -> MauticBasicAuth:
+        object.__setattr__(self, "api_password", _resolve_secret(self, "api_password"))
+        return self
+
+
+class MauticOAuth2Auth(_Strict):
+    """OAuth2 client credentials: an API credential of type OAuth2 that a Mautic administrator
+    created (only those may use the client-credentials grant). signal-sync gets access tokens from
+    ``{base_url}/oauth/v2/token`` and sends them as ``Authorization: Bearer``; works with HTTP
+    Basic auth disabled in Mautic."""
+
+    type: Literal["oauth2"] = Field(..., description="oauth2: the OAuth2 client-credentials grant.")
+    client_id: str = Field(
+        ...,
+        description="The credential's Client ID (public key) from Settings → API Credentials.",
+        examples=["1_3bcbxmwlzlkw8oswokccwk8osk8ww0wsogs8ok08wwo4wk0ck8"],
+    )
+    client_secret: SecretStr | None = Field(None, description="The credential's Client Secret (secret).")
+    client_secret_file: Path | None = Field(
+        None,
+        description="File holding client_secret.",
+        examples=["/var/run/secrets/signal-sync/credentials/mautic-main"],
+    )
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str) -> str:
+        if not MAUTIC_CLIENT_ID.fullmatch(value):
+            raise ValueError(
+                "a Mautic client id is '<number>_<lowercase letters and digits>' as Settings → API "
+                "Credentials shows it, e.g. '1_3bcbxmwlzlkw8oswokccwk8osk8ww0wsogs8ok08wwo4wk0ck8'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _secret(self) -> MauticOAuth2Auth:
+        object.__setattr__(self, "client_secret", _resolve_secret(self, "client_secret"))
+        return self
+
+
+MauticAuth = Annotated[MauticBasicAuth | MauticOAuth2Auth, Field(discriminator="type")]
+_MAUTIC_FLAT_AUTH = ("api_user", "api_password", "api_password_file")
+
+
 class MauticIntegration(_IntegrationBase):
-    """Contact upsert into a Mautic instance over the REST API with Basic auth."""
+    """Contact upsert into a Mautic instance over the REST API, with HTTP Basic auth (the flat
+    ``api_user`` / ``api_password`` fields, or ``auth: {type: basic, ...}``) or OAuth2 client
+    credentials (``auth: {type: oauth2, ...}``)."""
 
     type: Literal["mautic"]
-    api_user: str = Field(..., min_length=1, description="Mautic user the API calls authenticate as.")
+    auth: MauticAuth | None = Field(
+        None,
+        description="How the API calls authenticate: {type: basic, api_user, api_password(_file)} or "
+        "{type: oauth2, client_id, client_secret(_file)}. Unset: Basic with the flat api_user and "
+        "api_password fields. Set it or the flat fields, not both.",
+        examples=[
+            {
+                "type": "oauth2",
+                "client_id": "1_3bcbxmwlzlkw8oswokccwk8osk8ww0wsogs8ok08wwo4wk0ck8",
+                "client_secret": "${MAUTIC_CLIENT_SECRET}",
+            }
+        ],
+    )
+    api_user: str | None = Field(
+        None,
+        min_length=1,
+        description="Mautic user the API calls authenticate as (Basic auth, without auth).",
+    )
     api_password: SecretStr | None = Field(None, description="That user's password (secret).")
     api_password_file: Path | None = Field(None, description="File holding api_password.")
 
     @model_validator(mode="after")
     def _secret(self) -> MauticIntegration:
+        if self.auth is not None:
+            for name in _MAUTIC_FLAT_AUTH:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: set either auth or the flat api_user / api_password, not both")
+            return self
+        if self.api_user is None:
+            raise ValueError(
+                "api_user: required (or an auth block: {type: oauth2, client_id, client_secret})"
+            )
         object.__setattr__(self, "api_password", _resolve_secret(self, "api_password"))
         return self
 
+    @property
+    def oauth2(self) -> MauticOAuth2Auth | None:
+        """The OAuth2 client credentials, None for Basic auth."""
+        return self.auth if isinstance(self.auth, MauticOAuth2Auth) else None
+
     def credentials(self) -> tuple[str, str]:
-        """Basic-auth user and password."""
-        assert self.api_password is not None
-        return self.api_user, self.api_password.get_secret_value()
+        """Basic-auth user and password (Basic auth only: an OAuth2 integration has none)."""
+        if isinstance(self.auth, MauticBasicAuth):
+            user, password = self.auth.api_user, self.auth.api_password
+        elif self.auth is None:
+            user, password = self.api_user, self.api_password
+        else:
+            raise TypeError(f"integration {self.id!r} authenticates with OAuth2, not Basic auth")
+        assert user is not None and password is not None
+        return user, password.get_secret_value()
+
+    def secret(self) -> str:
+        """The integration's one secret: the Basic-auth password or the OAuth2 client secret."""
+        if self.oauth2 is not None:
+            assert self.oauth2.client_secret is not None
+            return self.oauth2.client_secret.get_secret_value()
+        return self.credentials()[1]
 
 
 class MailgunIntegration(_IntegrationBase):
@@ -827,6 +1026,10 @@ class MailgunIntegration(_IntegrationBase):
         """Basic-auth user and password: Mailgun's user is always ``api``."""
         assert self.api_key is not None
         return "api", self.api_key.get_secret_value()
+
+    def secret(self) -> str:
+        """The integration's one secret: the API key."""
+        return self.credentials()[1]
 
 
 Integration = Annotated[MauticIntegration | MailgunIntegration, Field(discriminator="type")]
@@ -906,6 +1109,8 @@ def format_location(loc: tuple[int | str, ...]) -> str:
             text += f"[{part}]"
         elif part in ("mautic", "mailgun") and text.endswith("]"):
             continue  # the discriminator tag pydantic inserts into the path
+        elif part in ("basic", "oauth2") and text.endswith(".auth"):
+            continue  # the tag of a Mautic integration's auth block
         else:
             text += f".{part}" if text else str(part)
     return text

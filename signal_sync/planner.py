@@ -11,7 +11,8 @@ integration propagates withdrawals (whatever the event's name: any event that sa
 for a known address counts), else the contract's gate and ``upsert``. ``plan_delivery`` (stage 2,
 with the contact's destination state) turns that into the destination's work: a withdrawal of a
 person already withdrawn is dropped, an upsert of a withdrawn person whose consent is granted
-again becomes ``restore_consent``.
+again becomes ``restore_consent``. An erasure (``erase``, from the erasures topic, never from an
+event) is the destination's erase steps.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def decide(resolved: ResolvedEvent, integration: Integration) -> Decision:
         and consent_withdrawn(resolved, integration.consent)
     ):
         return None, "withdraw_consent"
-    reason = gate(resolved, destination_of(integration).mapped_events, integration.consent)
+    reason = gate(resolved, integration.field_mapping.events, integration.consent)
     return (reason, None) if reason is not None else (None, "upsert")
 
 
@@ -79,6 +80,8 @@ def plan_delivery(
 ) -> Work:
     """The destination's work for an event stage 1 decided to send, given the contact's state."""
     destination = destination_of(integration)
+    if operation == "erase":
+        return Calls(operation, destination.erase(resolved, integration, state))
     if operation == "withdraw_consent":
         if state.get("withdrawn"):  # already sent: a withdrawn person's page views send nothing
             return Drop(operation, "consent_denied")

@@ -11,6 +11,10 @@ answers them as a destination that knows the person would (``PreviewDestination`
 one contact and has no do-not-contact entry before the withdrawal, Mailgun has the member and
 the address is not on the domain's unsubscribe list yet. The contact id that only Mautic could
 assign is shown as ``{contact_id}``.
+
+Erasure requests (``--erasures``) are previewed after the events, with what the events taught
+(a request naming only ids resolves its email through them): per integration the deletes an
+erasure makes, as a destination that has the person answers them; the person is then forgotten.
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.delivery import DeliveryResult
 from signal_sync.destinations.mautic_privacy import DNC_CHANNEL, DNC_COMMENT, DNC_UNSUBSCRIBED
 from signal_sync.destinations.operations import Calls, Drop, Finish, Upsert
+from signal_sync.erasure import (
+    INVALID_REQUEST,
+    UNKNOWN_PERSON,
+    InvalidRequestError,
+    erased_person,
+    keys_to_forget,
+    parse_request,
+    request_id_for,
+    resolve_email,
+)
 from signal_sync.errors import InvalidEventError
 from signal_sync.identity import ResolvedEvent, email_problem, normalize_email
 from signal_sync.planner import plan_delivery, plan_event, remember, remembered_for, state_key
@@ -134,13 +148,39 @@ class Previewer:
                 request = work.steps.send(answer)
         except StopIteration as stop:
             finish: Finish = stop.value
-        if finish.state is not None:
+        if finish.forget:
+            self.destination_state.pop(key, None)
+        elif finish.state is not None:
             self.destination_state[key] = destination.dump_state(finish.state)
         views = shown(views)
-        line = self._line(
-            message_id, integration.id, resolved.name, finish.reason, views[0] if views else None
-        )
+        name = None if work.operation == "erase" else resolved.name
+        line = self._line(message_id, integration.id, name, finish.reason, views[0] if views else None)
         return {**line, "operation": work.operation, "calls": views}
+
+    def erase(self, raw: bytes) -> Iterator[dict[str, Any]]:
+        """One line per integration for an erasure request, planned with what the events previewed
+        before it taught (its ids resolve through them); the person is then forgotten."""
+        try:
+            request = parse_request(raw)
+        except InvalidRequestError as exc:
+            for integration in self.integrations:
+                line = self._line(
+                    request_id_for(raw, exc), integration.id, None, INVALID_REQUEST, None, error=str(exc)
+                )
+                yield {**line, "operation": "erase"}
+            return
+        email = resolve_email(request, self.identities)
+        for integration in self.integrations:
+            if email is None:
+                line = self._line(request.request_id, integration.id, None, UNKNOWN_PERSON, None)
+                yield {**line, "operation": "erase"}
+            else:
+                yield self._planned(
+                    request.request_id, integration, erased_person(request.request_id, email), "erase"
+                )
+        stored = ((key, orjson.dumps(value)) for key, value in self.identities.items())
+        for key in keys_to_forget(request, email, stored):
+            self.identities.pop(key, None)
 
     @staticmethod
     def _line(
@@ -169,9 +209,14 @@ def shown(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**view, "url": _CONTACT_ID_IN_URL.sub("/{contact_id}", view["url"])} for view in views]
 
 
-def preview_lines(settings: Settings, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-    """Preview every non-blank input line in order."""
+def preview_lines(
+    settings: Settings, lines: Iterable[bytes], erasures: Iterable[bytes] = ()
+) -> Iterator[dict[str, Any]]:
+    """Preview every non-blank input line in order, then every erasure request."""
     previewer = Previewer(settings.integrations)
     for line in lines:
         if line.strip():
             yield from previewer.preview(line.strip())
+    for line in erasures:
+        if line.strip():
+            yield from previewer.erase(line.strip())

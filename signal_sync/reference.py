@@ -14,7 +14,13 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from signal_sync.config import MailgunIntegration, MauticIntegration, Settings
+from signal_sync.config import (
+    MailgunIntegration,
+    MauticBasicAuth,
+    MauticIntegration,
+    MauticOAuth2Auth,
+    Settings,
+)
 from signal_sync.streams.records import DeadLetterHeaders, LegacyDeadLetter, Outcome, SignalEvent
 
 
@@ -47,8 +53,12 @@ _MODULE_PATH = re.compile(r"\b(?:[a-z_]\w*\.)+(?=[A-Z])")
 is not what a reader of the reference needs, and it changes between Python versions."""
 
 
+_ANNOTATED = re.compile(r"Annotated\[(.*), FieldInfo\(.*\)\]")
+"""A discriminated union's ``Annotated[A | B, FieldInfo(...)]``: the reader needs ``A | B``."""
+
+
 def _type_name(info: FieldInfo) -> str:
-    text = _MODULE_PATH.sub("", str(info.annotation))
+    text = _ANNOTATED.sub(r"\1", _MODULE_PATH.sub("", str(info.annotation)))
     return text.replace("<class '", "").replace("'>", "").replace("|", "\\|")
 
 
@@ -107,4 +117,9 @@ def config_reference_markdown() -> str:
             header,
         ]
         parts += _rows(model, "")
+        if model is MauticIntegration:
+            for auth in (MauticBasicAuth, MauticOAuth2Auth):
+                kind = auth.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+                parts += ["", f"### `auth` with `type: {kind}`", "", (auth.__doc__ or "").strip(), "", header]
+                parts += _rows(auth, "auth.")
     return "\n".join(parts) + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from faust.types.auth import CredentialsT
 
 from signal_sync.codecs import orjson_codec
 from signal_sync.codecs.schema_registry import FramedDecoder, framed_outcomes, outcome_prefix
-from signal_sync.config import KafkaSettings, Settings
+from signal_sync.config import KafkaSettings, Settings, WorkerSettings
 from signal_sync.destinations import Integration
 from signal_sync.destinations.base import Shown
 from signal_sync.destinations.delivery import Sender, redact_emails
@@ -43,6 +43,7 @@ from signal_sync.streams.json_table import JsonValues
 from signal_sync.streams.oauth import ClientCredentialsTokenProvider
 from signal_sync.streams.output_producer import OutputProducer, flush_with_faust
 from signal_sync.streams.partition_reader import PartitionReader
+from signal_sync.streams.rocksdb_store import RocksMemory, prepare_state_dir, rocks_memory
 from signal_sync.streams.sequence import SequenceGuard
 from signal_sync.streams.topics import client_config
 
@@ -90,6 +91,25 @@ class Runtime:
     encode_outcome: Callable[[dict[str, Any]], bytes] = encode
     """An outcome's record value: JSON, or framed with the registered outcome schema's id
     (``outcomes.format``)."""
+    erasures: faust.TopicT | None = None
+    """The erasures topic (``kafka.erasures_topic``), read as raw bytes; None when not configured."""
+    forward_pending: Callable[[], Awaitable[bool]] | None = None
+    """Sends every envelope the forwarder holds now (the ingest agent sets it); False when the
+    ingest stage can no longer forward (the worker is stopping)."""
+    forgetters: list[Callable[[str], None]] = field(default_factory=list)
+    """Called with an erased person's outcome ``contact_id``: what keeps rows per contact in
+    memory (the event debugger) drops them."""
+
+    def forget_person(self, email: str | None) -> None:
+        """Tell the ``forgetters`` that the person with this normalized email was erased."""
+        if not email:
+            return
+        contact = self.outcomes.contact_id_of(email)
+        for forget in self.forgetters:
+            try:
+                forget(contact)
+            except Exception:
+                log.exception("forgetting an erased person's rows raised")
 
     async def stop_worker(self, reason: BaseException) -> None:
         """Stop the worker loudly (its process exits non-zero) because an event could not be given an
@@ -176,6 +196,15 @@ def bounded_values(table: faust.Table, outputs: OutputProducer) -> JsonValues:
     return JsonValues(table, outputs.record_limit(table.changelog_topic.get_topic_name()))
 
 
+def table_memory(worker: WorkerSettings) -> RocksMemory | None:
+    """The rocksdb:// store's memory budget (its ``state_dir`` checked first), None for memory://."""
+    if worker.store != "rocksdb://":
+        return None
+    prepare_state_dir(worker.state_dir)
+    rocksdb = worker.rocksdb
+    return rocks_memory(rocksdb.block_cache_mb, rocksdb.write_buffer_mb, rocksdb.max_open_files)
+
+
 def create_runtime(
     settings: Settings, partitions: int, topic_limits: Mapping[str, int] | None = None
 ) -> Runtime:
@@ -218,8 +247,9 @@ def create_runtime(
     outputs = OutputProducer(client_config(kafka), topic_limits)
     flush_with_faust(app, outputs.flush)
     # Faust serializes table keys and values by key_type/value_type (not the schema): JSON keys,
-    # raw values (JSON bytes that ``JsonValues`` encodes and decodes).
-    table = {"partitions": partitions, "value_type": bytes}
+    # raw values (JSON bytes that ``JsonValues`` encodes and decodes). With rocksdb:// both tables
+    # share one memory budget (``streams/rocksdb_store.py``).
+    table: dict[str, Any] = {"partitions": partitions, "value_type": bytes, "rocks": table_memory(worker)}
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     delivery_topics = {
         integration.id: app.topic(
@@ -252,6 +282,7 @@ def create_runtime(
         sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),
         integrations={integration.id: integration for integration in settings.integrations},
         framing=FramedDecoder(registry) if registry.url is not None else None,
+        erasures=app.topic(kafka.erasures_topic, **raw) if kafka.erasures_topic else None,
         encode_outcome=encode_outcome,
         gates={
             integration.id: IntegrationGate(

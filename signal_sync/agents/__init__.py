@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from signal_sync.agents import deliver, ingest
+from signal_sync.agents import deliver, erase, ingest
 from signal_sync.runtime import Runtime
 
 
@@ -10,3 +10,4 @@ def attach_all(runtime: Runtime) -> None:
     """Register every agent on the runtime's app."""
     ingest.attach(runtime)
     deliver.attach(runtime)
+    erase.attach(runtime)

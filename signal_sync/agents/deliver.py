@@ -5,9 +5,9 @@ integration holds back only its own offsets and never delays the others. Events 
 handed to a ``KeyOrderedScheduler`` (concurrent across contacts, sequential within one,
 acks in offset order) and admitted by the integration's gate (concurrency cap, rate
 limit, fault pause, circuit breaker). What each event does at the destination (an upsert, a
-consent withdrawal or its re-grant) is planned and carried out by the integration's ``Jobs``
-(``engine.jobs``) with the contact's state in the destination-state table, which lives on the
-same partitioning.
+consent withdrawal or its re-grant, an erasure the erasure agent forwarded) is planned and
+carried out by the integration's ``Jobs`` (``engine.jobs``) with the contact's state in the
+destination-state table, which lives on the same partitioning.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from signal_sync.engine.batch_send import guarded_send, make_send_batch
 from signal_sync.engine.batcher import Batcher
 from signal_sync.engine.jobs import ContactStates, Job, JobResult, Jobs
 from signal_sync.engine.ordered import KeyOrderedScheduler
+from signal_sync.erasure import erased_person
 from signal_sync.identity import ResolvedEvent
 from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import decide
@@ -119,6 +120,7 @@ async def record_crash(
 ) -> None:
     """The ``failed`` / ``internal_error`` outcome and dead letter of an event whose delivery raised."""
     source = source_of_envelope(envelope)
+    erasure = envelope.get("erase")
     await reject(
         runtime,
         source,
@@ -126,8 +128,9 @@ async def record_crash(
         "failed",
         "internal_error",
         [integration],
-        message_id=envelope_message_id(envelope, source),
+        message_id=erasure["request_id"] if erasure else envelope_message_id(envelope, source),
         context=ErrorContext(TASK_PUT, exc, started),
+        operation="erase" if erasure else None,
     )
 
 
@@ -138,10 +141,16 @@ async def delivery_outcome(
     source: SourceRecord,
     partition: int | None = None,
 ) -> tuple[dict[str, Any], Any]:
-    """Deliver the envelope's event; its outcome and what was sent for it (None: nothing)."""
-    resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
+    """Deliver the envelope's event (or erasure); its outcome and what was sent for it (None:
+    nothing, or an erasure: its calls name the address, so they are not kept for the debugger)."""
+    erasure = envelope.get("erase")
+    if erasure is not None:
+        resolved = erased_person(erasure["request_id"], erasure["email"])
+        reason, operation = None, "erase"
+    else:
+        resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
+        reason, operation = decide(resolved, integration)  # as stage 1 did, from the same event and traits
     assert resolved.contact_id is not None and resolved.event.message_id is not None
-    reason, operation = decide(resolved, integration)  # as stage 1 did, from the same event and traits
     if operation is None:  # only when the config changed since stage 1 (e.g. to on_consent_withdrawn: drop)
         done = JobResult(None, "dropped", reason)
     else:
@@ -163,16 +172,21 @@ async def delivery_outcome(
                 "attempts": done.attempts,
             },
         )
+    shown = done.shown
+    if erasure is not None:
+        shown = None
+        if done.status != "failed":  # the debugger's rows of the person go with the person
+            runtime.forget_person(resolved.email)
     outcome = runtime.outcomes.build(
         message_id=resolved.event.message_id,
         integration=integration,
-        event_name=resolved.name,
+        event_name=None if erasure is not None else resolved.name,
         email=resolved.email,
         status=done.status,
         reason=done.reason,
         source=source,
         now=time.time(),
-        event=resolved.event,
+        event=None if erasure is not None else resolved.event,
         http_status=done.http_status,
         created=done.created,
         attempts=done.attempts,
@@ -180,7 +194,7 @@ async def delivery_outcome(
         error=done.error,
         operation=done.operation,
     )
-    return outcome, done.shown
+    return outcome, shown
 
 
 def attach_one(runtime: Runtime, integration: Integration) -> None:

@@ -127,11 +127,12 @@ async def reject(
     finished: set[str] | None = None,
     message_id: str | None = None,
     context: ErrorContext | None = None,
+    operation: str | None = None,
 ) -> None:
     """A record we cannot process: one outcome and dead letter per integration (default: all); the
     id of each integration whose outcome was handed over is added to ``finished``. ``message_id``:
     the record's, when known (default: read from the record's JSON). ``context``: the stage and
-    exception, for the dead letters' headers."""
+    exception, for the dead letters' headers. ``operation``: the outcomes' (an erasure's)."""
     if message_id is None:
         message_id = peek_message_id(source.value)
     position = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
@@ -156,6 +157,7 @@ async def reject(
             source=source,
             now=now,
             error=error,
+            operation=operation,
         )
         await emit(runtime, outcome, source, context=context)
         if finished is not None:
@@ -349,6 +351,12 @@ class Forwarding:
             for item in done:
                 await self.acknowledge(item)
 
+    async def forward_now(self) -> bool:
+        """``forward`` at once (the erasure agent's forwards go after the events held); False when
+        forwarding has failed and nothing is sent any more."""
+        await self.forward()
+        return not self.failed
+
     async def fail(self, exc: Exception, what: str) -> None:
         """Acknowledge nothing from now on, and stop the worker."""
         self.failed = True
@@ -371,6 +379,7 @@ def attach(runtime: Runtime) -> None:
         stream = stream.noack()
         consumer = runtime.app.consumer
         forwarding = Forwarding(runtime, lambda item: acknowledge(stream, consumer, item))
+        runtime.forward_pending = forwarding.forward_now
 
         last_message: Any = None  # the message read last (read by the ticker)
 

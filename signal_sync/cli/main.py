@@ -14,6 +14,7 @@ import typer
 from signal_sync.cli import (
     check_config,
     emulator,
+    erase,
     preview,
     produce,
     replay_dlq,
@@ -53,7 +54,7 @@ def options(
     """Sync analytics events from Kafka into Mautic and Mailgun."""
 
 
-for module in (worker, preview, check_config, test_connection, produce, replay_dlq, topics, emulator):
+for module in (worker, preview, check_config, test_connection, produce, erase, replay_dlq, topics, emulator):
     module.register(app)
 
 

@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError, Producer
 from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
 from signal_sync.errors import SignalSyncError
+from signal_sync.streams.client_properties import KEYED_PRODUCER
 from signal_sync.streams.clients import client_log, explain
 from signal_sync.streams.topics import client_config, cluster_metadata
 
@@ -43,7 +44,8 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(config)
         cluster_metadata(settings.kafka)  # unreachable brokers or refused credentials: one clear error
         kafka = client_config(settings.kafka)
-        producer = Producer({**kafka, "enable.idempotence": True})
+        # An erasure request keyed the same way (``signal-sync erase``) lands beside the events.
+        producer = Producer({**kafka, **KEYED_PRODUCER})
         count = 0
         failures: list[str] = []
 

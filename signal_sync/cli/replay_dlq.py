@@ -39,6 +39,7 @@ from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
 from signal_sync.dead_letters import Letter, read_letter
 from signal_sync.errors import SignalSyncError
+from signal_sync.streams.client_properties import KEYED_PRODUCER
 from signal_sync.streams.routing import REPLAY_HEADER
 from signal_sync.streams.topics import client_config, cluster_metadata
 
@@ -54,10 +55,6 @@ READER = {
     "enable.partition.eof": True,
     "queued.max.messages.kbytes": 16 * 1024,  # what librdkafka prefetches, in KiB
     "fetch.max.bytes": 8 * 1024 * 1024,  # a larger letter still comes, alone
-}
-WRITER = {
-    "enable.idempotence": True,
-    "partitioner": "murmur2_random",  # a key's partition as the Java client (and Faust) computes it
 }
 
 
@@ -182,7 +179,7 @@ class Replayer:
         self.batch_bytes = batch_bytes
         self.report = Report()
         self.reader = Consumer({**kafka, **READER, "group.id": reader_group})  # never joins or commits
-        self.writer = None if dry_run else Producer({**kafka, **WRITER})
+        self.writer = None if dry_run else Producer({**kafka, **KEYED_PRODUCER})
         self.failures: list[str] = []
 
     def bounds(self) -> dict[int, tuple[int, int]]:

@@ -5,6 +5,13 @@ Mautic: ``GET {base_url}/api/contacts?limit=1`` (lists one contact); Mailgun:
 integration prints ``OK <id>`` or ``FAIL <id>: HTTP <status>: <what to do>``, using the
 destination's troubleshooting hints for 401/403/404, so a wrong key, region, permission or
 base URL is found before the worker runs; the exit status is 1 if any failed.
+
+A Mautic integration with OAuth2 first gets an access token (``POST /oauth/v2/token``), as the
+worker does. When Mautic refuses the authentication, the line names the method that failed
+(``basic auth``, ``oauth2 token request`` or ``oauth2``) and the hint follows the error's type, not
+only its status: API disabled, Basic auth disabled in Mautic's API settings, wrong user or
+password, a wrong OAuth2 client or one not allowed the client-credentials grant, a Bearer header
+that never reached Mautic.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from signal_sync.destinations import Integration, destination_of, mailgun, mauti
 from signal_sync.destinations.base import Request, basic_auth
 from signal_sync.destinations.classify import Verdict
 from signal_sync.destinations.delivery import Attempt, Sender, error_text
+from signal_sync.destinations.mautic_auth import api_hint, error_type, method_of, static_headers
 
 MAUTIC_PROBE_QUERY = "?limit=1"
 MAILGUN_REGIONS = f"US https://{MAILGUN_HOSTS[0]} vs EU https://{MAILGUN_HOSTS[1]}"
@@ -27,10 +35,11 @@ MAILGUN_REGIONS = f"US https://{MAILGUN_HOSTS[0]} vs EU https://{MAILGUN_HOSTS[1
 
 def probe_request(integration: Integration) -> Request:
     """The read-only request that proves the base URL, credentials and (Mailgun) list are right."""
-    headers = {"Authorization": basic_auth(*integration.credentials()), "Accept": "application/json"}
     if integration.type == "mautic":
+        headers = {**static_headers(integration), "Accept": "application/json"}
         url = integration.base_url + mautic.CONTACT_LIST_PATH + MAUTIC_PROBE_QUERY
     else:
+        headers = {"Authorization": basic_auth(*integration.credentials()), "Accept": "application/json"}
         url = integration.base_url + mailgun.list_path(integration.list_address)
     return Request(method="GET", url=url, headers=headers)
 
@@ -43,7 +52,10 @@ def report(integration: Integration, attempt: Attempt) -> str:
     if attempt.status is None:
         where = f"is base_url {integration.base_url} right and reachable?"
         return f"FAIL {integration.id}: connection error: {attempt.error} ({where})"
-    advice = destination_of(integration).hints.get(attempt.status) if verdict is Verdict.FAULT else None
+    where, advice = "", None
+    if verdict is Verdict.FAULT:
+        where, advice = _auth_failure(integration, attempt)
+        advice = advice or destination_of(integration).hints.get(attempt.status)
     if advice is None:
         detail = error_text(attempt.body) or "no details in the reply"
         if verdict is Verdict.RETRY:
@@ -51,7 +63,19 @@ def report(integration: Integration, attempt: Attempt) -> str:
         advice = detail
     if integration.type == "mailgun" and attempt.status == 401:
         advice += f" Region hosts: {MAILGUN_REGIONS}; this config uses {integration.base_url}."
-    return f"FAIL {integration.id}: HTTP {attempt.status}: {advice}"
+    return f"FAIL {integration.id}: {where}HTTP {attempt.status}: {advice}"
+
+
+def _auth_failure(integration: Integration, attempt: Attempt) -> tuple[str, str | None]:
+    """For a Mautic authentication refusal: ``"<method>: "`` and the hint its error type calls for;
+    ``("", None)`` for any other fault (the status's own hint applies)."""
+    if integration.type != "mautic":
+        return "", None
+    method = method_of(integration)
+    if attempt.token_request:
+        return "oauth2 token request: ", attempt.hint
+    hint = attempt.hint or api_hint(attempt.status, error_type(attempt.body), method)
+    return (f"{'basic auth' if method == 'basic' else method}: ", hint) if hint else ("", None)
 
 
 async def probe_all(settings: Settings, integrations: list[Integration]) -> list[str]:
@@ -59,7 +83,12 @@ async def probe_all(settings: Settings, integrations: list[Integration]) -> list
     sender = Sender(settings.delivery)
     try:
         attempts = await asyncio.gather(
-            *(sender.attempt(integration.id, probe_request(integration)) for integration in integrations)
+            *(
+                sender.attempt(
+                    integration.id, probe_request(integration), tokens=sender.tokens_of(integration)
+                )
+                for integration in integrations
+            )
         )
     finally:
         await sender.close()

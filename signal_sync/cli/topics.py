@@ -1,4 +1,5 @@
-"""``signal-sync topics create``: create the source, deliveries and dead-letter topics."""
+"""``signal-sync topics create``: create the source, deliveries and dead-letter topics (and the
+erasures topic, when configured)."""
 
 from __future__ import annotations
 

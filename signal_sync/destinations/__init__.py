@@ -48,6 +48,7 @@ class Destination:
     upsert: Callable[[ResolvedEvent, Any, State], Upsert]
     withdraw: Callable[[ResolvedEvent, Any, State], Steps]
     restore: Callable[[ResolvedEvent, Any, State], Steps]
+    erase: Callable[[ResolvedEvent, Any, State], Steps]
     settle: Callable[[State, Any], State]
     """The state after a delivered upsert, read from its answer (``DeliveryResult``)."""
     load_state: Callable[[Any], State]
@@ -74,6 +75,7 @@ DESTINATIONS: dict[str, Destination] = {
         upsert=mautic_privacy.upsert,
         withdraw=mautic_privacy.withdraw,
         restore=mautic_privacy.restore,
+        erase=mautic_privacy.erase,
         settle=mautic_privacy.settle,
         load_state=mautic_privacy.load_state,
         dump_state=mautic_privacy.dump_state,
@@ -94,6 +96,7 @@ DESTINATIONS: dict[str, Destination] = {
         upsert=mailgun_privacy.upsert,
         withdraw=mailgun_privacy.withdraw,
         restore=mailgun_privacy.restore,
+        erase=mailgun_privacy.erase,
         settle=mailgun_privacy.settle,
         load_state=mailgun_privacy.load_state,
         dump_state=mailgun_privacy.dump_state,

@@ -12,7 +12,10 @@
     building or sending a request
 
 The same rules apply to a whole HTTP call (``classify_status``) and to one item inside a
-batch answer (``classify_item``: Mautic's ``statusCodes``). RETRY is also what the circuit
+batch answer (``classify_item``: Mautic's ``statusCodes``). An OAuth2 token endpoint's answer
+(``classify_token_answer``) is a token, an outage (RETRY) or a FAULT of the integration, never
+a failure of an event; a 401 ``invalid_grant`` to a bearer token (``bearer_refused``) asks for a
+new token once before the answer is classified. RETRY is also what the circuit
 breaker counts: it means the destination as a whole did not take the request, whatever the
 event. Nothing else in the code base looks at status codes.
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -140,3 +143,52 @@ def classify_exception(exc: BaseException) -> Classification:
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
         return Classification(Verdict.RETRY, reason=CONNECTION_ERROR)
     return Classification(Verdict.FAILED, reason=CLIENT_ERROR)
+
+
+# --- OAuth2: the token endpoint's answers and a refused bearer token -----------------------
+
+UNREADABLE_GRANT = "token_unreadable"
+GRANT_CLIENT_ERROR = "token_client_error"
+BEARER_REFUSED_TYPE = "invalid_grant"
+"""The error type of Mautic's 401 for an expired or unknown access token."""
+
+
+def classify_token_answer(
+    status: int,
+    headers: Mapping[str, str],
+    now: float,
+    *,
+    readable: bool,
+    retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S,
+) -> Classification:
+    """Decision for an answer of an OAuth2 token endpoint. A 2xx carrying a token is DELIVERED; a
+    destination-level failure (5xx, 408/420/425/429) is RETRY as for any call; every other answer
+    (400 ``invalid_client`` / ``unauthorized_client``, 401, 403, 404, a 2xx without a usable token)
+    is a FAULT: the integration's credentials or setup are wrong, no event is at fault."""
+    if 200 <= status < 300:
+        return (
+            Classification(Verdict.DELIVERED)
+            if readable
+            else Classification(Verdict.FAULT, reason=UNREADABLE_GRANT)
+        )
+    reason = f"token_http_{status}"
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return Classification(Verdict.RETRY, retry_after(headers, now, retry_after_max_s), reason)
+    return Classification(Verdict.FAULT, reason=reason)
+
+
+def classify_token_exception(exc: BaseException) -> Classification:
+    """Decision for a token request that got no reply: network trouble is RETRY, as for any call;
+    anything else raised on our side is a FAULT of the integration (no event is at fault)."""
+    classification = classify_exception(exc)
+    if classification.verdict is Verdict.RETRY:
+        return classification
+    return Classification(Verdict.FAULT, reason=GRANT_CLIENT_ERROR)
+
+
+def bearer_refused(status: int | None, body: bytes, error_type: Callable[[bytes], str | None]) -> bool:
+    """Mautic's 401 ``invalid_grant`` ("The access token provided has expired." / "... is
+    invalid."): the bearer token expired or was deleted, and a new token may pass. A 401
+    ``access_denied`` is not this: the header never reached Mautic, a new token does not help.
+    ``error_type`` reads the answer's error type (only a 401's body is read)."""
+    return status == 401 and error_type(body) == BEARER_REFUSED_TYPE

@@ -7,6 +7,13 @@ Retries use tenacity: exponential backoff with full jitter, but a server's own
 ``delivery.max_elapsed_s``. Every attempt's reply, and any exception raised while making
 it, goes through ``classify`` and nowhere else; an ``AttemptWatch`` (the integration's gate)
 sees every attempt and can halt the retries of a destination that is down as a whole.
+
+An OAuth2 integration's requests are built without credentials: an attempt takes the
+integration's current access token (``oauth2.TokenCache``, fetched over the same session when
+there is none) and adds ``Authorization: Bearer`` to the headers it sends. A token Mautic refuses
+(401 ``invalid_grant``) is replaced once and the request sent again within the same attempt;
+whatever that answers is classified as usual. A token request that fails is the attempt's result:
+an outage (RETRY) or a fault of the integration with its hint, never a failure of the event.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import aiohttp
@@ -31,7 +39,15 @@ from tenacity import (
 from signal_sync.config import DeliverySettings
 from signal_sync.destinations import Destination, Integration, destination_of
 from signal_sync.destinations.base import Request
-from signal_sync.destinations.classify import Classification, Verdict, classify_exception, classify_status
+from signal_sync.destinations.classify import (
+    Classification,
+    Verdict,
+    bearer_refused,
+    classify_exception,
+    classify_status,
+)
+from signal_sync.destinations.mautic_auth import api_hint, error_type
+from signal_sync.destinations.oauth2 import TokenCache, TokenFailure
 
 _EMAIL_IN_TEXT = re.compile(r"(?<![^\s'\"<>@])[^\s'\"<>@]+@[^\s'\"<>@]+\.(?:xn--[A-Za-z0-9-]+|[^\W\d_]{2,})")
 """An address in free text, matched only from the start of a word (the lookbehind keeps the scan
@@ -54,6 +70,10 @@ class Attempt:
     status: int | None = None
     body: bytes = b""
     error: str | None = None
+    hint: str | None = None
+    """What to do, when the attempt knows better than the status's own hint (an auth error's type)."""
+    token_request: bool = False
+    """The attempt ended at the OAuth2 token request: ``status`` and ``body`` are its answer's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +176,7 @@ def result_of(attempt: Attempt, attempts: int, destination: Destination) -> Deli
             "absent", status, None, attempts, classification.reason, None, None, reply=attempt.body
         )
     error = attempt.error if status is None else error_text(attempt.body)
+    hint = attempt.hint or (destination.hints.get(status) if status is not None else None)
     return DeliveryResult(
         "failed",
         status,
@@ -163,7 +184,7 @@ def result_of(attempt: Attempt, attempts: int, destination: Destination) -> Deli
         attempts,
         classification.reason,
         error,
-        destination.hints.get(status) if status is not None else None,
+        hint,
         fault=classification.verdict is Verdict.FAULT,
         destination_down=classification.destination_down,
         retry_after_s=classification.retry_after_s,
@@ -177,6 +198,7 @@ class Sender:
         self.settings = settings
         self.hooks: list[DeliveryHooks] = []
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._tokens: dict[str, TokenCache] = {}
         self._jitter = wait_random_exponential(
             multiplier=settings.backoff_initial_s, max=settings.backoff_max_s
         )
@@ -192,6 +214,20 @@ class Sender:
             self._sessions[integration_id] = session
         return session
 
+    def tokens_of(self, integration: Integration) -> TokenCache | None:
+        """The access-token cache of an OAuth2 integration (one per integration id), None for
+        Basic auth."""
+        oauth2 = integration.oauth2 if integration.type == "mautic" else None
+        if oauth2 is None:
+            return None
+        tokens = self._tokens.get(integration.id)
+        if tokens is None:
+            tokens = TokenCache(
+                integration.base_url, oauth2, retry_after_max_s=self.settings.retry_after_max_s
+            )
+            self._tokens[integration.id] = tokens
+        return tokens
+
     def _notify(self, hook: str, *args: object) -> None:
         for hooks in self.hooks:
             try:
@@ -200,11 +236,47 @@ class Sender:
                 log.exception("delivery hook %s failed", hook)
 
     async def attempt(
-        self, integration_id: str, request: Request, *, reports_created: bool = False
+        self,
+        integration_id: str,
+        request: Request,
+        *,
+        reports_created: bool = False,
+        tokens: TokenCache | None = None,
     ) -> Attempt:
         """One HTTP round trip, classified. Never raises (except on cancellation): an exception
-        while encoding or sending this request is this request's failed attempt."""
+        while encoding or sending this request is this request's failed attempt. With ``tokens``
+        (an OAuth2 integration) the request goes with the current bearer token, and once more with
+        a new one when Mautic refuses it (401 ``invalid_grant``)."""
         session = self._session(integration_id)
+        if tokens is None:
+            return await self._exchange(integration_id, session, request, request.headers, reports_created)
+        token = await tokens.token(session)
+        if isinstance(token, TokenFailure):
+            return _token_attempt(token)
+        attempt = await self._exchange(
+            integration_id, session, request, _bearer(request, token), reports_created
+        )
+        if bearer_refused(attempt.status, attempt.body, error_type):
+            tokens.discard(token)
+            token = await tokens.token(session)
+            if isinstance(token, TokenFailure):
+                return _token_attempt(token)
+            attempt = await self._exchange(
+                integration_id, session, request, _bearer(request, token), reports_created
+            )
+        if attempt.classification.verdict is Verdict.FAULT:
+            attempt = replace(attempt, hint=api_hint(attempt.status, error_type(attempt.body), "oauth2"))
+        return attempt
+
+    async def _exchange(
+        self,
+        integration_id: str,
+        session: aiohttp.ClientSession,
+        request: Request,
+        headers: Mapping[str, str],
+        reports_created: bool,
+    ) -> Attempt:
+        """Send ``request`` with ``headers`` once and classify what comes back."""
         self._notify("request_started", integration_id, request.contacts)
         started = time.perf_counter()
         status: int | None = None
@@ -214,9 +286,7 @@ class Sender:
                 if request.form is not None
                 else (orjson.dumps(request.json) if request.json is not None else None)
             )
-            async with session.request(
-                request.method, request.url, headers=request.headers, data=data
-            ) as reply:
+            async with session.request(request.method, request.url, headers=headers, data=data) as reply:
                 status = reply.status
                 body = await reply.read()
                 classification = classify_status(
@@ -255,6 +325,7 @@ class Sender:
         attempts, or a wait that would end past ``max_elapsed_s`` (Retry-After included). A
         ``watch`` sees every attempt; while it is halted no further attempt is made."""
         destination = destination_of(integration)
+        tokens = self.tokens_of(integration)
 
         def halted(_state: RetryCallState) -> bool:
             return watch is not None and watch.halted
@@ -277,7 +348,9 @@ class Sender:
             attempts += 1
             if attempts > 1:
                 self._notify("retry_started", integration.id)
-            last = await self.attempt(integration.id, request, reports_created=destination.reports_created)
+            last = await self.attempt(
+                integration.id, request, reports_created=destination.reports_created, tokens=tokens
+            )
             if watch is not None:
                 watch.attempted(last.classification)
             return last
@@ -292,7 +365,12 @@ class Sender:
     ) -> DeliveryResult:
         """One attempt and no retry: how a paused integration asks whether its destination answers."""
         destination = destination_of(integration)
-        attempt = await self.attempt(integration.id, request, reports_created=destination.reports_created)
+        attempt = await self.attempt(
+            integration.id,
+            request,
+            reports_created=destination.reports_created,
+            tokens=self.tokens_of(integration),
+        )
         if watch is not None:
             watch.attempted(attempt.classification)
         result = result_of(attempt, 1, destination)
@@ -304,3 +382,15 @@ class Sender:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+def _bearer(request: Request, token: str) -> dict[str, str]:
+    """The request's headers with the bearer token (its own hold no credentials)."""
+    return {**request.headers, "Authorization": f"Bearer {token}"}
+
+
+def _token_attempt(failure: TokenFailure) -> Attempt:
+    """A token request that gave no token, as the attempt it ends."""
+    return Attempt(
+        failure.classification, failure.status, failure.body, failure.error, failure.hint, token_request=True
+    )

@@ -16,6 +16,7 @@ import orjson
 
 from signal_sync.config import MailgunIntegration
 from signal_sync.destinations.base import Request, basic_auth, first_text, text
+from signal_sync.field_mapping import CompiledMapping
 from signal_sync.identity import ResolvedEvent
 
 NAME = "mailgun"
@@ -72,15 +73,36 @@ def member_name(traits: Mapping[str, Any]) -> str | None:
     return " ".join(p for p in parts if p) or None
 
 
-def member_entry(resolved: ResolvedEvent, known_vars: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The member an event upserts (a bulk call's entry): its vars merged into ``known_vars``."""
+def var_value(value: Any) -> Any:
+    """A custom variable's value: numbers and booleans stay JSON values (as the revenue does),
+    anything else is sent as text (``text``: objects, lists and blanks left out)."""
+    return value if isinstance(value, int | float) else text(value)
+
+
+def member_entry(
+    resolved: ResolvedEvent, known_vars: Mapping[str, Any] | None, mapping: CompiledMapping | None = None
+) -> dict[str, Any]:
+    """The member an event upserts (a bulk call's entry): its vars merged into ``known_vars``.
+    ``mapping`` (an integration's ``mapping`` and ``events`` blocks) changes ``name`` and this
+    event's vars; a var it drops or finds nothing for keeps the value the member holds."""
     member: dict[str, Any] = {"address": resolved.email or ""}
-    if name := member_name(resolved.traits):
+    name = member_name(resolved.traits)
+    found = event_vars(resolved)
+    if mapping is not None and not mapping.default:
+        for edit in mapping.edits_for(resolved.name):
+            value = edit.get(resolved) if edit.get is not None else None
+            if edit.field == "name":
+                name = text(value)
+            elif value is None:
+                found.pop(edit.key, None)
+            else:
+                found[edit.key] = var_value(value)
+    if name:
         member["name"] = name
     marketing = resolved.event.context.consent.canonical.get("marketing")
     if marketing is not None:
         member["subscribed"] = marketing
-    member["vars"] = {**(known_vars or {}), **event_vars(resolved)}
+    member["vars"] = {**(known_vars or {}), **found}
     return member
 
 
@@ -88,7 +110,7 @@ def build_request(
     resolved: ResolvedEvent, integration: MailgunIntegration, known_vars: Mapping[str, Any] | None
 ) -> Request:
     """The member upsert for an event that passed the gate; ``state`` is the merged vars."""
-    return single_request(integration, member_entry(resolved, known_vars))
+    return single_request(integration, member_entry(resolved, known_vars, integration.field_mapping))
 
 
 # --- batching: POST /v3/lists/{list}/members.json -------------------------------------

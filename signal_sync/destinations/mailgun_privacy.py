@@ -22,6 +22,10 @@ docs/destinations-api.md):
 
 A re-grant is the normal member upsert (``subscribed`` from the event), then
 ``DELETE /v3/{domain}/unsubscribes/{address}`` for the domain remembered.
+
+An erasure is ``DELETE /v3/lists/{list}/members/{address}``: a 404 is "already gone" once
+``GET /v3/lists/{list}`` says the list exists (a 404 there is a fault, as for a withdrawal). A
+domain unsubscribe stays: that list exists to stop sending to the address. The state is forgotten.
 """
 
 from __future__ import annotations
@@ -90,6 +94,16 @@ def withdraw_member_request(integration: MailgunIntegration, address: str) -> Re
     )
 
 
+def delete_member_request(integration: MailgunIntegration, address: str) -> Request:
+    """The member removed from the list; a 404 with Mailgun's message: not a member (or no list)."""
+    return Request(
+        "DELETE",
+        f"{integration.base_url}{members_path(integration.list_address)}/{address_path(address)}",
+        _headers(integration, form=False),
+        absent=member_missing,
+    )
+
+
 def list_request(integration: MailgunIntegration) -> Request:
     return Request(
         "GET", integration.base_url + list_path(integration.list_address), _headers(integration, form=False)
@@ -151,7 +165,7 @@ def settle(state: State, _result: Any) -> State:
 
 
 def upsert(resolved: ResolvedEvent, integration: MailgunIntegration, state: State) -> Upsert:
-    member = member_entry(resolved, state.get("vars"))
+    member = member_entry(resolved, state.get("vars"), integration.field_mapping)
     return Upsert(member, {**state, "vars": member["vars"]})
 
 
@@ -174,9 +188,17 @@ def withdraw(resolved: ResolvedEvent, integration: MailgunIntegration, state: St
 
 def restore(resolved: ResolvedEvent, integration: MailgunIntegration, state: State) -> Steps:
     """The member upsert of the re-granting event, then the domain unsubscribe signal-sync added."""
-    member = member_entry(resolved, state.get("vars"))
+    member = member_entry(resolved, state.get("vars"), integration.field_mapping)
     answer = yield single_request(integration, member)
     domain = state.get("unsubscribed")
     if isinstance(domain, str):
         yield unsubscribe_remove_request(integration, domain, resolved.email or "")
     return Finish("delivered", state={"vars": member["vars"]}, shown=answer)
+
+
+def erase(resolved: ResolvedEvent, integration: MailgunIntegration, state: State) -> Steps:
+    """The member deleted from the list; not a member (the list exists) is already done."""
+    answer = yield delete_member_request(integration, resolved.email or "")
+    if answer.status == "absent":
+        yield list_request(integration)  # 200: the list exists, so the address is not a member
+    return Finish("delivered", forget=True, shown=answer)

@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from signal_sync.config import MauticIntegration
-from signal_sync.destinations.base import Request, basic_auth, first_text, text
+from signal_sync.destinations.base import Request, first_text, text
+from signal_sync.destinations.mautic_auth import static_headers
 from signal_sync.identity import ResolvedEvent
 from signal_sync.streams.records import usable_ip
 
@@ -101,9 +102,30 @@ def contact_fields(resolved: ResolvedEvent) -> dict[str, Any]:
     return body
 
 
+def contact_body(resolved: ResolvedEvent, integration: MauticIntegration) -> dict[str, Any]:
+    """The Contact body of an integration: the seed's fields (``contact_fields``) changed by its
+    ``mapping`` and ``events`` blocks. A mapped value is sent as text, as every default field is
+    (``text``: numbers and booleans as their text, objects, lists and blanks left out); a source
+    that finds nothing leaves its field out. ``tags`` stays last."""
+    body = contact_fields(resolved)
+    mapping = integration.field_mapping
+    if mapping.default:
+        return body
+    edits = mapping.edits_for(resolved.name)
+    for edit in edits:
+        value = text(edit.get(resolved)) if edit.get is not None else None
+        if value is None:
+            body.pop(edit.key, None)
+        else:
+            body[edit.key] = value
+    if edits and "tags" in body:
+        body["tags"] = body.pop("tags")
+    return body
+
+
 def build_request(resolved: ResolvedEvent, integration: MauticIntegration) -> Request:
     """The upsert request for an event that passed the gate."""
-    return single_request(integration, contact_fields(resolved))
+    return single_request(integration, contact_body(resolved, integration))
 
 
 # --- batching: POST /api/contacts/batch/new ---------------------------------------------
@@ -117,7 +139,7 @@ def single_request(integration: MauticIntegration, body: dict[str, Any]) -> Requ
     is also sent as ``X-Forwarded-For`` so Mautic's geo lookup sees the visitor, not us. Only an IP
     address in its normalized form goes into the header: nothing else a body holds can reach it."""
     headers = {
-        "Authorization": basic_auth(*integration.credentials()),
+        **static_headers(integration),
         "Content-Type": "application/json",
         "Accept": "application/json",
     }
@@ -133,7 +155,7 @@ def build_batch_request(integration: MauticIntegration, bodies: list[dict[str, A
         method="POST",
         url=integration.base_url + CONTACT_BATCH_PATH,
         headers={
-            "Authorization": basic_auth(*integration.credentials()),
+            **static_headers(integration),
             "Content-Type": "application/json",
             "Accept": "application/json",
         },

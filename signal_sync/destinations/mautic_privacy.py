@@ -27,6 +27,12 @@ contact and ``…/dnc/email/remove`` only when its first email entry is still ou
 reason 1): the remove deletes the channel's first entry whatever its reason, so a bounce or the
 person's own unsubscribe is never removed. Between that read and the remove another entry could
 appear; Mautic offers no conditional remove.
+
+An erasure deletes every contact of the person: ``DELETE /api/contacts/{id}/delete`` for the
+kept id and the contacts of the do-not-contact entries kept, then for every exact match of the
+lookup (Mautic's email is not a unique key, and a contact may have been made outside
+signal-sync). ``Item was not found.`` is a contact already gone: done. Deleting removes the
+contact's do-not-contact entries with it (cascade). The state is forgotten.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ from urllib.parse import urlencode
 import orjson
 
 from signal_sync.config import MauticIntegration
-from signal_sync.destinations.base import Request, basic_auth
-from signal_sync.destinations.mautic import CONSENT_TAG, CONTACT_LIST_PATH, contact_fields, single_request
+from signal_sync.destinations.base import Request
+from signal_sync.destinations.mautic import CONSENT_TAG, CONTACT_LIST_PATH, contact_body, single_request
+from signal_sync.destinations.mautic_auth import static_headers
 from signal_sync.destinations.operations import Finish, State, Steps, Upsert
 from signal_sync.identity import ResolvedEvent
 
@@ -55,7 +62,7 @@ def contact_path(contact: int | str) -> str:
 
 
 def _headers(integration: MauticIntegration, *, body: bool) -> dict[str, str]:
-    headers = {"Authorization": basic_auth(*integration.credentials()), "Accept": "application/json"}
+    headers = {**static_headers(integration), "Accept": "application/json"}
     if body:
         headers["Content-Type"] = "application/json"
     return headers
@@ -107,6 +114,16 @@ def dnc_add_request(integration: MauticIntegration, contact: int | str) -> Reque
         integration.base_url + contact_path(contact) + f"/dnc/{DNC_CHANNEL}/add",
         _headers(integration, body=True),
         json={"reason": DNC_UNSUBSCRIBED, "comments": DNC_COMMENT},
+        absent=contact_missing,
+    )
+
+
+def delete_request(integration: MauticIntegration, contact: int | str) -> Request:
+    """The contact deleted; ``Item was not found.`` (already gone) is an answer, not a fault."""
+    return Request(
+        "DELETE",
+        integration.base_url + contact_path(contact) + "/delete",
+        _headers(integration, body=False),
         absent=contact_missing,
     )
 
@@ -218,7 +235,7 @@ def settle(state: State, result: Any) -> State:
 
 
 def upsert(resolved: ResolvedEvent, integration: MauticIntegration, state: State) -> Upsert:
-    return Upsert(contact_fields(resolved), state)
+    return Upsert(contact_body(resolved, integration), state)
 
 
 def withdraw(resolved: ResolvedEvent, integration: MauticIntegration, state: State) -> Steps:
@@ -267,7 +284,7 @@ def withdraw(resolved: ResolvedEvent, integration: MauticIntegration, state: Sta
 def restore(resolved: ResolvedEvent, integration: MauticIntegration, state: State) -> Steps:
     """The upsert of the re-granting event, then the do-not-contact entries of ours removed where
     they are still the contact's first email entry."""
-    answer = yield single_request(integration, contact_fields(resolved))
+    answer = yield single_request(integration, contact_body(resolved, integration))
     restored = settle({key: value for key, value in state.items() if key == "id"}, answer)
     for key, entry_id in dict(state.get("dnc") or {}).items():
         read = yield contact_request(integration, key)
@@ -277,3 +294,20 @@ def restore(resolved: ResolvedEvent, integration: MauticIntegration, state: Stat
             assert contact is not None
             yield dnc_remove_request(integration, contact["id"])
     return Finish("delivered", state=restored, shown=answer)
+
+
+def erase(resolved: ResolvedEvent, integration: MauticIntegration, state: State) -> Steps:
+    """Every contact Mautic has for the person deleted: the ids kept, then each exact match."""
+    email = resolved.email or ""
+    deleted: set[int] = set()
+    known = [_id(state.get("id")), *(_id(key) for key in dict(state.get("dnc") or {}))]
+    for contact_id in dict.fromkeys(found for found in known if found is not None):
+        yield delete_request(integration, contact_id)  # delivered or absent: gone either way
+        deleted.add(contact_id)
+    found = yield lookup_request(integration, email)
+    for match in exact_matches(found.reply, email):
+        contact_id = _id(match["id"])
+        if contact_id is not None and contact_id not in deleted:
+            yield delete_request(integration, contact_id)
+            deleted.add(contact_id)
+    return Finish("delivered", forget=True)

@@ -12,7 +12,7 @@ contact's remembered destination state and the config.
   or ``absent``; a failed call ends the operation, the delivery layer's business) and returns a
   ``Finish``. The generator does no I/O, so tests drive it with scripted answers.
 
-Erasure fits as one more ``Steps`` operation.
+An erasure is one more ``Steps`` operation, whose ``Finish`` forgets the contact's state.
 """
 
 from __future__ import annotations
@@ -33,12 +33,15 @@ State = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class Finish:
     """How an operation ended: ``state`` is the contact's state from now on (None: unchanged);
-    ``shown`` is the answer whose status (and ``created``) the outcome reports (default: the last)."""
+    ``forget``: the contact's state is deleted instead (an erasure: a tombstone in the table's
+    changelog); ``shown`` is the answer whose status (and ``created``) the outcome reports
+    (default: the last)."""
 
     status: Literal["delivered", "dropped"]
     reason: DropReason | None = None
     state: State | None = None
     shown: DeliveryResult | None = None
+    forget: bool = False
 
 
 Steps = Generator[Request, "DeliveryResult", Finish]

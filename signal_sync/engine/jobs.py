@@ -135,6 +135,15 @@ class ContactStates:
             )
         return None
 
+    def forget(self, contact: str, partition: int | None = None) -> None:
+        """Delete the contact's state (an erasure): a tombstone in the changelog (on ``partition``,
+        when given), which compaction then drops with every earlier value of the key."""
+        key = state_key(self.integration, contact)
+        if self.table.get(key) is None:
+            return  # never stored on this partition: nothing in its changelog to drop
+        with writes_to_partition(partition) if partition is not None else contextlib.nullcontext():
+            del self.table[key]
+
 
 class Jobs:
     """Plans and carries out one integration's jobs (see the module's docstring)."""
@@ -208,7 +217,11 @@ class Jobs:
         except Exception as exc:
             return crashed(job, exc, CallLog(tuple(sent)))
         answer = finish.shown or last
-        note = self.keep(job, state, finish.state) if finish.state is not None else None
+        note = None
+        if finish.forget:
+            self.states.forget(job.contact, job.partition)
+        elif finish.state is not None:
+            note = self.keep(job, state, finish.state)
         return JobResult(
             work.operation,
             finish.status,

@@ -479,6 +479,7 @@ def install(runtime: Runtime, capacity: int = DEFAULT_CAPACITY) -> RecentOutcome
     settings = runtime.settings.debugger
     recent = RecentOutcomes(capacity)
     runtime.observers.append(recent.record)  # keeps references; ``shown`` redacts on request
+    runtime.forgetters.append(recent.forget)  # an erased person's rows go with the person
     configured = {name: integration.type for name, integration in runtime.integrations.items()}
     token = settings.token.get_secret_value() if settings.token is not None else None
     register_views(

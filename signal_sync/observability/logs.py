@@ -101,9 +101,16 @@ def _redact_credential(match: re.Match[str]) -> str:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Every secret in the config, and the Basic-auth header tokens built from them."""
+    """Every secret in the config (an OAuth2 client secret too), and the Basic-auth header tokens
+    built from them. Access tokens are never in a log line to begin with; a ``Bearer`` header value
+    is redacted by its form."""
     found: list[str] = []
     for integration in settings.integrations:
+        oauth2 = integration.oauth2 if integration.type == "mautic" else None
+        if oauth2 is not None:
+            assert oauth2.client_secret is not None
+            found.append(oauth2.client_secret.get_secret_value())
+            continue
         user, password = integration.credentials()
         found.append(password)
         found.append(basic_auth(user, password).removeprefix("Basic "))

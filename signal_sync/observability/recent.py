@@ -175,6 +175,18 @@ class RecentOutcomes:
             snapshot = {name: list(buffer) for name, buffer in self._buffers.items()}
         return {name: _count_statuses(e.outcome for e in entries) for name, entries in snapshot.items()}
 
+    def forget(self, contact_id: str) -> int:
+        """Drop every entry of this contact (its outcome ``contact_id``: an erased person's rows
+        and the requests behind them); returns how many were dropped."""
+        dropped = 0
+        with self._lock:
+            for name, buffer in self._buffers.items():
+                kept = [entry for entry in buffer if entry.outcome.get("contact_id") != contact_id]
+                dropped += len(buffer) - len(kept)
+                if len(kept) < len(buffer):
+                    self._buffers[name] = deque(kept, maxlen=self.capacity)
+        return dropped
+
     def clear(self) -> None:
         """Forget every entry (sequence numbers keep increasing)."""
         with self._lock:

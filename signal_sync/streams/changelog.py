@@ -16,14 +16,18 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from confluent_kafka import Message
 from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
+from faust.types.stores import StoreT
 
 from signal_sync.streams.output_producer import OutputProducer
+
+if TYPE_CHECKING:
+    from signal_sync.streams.rocksdb_store import RocksMemory
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +56,40 @@ def writes_to_partition(partition: int) -> Iterator[None]:
         _record_partition.reset(token)
 
 
-class OutputChangelogTable(faust.Table):
-    """A ``faust.Table`` that hands its changelog records to an ``OutputProducer``."""
+def record_partition() -> int | None:
+    """The partition ``writes_to_partition`` set for the table writes made now, if any."""
+    return _record_partition.get()
 
-    def __init__(self, app: faust.App, *, outputs: OutputProducer, **kwargs: Any) -> None:
+
+class OutputChangelogTable(faust.Table):
+    """A ``faust.Table`` that hands its changelog records to an ``OutputProducer``; with
+    ``rocksdb://`` its store is ``PartitionedRocksStore`` within the worker's ``RocksMemory``."""
+
+    def __init__(
+        self, app: faust.App, *, outputs: OutputProducer, rocks: RocksMemory | None = None, **kwargs: Any
+    ) -> None:
+        self.rocks = rocks
         super().__init__(app, **kwargs)
         self.outputs = outputs
+
+    def _new_store_by_url(self, url: Any) -> StoreT:
+        if self.rocks is None or str(url).partition(":")[0] != "rocksdb":
+            return super()._new_store_by_url(url)
+        from signal_sync.streams.rocksdb_store import PartitionedRocksStore  # imports this module
+
+        return PartitionedRocksStore(
+            url,
+            self.app,
+            self,
+            memory=self.rocks,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
 
     def partition_for_key(self, key: Any) -> int | None:
         """The partition of the record being handled: Faust takes it from its current event, which
@@ -90,7 +122,16 @@ class OutputChangelogTable(faust.Table):
         self.data.set_persisted_offset(TP(message.topic(), message.partition()), message.offset())
 
 
-def output_changelog_table(app: faust.App, outputs: OutputProducer, name: str, **kwargs: Any) -> faust.Table:
-    """Declare a table as ``app.Table(name, **kwargs)`` would, with its changelog through ``outputs``."""
-    table = OutputChangelogTable(app, outputs=outputs, name=name, beacon=app.tables.beacon, **kwargs)
+def output_changelog_table(
+    app: faust.App,
+    outputs: OutputProducer,
+    name: str,
+    rocks: RocksMemory | None = None,
+    **kwargs: Any,
+) -> faust.Table:
+    """Declare a table as ``app.Table(name, **kwargs)`` would, with its changelog through ``outputs``
+    (and, with ``rocksdb://``, its store within ``rocks``)."""
+    table = OutputChangelogTable(
+        app, outputs=outputs, rocks=rocks, name=name, beacon=app.tables.beacon, **kwargs
+    )
     return app.tables.add(table)

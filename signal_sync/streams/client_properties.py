@@ -22,6 +22,13 @@ from collections.abc import Mapping
 
 from confluent_kafka import KafkaException, Producer
 
+KEYED_PRODUCER = {
+    "enable.idempotence": True,  # acks=all, no duplicates or reordering from librdkafka's retries
+    "partitioner": "murmur2_random",  # a key's partition as the Java client (and Faust) computes it
+}
+"""What every confluent producer of signal-sync sets: records of one key land on the partition other
+producers of the topic (Java clients, Faust) put that key on, once and in order."""
+
 _OIDC_ONLY = "kafka.sasl_oauthbearer_* fields (unsecured tokens are not supported)"
 
 OWNED: dict[str, str] = {

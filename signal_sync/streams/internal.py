@@ -29,9 +29,12 @@ def delivery_topic(app_id: str, integration_id: str) -> str:
 
 
 def internal_topic_configs(kafka: KafkaSettings, integration_ids: list[str]) -> dict[str, dict[str, str]]:
-    """Each internal topic's name and its topic config."""
+    """Each internal topic's name and its topic config: the delivery topics a bounded retention
+    (``kafka.retention_ms``: their values carry events, emails included), the changelogs compaction
+    (an erased person's tombstones make compaction drop their values)."""
     compacted = {"cleanup.policy": "compact"}
-    topics: dict[str, dict[str, str]] = {delivery_topic(kafka.app_id, i): {} for i in integration_ids}
+    bounded = {"cleanup.policy": "delete", "retention.ms": str(kafka.retention_ms)}
+    topics: dict[str, dict[str, str]] = {delivery_topic(kafka.app_id, i): bounded for i in integration_ids}
     topics[f"{kafka.app_id}-{IDENTITIES_TABLE}-changelog"] = compacted
     topics[f"{kafka.app_id}-{DESTINATION_STATE_TABLE}-changelog"] = compacted
     return topics

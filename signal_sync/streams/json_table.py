@@ -60,6 +60,10 @@ class JsonValues(MutableMapping[str, Any]):
             self._reads = getattr(store, "data", store)
         return self._reads
 
+    def stored(self) -> Mapping[str, bytes]:
+        """The stored JSON bytes by key, undecoded (for a search over every value)."""
+        return self._stored()
+
     def __getitem__(self, key: str) -> Any:
         return orjson.loads(self._stored()[key])
 

@@ -36,6 +36,8 @@ from typing import Any
 import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from signal_sync.streams.client_properties import KEYED_PRODUCER
+
 FLUSH_POLL_S = 0.002
 POLL_EVERY = 64
 """Serve delivery reports and librdkafka's log lines every this many records (and in each flush)."""
@@ -69,8 +71,7 @@ def record_size(key: bytes | None, value: bytes | None, headers: Headers | None 
 
 SETTINGS = {
     "linger.ms": 20,  # fewer, larger produce requests: the broker shares the worker's machine
-    "enable.idempotence": True,  # acks=all, no duplicates or reordering from librdkafka's retries
-    "partitioner": "murmur2_random",  # the Java client's (and aiokafka's) partition for a key
+    **KEYED_PRODUCER,
     "queue.buffering.max.messages": 20_000,  # bounds memory while the broker is away
 }
 

@@ -217,7 +217,9 @@ class Outcome(BaseModel):
         "consent category is explicitly false: the destination's consent removed, nothing else "
         "sent; dropped / consent_denied when the destination does not know the person or the "
         "withdrawal was already sent), restore_consent (consent granted again after a withdrawal: "
-        "the upsert, plus removing what the withdrawal added), erase (the person deleted).",
+        "the upsert, plus removing what the withdrawal added), erase (an erasure request from "
+        "kafka.erasures_topic: the person deleted at the destination and forgotten by signal-sync; "
+        "message_id is the request_id).",
         examples=["withdraw_consent"],
     )
     status: OutcomeStatus
@@ -230,7 +232,9 @@ class Outcome(BaseModel):
         "event_not_mapped (the integration does not take this event), no_email (no email known), "
         "invalid_email (the email is not an address both destinations take as is), consent_denied "
         "(a required consent category is not true; for operation withdraw_consent: the destination "
-        "does not know the person, or the withdrawal was already sent). status failed: "
+        "does not know the person, or the withdrawal was already sent). For operation erase: "
+        "invalid_request (status invalid: the erasure request cannot be read; error says why), "
+        "unknown_person (dropped: no email given or known for the request's ids). status failed: "
         "http_<status> (the destination's answer, e.g. http_400, or the last one after retries, "
         "e.g. http_503), http_item_unknown (a batch answer without the item's status, after "
         "retries), connection_error (no answer: "

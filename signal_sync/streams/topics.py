@@ -38,8 +38,19 @@ def admin_client(kafka: KafkaSettings) -> AdminClient:
 
 
 def user_topics(kafka: KafkaSettings) -> list[str]:
-    """The topics a user must provide: source, deliveries, dead letters."""
-    return [kafka.source_topic, kafka.deliveries_topic, kafka.dead_letter_topic]
+    """The topics a user must provide: source, deliveries, dead letters (and erasures, when set)."""
+    topics = [kafka.source_topic, kafka.deliveries_topic, kafka.dead_letter_topic]
+    if kafka.erasures_topic:
+        topics.append(kafka.erasures_topic)
+    return topics
+
+
+def created_topic_config(kafka: KafkaSettings, name: str) -> dict[str, str]:
+    """The config ``topics create`` gives a new user topic: the erasures topic a bounded retention
+    (``kafka.retention_ms``); the others the broker's defaults (their retention is the operator's)."""
+    if name == kafka.erasures_topic:
+        return {"cleanup.policy": "delete", "retention.ms": str(kafka.retention_ms)}
+    return {}
 
 
 def cluster_metadata(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> ClusterMetadata:
@@ -75,6 +86,8 @@ def check_topics(kafka: KafkaSettings) -> int:
     """Fail with the missing topic's name, else return the source topic's partition count."""
     found = topic_partitions(kafka)
     fields = {kafka.source_topic: "source_topic", kafka.deliveries_topic: "deliveries_topic"}
+    if kafka.erasures_topic:
+        fields[kafka.erasures_topic] = "erasures_topic"
     for name in user_topics(kafka):
         if name not in found:
             field = fields.get(name, "dead_letter_topic")
@@ -82,14 +95,37 @@ def check_topics(kafka: KafkaSettings) -> int:
                 f"kafka.{field}: topic {name!r} does not exist; "
                 "create it with `signal-sync topics create -c FILE`"
             )
+    check_copartitioned(kafka, found)
     return kafka.partitions or found[kafka.source_topic]
 
 
+def check_copartitioned(kafka: KafkaSettings, found: dict[str, int]) -> None:
+    """The erasures topic must have the source topic's partition count: a request is read on the
+    partition of the same number as its person's events, where the identities they taught live."""
+    erasures = kafka.erasures_topic
+    if erasures and found.get(erasures) != found.get(kafka.source_topic):
+        raise ConfigError(
+            f"kafka.erasures_topic: topic {erasures!r} has {found.get(erasures)} partitions, the source "
+            f"topic {kafka.source_topic!r} {found.get(kafka.source_topic)}; they must match (an erasure "
+            "request is read beside its person's events, keyed the same way)"
+        )
+
+
 def create_topics(kafka: KafkaSettings, partitions: int, replication_factor: int) -> list[str]:
-    """Create the missing user topics; returns the names created."""
+    """Create the missing user topics; returns the names created. A new erasures topic gets the
+    existing source topic's partition count (else ``partitions``, as the source topic gets)."""
     existing = topic_partitions(kafka)
+    if kafka.erasures_topic and kafka.erasures_topic not in existing and kafka.source_topic in existing:
+        partitions_of = {kafka.erasures_topic: existing[kafka.source_topic]}  # co-partitioned
+    else:
+        partitions_of = {}
     wanted = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+        NewTopic(
+            name,
+            num_partitions=partitions_of.get(name, partitions),
+            replication_factor=replication_factor,
+            config=created_topic_config(kafka, name),
+        )
         for name in user_topics(kafka)
         if name not in existing
     ]

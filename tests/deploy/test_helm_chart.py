@@ -65,6 +65,7 @@ EXPECTED_CI_FILES = {
     "mtls-values.yaml",
     "oauthbearer-values.yaml",
     "privacy-values.yaml",
+    "mapping-values.yaml",
 }
 KUBE_VERSION = "1.30.0"  # oldest Kubernetes the manifests are validated against
 RELEASE = "rel"
@@ -479,11 +480,36 @@ def test_rendered_config_loads_in_the_worker(
         assert settings.kafka.ssl_key_password is not None
         assert settings.kafka.ssl_key_password.get_secret_value() == CLIENT_KEY_PASSWORD
     for integration in settings.integrations:
-        _, secret = integration.credentials()
+        secret = integration.secret()
         if integration.id in creds:  # chart-made Secret: the value from values reaches the worker
             assert secret == creds[integration.id]
             assert secret in chart_secret.values()
         assert secret, integration.id
+
+
+MODELS: dict[str, type[MauticIntegration] | type[MailgunIntegration]] = {
+    "mautic": MauticIntegration,
+    "mailgun": MailgunIntegration,
+}
+
+
+def test_mapping_and_events_reach_the_worker_config_as_written(render: Callable[..., Rendered]) -> None:
+    """The blocks pass through unchanged, nulls included (a dropped field, an event no longer
+    taken; helm writes the keys sorted), and the worker compiles them from the rendered file."""
+    values = _load_yaml(CI_DIR / "mapping-values.yaml")
+    rendered = render(CI_DIR / "mapping-values.yaml").config
+    for given, written in zip(values["integrations"], rendered["integrations"], strict=True):
+        assert (written.get("mapping"), written.get("events")) == (given["mapping"], given["events"])
+    secrets = {"mautic": {"api_password": "x"}, "mailgun": {"api_key": "x"}}
+    mautic, mailgun = (
+        MODELS[written["type"]].model_validate(
+            {**{k: v for k, v in written.items() if not k.endswith("_file")}, **secrets[written["type"]]}
+        )
+        for written in rendered["integrations"]
+    )
+    assert "Order Completed" in mautic.field_mapping.events and "page" not in mailgun.field_mapping.events
+    edits = {edit.field: edit.get is None for edit in mautic.field_mapping.edits_for("page")}
+    assert edits == {"company_size": False, "company": False, "phone": True, "signal_channel": False}
 
 
 # --------------------------------------------------------------------- pod-level assertions
@@ -980,6 +1006,26 @@ def load_settings_from_rendered(rendered: Rendered) -> Any:
             ["--set", "integrations[1].unsubscribe_domain=newsletter@mg.example.com"],
             "/integrations/1",
             id="unsubscribe-domain-not-a-domain",
+        ),
+        pytest.param(
+            ["--set", "integrations[0].mapping.tags=traits.segment"],
+            "/integrations/0",
+            id="mapping-onto-an-owned-field",
+        ),
+        pytest.param(
+            ["--set", "integrations[1].mapping.plan=traits.plan"],
+            "/integrations/1",
+            id="mailgun-mapping-outside-name-and-vars",
+        ),
+        pytest.param(
+            ["--set-json", 'integrations[1].mapping={"vars.plan": 5}'],
+            "/integrations/1",
+            id="mapping-source-not-a-path-or-constant",
+        ),
+        pytest.param(
+            ["--set-json", 'integrations[0].events={"Order Completed": {"fields": {}}}'],
+            "/integrations/0",
+            id="events-block-with-an-unknown-key",
         ),
         pytest.param(
             ["--set", "config.outcomes.contact_id_key=the-key-itself-0123456789abcdef0123"],
@@ -1499,7 +1545,7 @@ def test_helm_test_pod_runs_test_connection_with_the_worker_files(
     assert container["env"] == rendered.container["env"]
     settings, _ = _load_config_as_pod_sees_it(rendered, tmp_path, spec, container)
     worker, _ = _load_config_as_pod_sees_it(rendered, tmp_path / "worker", rendered.pod, rendered.container)
-    assert [i.credentials() for i in settings.integrations] == [i.credentials() for i in worker.integrations]
+    assert [i.secret() for i in settings.integrations] == [i.secret() for i in worker.integrations]
     selector = rendered.deployment["spec"]["selector"]["matchLabels"]
     assert not selector.items() <= pod["metadata"]["labels"].items(), "not counted as a worker"
 

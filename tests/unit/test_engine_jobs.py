@@ -143,10 +143,10 @@ async def test_a_plan_that_raises_is_that_jobs_internal_error_only(monkeypatch) 
     jobs = jobs_with(world, table)
     planned = mailgun_privacy.member_entry
 
-    def member_entry(resolved: ResolvedEvent, known: Any) -> dict[str, Any]:
+    def member_entry(resolved: ResolvedEvent, known: Any, *mapping: Any) -> dict[str, Any]:
         if resolved.email == "bad@example.com":
             raise OverflowError("a bug in the mapping")
-        return planned(resolved, known)
+        return planned(resolved, known, *mapping)
 
     monkeypatch.setattr(mailgun_privacy, "member_entry", member_entry)
     bad, good = await jobs.send_batch(

@@ -28,6 +28,7 @@ from signal_sync.config import KafkaSettings, load_settings
 from signal_sync.errors import ConfigError
 from signal_sync.runtime import broker_credentials, create_runtime, ssl_context
 from signal_sync.streams import topics
+from signal_sync.streams.client_properties import KEYED_PRODUCER
 from signal_sync.streams.clients import security_properties
 from signal_sync.streams.librdkafka_log import LibrdkafkaLog
 from signal_sync.streams.topics import admin_client, client_config
@@ -319,5 +320,5 @@ def test_admin_client_and_produce_use_the_security_settings(tmp_path: Path, monk
     expected = security_properties(kafka)
     assert seen[0] == expected
     assert seen[1] == expected, "produce checks the cluster first"
-    assert seen[2] == {**expected, "enable.idempotence": True}
+    assert seen[2] == {**expected, **KEYED_PRODUCER}
     assert seen[2]["sasl.mechanism"] == "SCRAM-SHA-256" and seen[2]["sasl.password"] == PASSWORD

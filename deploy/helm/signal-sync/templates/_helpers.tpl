@@ -170,20 +170,23 @@ Same name as signal_sync.streams.internal.delivery_topic: <app_id>-deliver-<inte
 {{- if .Values.kafkaTls.clientCertSecret.name }}true{{- end }}
 {{- end }}
 
-{{/* Secret field of an integration type. */}}
+{{/* Secret field of an integration: Mailgun api_key; Mautic client_secret (auth type oauth2) or
+api_password (flat, or auth type basic). */}}
 {{- define "signal-sync.secretField" -}}
-{{- if eq .type "mailgun" }}api_key{{- else }}api_password{{- end }}
+{{- if eq .type "mailgun" }}api_key{{- else if and .auth (eq (toString .auth.type) "oauth2") }}client_secret{{- else }}api_password{{- end }}
 {{- end }}
 
 {{/*
 Integrations whose secret is read from the credentials Secret, as YAML:
-  items: [{id, key, field}]   key = the Secret key, field = api_password / api_key
+  items: [{id, key, field}]   key = the Secret key, field = api_password / api_key / client_secret
+The secret field sits in the integration's auth block when it has one.
 */}}
 {{- define "signal-sync.secretItems" -}}
 {{- $items := list }}
 {{- range .Values.integrations }}
 {{- $field := include "signal-sync.secretField" . }}
-{{- if not (or (get . $field) (get . (printf "%s_file" $field))) }}
+{{- $holder := default . .auth }}
+{{- if not (or (get $holder $field) (get $holder (printf "%s_file" $field))) }}
 {{- $items = append $items (dict "id" .id "key" (default .id .secretKey) "field" $field) }}
 {{- end }}
 {{- end }}
@@ -574,7 +577,8 @@ secrets are files from the credentials Secret or ${VAR} references.
 {{- range .Values.integrations }}
 {{- $integration := omit (deepCopy .) "secretKey" }}
 {{- if hasKey $fromSecret .id }}
-{{- $_ := set $integration (printf "%s_file" (get $fromSecret .id)) (printf "%s/%s" (include "signal-sync.credentialsDir" $) .id) }}
+{{- $holder := default $integration $integration.auth }}
+{{- $_ := set $holder (printf "%s_file" (get $fromSecret .id)) (printf "%s/%s" (include "signal-sync.credentialsDir" $) .id) }}
 {{- end }}
 {{- $integrations = append $integrations $integration }}
 {{- end }}

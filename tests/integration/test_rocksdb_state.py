@@ -1,0 +1,188 @@
+"""The rocksdb:// store on the real broker: a restarted worker takes its tables from the state
+folder it kept, not from the changelogs.
+
+The first worker learns an identity and carries out a consent withdrawal, then stops. Each table
+partition's database then holds the offset of its changelog's last record (Faust's persisted
+offset, which recovery starts from), and the changelogs' records are deleted: the second worker,
+started over the same ``state_dir``, can only know what the first one learned from its RocksDB
+files. It stitches a trait-less event with the email learned before, and drops the withdrawn
+person's next event as already withdrawn, with no call to either destination.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import rocksdict
+import yaml
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from harness import WorkerProcess, consume_until, produce
+
+from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_S = 120
+OFFSET_KEY = b"__faust\0offset__"
+
+
+def record(message_id: str, anonymous_id: str, granted: bool, **fields: Any) -> tuple[bytes, bytes]:
+    body = {
+        "type": "page",
+        "messageId": message_id,
+        "anonymousId": anonymous_id,
+        "timestamp": "2026-06-06T10:00:00Z",
+        "context": {"consent": {"canonical": {"marketing": granted}}},
+        **fields,
+    }
+    return anonymous_id.encode(), orjson.dumps(body)
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as reply:  # loopback emulator
+        return json.loads(reply.read())
+
+
+def persisted_offsets(state_dir: Path, table: str) -> dict[int, int]:
+    """Partition → the changelog offset the table's database holds data up to (RocksDB read
+    directly, the worker being stopped)."""
+    offsets = {}
+    for path in sorted(state_dir.rglob(f"{table}-*.db")):
+        db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
+        try:
+            raw = db.get(OFFSET_KEY)
+        finally:
+            db.close()
+        if raw is not None:
+            offsets[int(path.name.removesuffix(".db").rpartition("-")[2])] = int(raw)
+    return offsets
+
+
+def changelog_ends(admin: AdminClient, bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition → offset of the last record, for the partitions that have records."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "rocksdb-state-probe"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {}
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > low:
+                ends[partition] = high - 1
+        return ends
+    finally:
+        consumer.close()
+
+
+def delete_records(admin: AdminClient, topic: str, ends: dict[int, int]) -> None:
+    """Delete every record of the changelog: a worker can no longer replay it. (Kafka deletes
+    records only from a topic with the delete policy; the worker leaves an existing topic's
+    configuration as it is.)"""
+    policy = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in admin.incremental_alter_configs([policy]).values():
+        future.result(30)
+    futures = admin.delete_records([TopicPartition(topic, p, end + 1) for p, end in ends.items()])
+    for future in futures.values():
+        future.result(30)
+
+
+def test_tables_come_back_from_the_state_folder(
+    tmp_path: Path, kafka_bootstrap, pipeline_topics, sandboxes, worker_config, worker
+):
+    crm, mg = sandboxes
+    config = yaml.safe_load(worker_config.read_text())
+    assert config["worker"].get("store") is None, "the default store is under test"
+    app_id = config["kafka"]["app_id"]
+    state_dir = Path(config["worker"]["state_dir"])
+    source = pipeline_topics["source"]
+    traits = {"email": "Rita@Example.com", "firstName": "Rita", "lastName": "Start"}
+    produce(
+        kafka_bootstrap,
+        source,
+        [
+            record("k-1", "anon-rita", True, type="identify", userId="u-rita", traits=traits),
+            record("k-2", "anon-sam", True, type="identify", traits={"email": "sam@example.org"}),
+        ],
+    )
+    consume_until(
+        kafka_bootstrap,
+        pipeline_topics["deliveries"],
+        lambda got: len(got) >= 4,
+        TIMEOUT_S,
+        check=worker.assert_alive,
+    )
+    produce(kafka_bootstrap, source, [record("k-3", "anon-sam", False)])
+    first = consume_until(
+        kafka_bootstrap,
+        pipeline_topics["deliveries"],
+        lambda got: len(got) >= 6,
+        TIMEOUT_S,
+        check=worker.assert_alive,
+    )
+    assert {(o["message_id"], o["status"], o["operation"]) for o in first if o["message_id"] == "k-3"} == {
+        ("k-3", "delivered", "withdraw_consent")
+    }
+    assert worker.stop() == 0
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for table in (IDENTITIES_TABLE, DESTINATION_STATE_TABLE):
+        topic = f"{app_id}-{table}-changelog"
+        ends = changelog_ends(admin, kafka_bootstrap, topic)
+        assert ends, f"{topic} has records"
+        # Recovery starts after these offsets: nothing of the changelog is read again.
+        assert persisted_offsets(state_dir, table) == ends
+        delete_records(admin, topic, ends)
+    calls_before = len(get(f"{crm.url}/_sandbox/requests")["requests"])
+
+    second = WorkerProcess(worker_config, tmp_path / "worker-2.log").start()
+    try:
+        produce(
+            kafka_bootstrap,
+            source,
+            [
+                record("k-4", "anon-other-device", True, userId="u-rita", type="track", event="Signed Up"),
+                record("k-5", "anon-sam", False),
+            ],
+        )
+        outcomes = consume_until(
+            kafka_bootstrap,
+            pipeline_topics["deliveries"],
+            lambda got: len(got) >= 10,
+            TIMEOUT_S,
+            check=second.assert_alive,
+        )
+    finally:
+        assert second.stop() == 0
+    late = {(o["message_id"], o["integration"]): o for o in outcomes if o["message_id"] in ("k-4", "k-5")}
+    # Rita's email came from the kept identities table (k-4 carries only her user id).
+    assert {key: o["status"] for key, o in late.items() if key[0] == "k-4"} == {
+        ("k-4", "mautic-main"): "delivered",
+        ("k-4", "mailgun-news"): "delivered",
+    }
+    new_calls = get(f"{crm.url}/_sandbox/requests")["requests"][calls_before:]
+    assert [(r["method"], r["path"], (r["body"] or {}).get("email")) for r in new_calls] == [
+        ("POST", "/api/contacts/new", "rita@example.com")
+    ]
+    # Sam's withdrawal came from the kept destination-state table: nothing is sent again.
+    assert {key: (o["status"], o["reason"]) for key, o in late.items() if key[0] == "k-5"} == {
+        ("k-5", "mautic-main"): ("dropped", "consent_denied"),
+        ("k-5", "mailgun-news"): ("dropped", "consent_denied"),
+    }
+    assert [
+        m
+        for m in get(f"{mg.url}/_sandbox/members")["members"]["newsletter@mg.example.com"]
+        if m["address"] == "sam@example.org"
+    ][0]["subscribed"] is False
