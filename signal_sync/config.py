@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from signal_sync.errors import ConfigError
@@ -847,6 +848,26 @@ def _resolve_secret(model: BaseModel, name: str) -> SecretStr:
     return value
 
 
+ANY_EVENT = "*"
+"""The ``segments`` key for every event the integration upserts."""
+
+
+SegmentId = Annotated[int, Field(gt=0)]
+
+
+def segment_plan(segments: dict[str, int], events: frozenset[str]) -> dict[str, tuple[int, ...]]:
+    """Per event the integration takes, the segment ids its upsert adds to: the event's own, then
+    ``*``'s, each once. Events with none are left out, so without ``segments`` the plan is empty and
+    a delivery does no segment work."""
+    every = segments.get(ANY_EVENT)
+    plan: dict[str, tuple[int, ...]] = {}
+    for event in sorted(events):
+        ids = tuple(dict.fromkeys(i for i in (segments.get(event), every) if i is not None))
+        if ids:
+            plan[event] = ids
+    return plan
+
+
 MAUTIC_CLIENT_ID = re.compile(r"[1-9][0-9]*_[0-9a-z]+")
 """A Mautic API credential's public id as Settings → API Credentials shows it: ``<number>_<random>``."""
 
@@ -936,6 +957,59 @@ class MauticIntegration(_IntegrationBase):
     )
     api_password: SecretStr | None = Field(None, description="That user's password (secret).")
     api_password_file: Path | None = Field(None, description="File holding api_password.")
+    segments: dict[str, SegmentId] = Field(
+        default_factory=dict,
+        description="Mautic segments a contact is added to once its upsert succeeded: event name (one "
+        'the integration takes) or "*" (every upserted event) -> segment id (Segments in Mautic). '
+        "An event in both adds to both. Withdrawals and erasures add to none. A missing segment fails "
+        "the event (segment_not_found, with a dead letter), an unpublished one too "
+        "(segment_forbidden); neither pauses the integration. Rules: docs/mapping.md.",
+        examples=[{"Signed Up": 4, "*": 1}],
+    )
+    _segment_plan: dict[str, tuple[int, ...]] = PrivateAttr(default_factory=dict)
+
+    @field_validator("segments", mode="before")
+    @classmethod
+    def _segment_ids(cls, value: Any) -> Any:
+        """A segment id is a number (YAML ``4``, or ``"4"`` from an environment reference), never a
+        boolean, which pydantic would read as 0 or 1."""
+        if isinstance(value, dict):
+            for name, segment in value.items():
+                if isinstance(segment, bool):
+                    raise ValueError(f"{name}: a segment id is a positive integer, not a boolean")
+        return value
+
+    @model_validator(mode="after")
+    def _segments(self) -> MauticIntegration:
+        taken = self.field_mapping.events
+        problems = [
+            (
+                ("segments", name),
+                f'{name!r} is not an event this integration takes; use "*" or one of: '
+                + ", ".join(sorted(taken)),
+            )
+            for name in self.segments
+            if name != ANY_EVENT and name not in taken
+        ]
+        if problems:
+            raise ValidationError.from_exception_data(
+                "segments",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("segments", "{message}", {"message": message}),
+                        loc=loc,
+                        input=None,
+                    )
+                    for loc, message in problems
+                ],
+            )
+        self._segment_plan = segment_plan(self.segments, taken)
+        return self
+
+    @property
+    def segment_plan(self) -> dict[str, tuple[int, ...]]:
+        """Per event with segments, the segment ids its upsert adds to (empty without ``segments``)."""
+        return self._segment_plan
 
     @model_validator(mode="after")
     def _secret(self) -> MauticIntegration:

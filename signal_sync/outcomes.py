@@ -127,8 +127,10 @@ class OutcomeBuilder:
         hint: str | None = None,
         error: str | None = None,
         operation: str | None = None,
+        segments_added: tuple[int, ...] | list[int] | None = None,
     ) -> dict[str, Any]:
-        """One outcome record for (event, integration); ``operation`` for what the delivery stage did."""
+        """One outcome record for (event, integration); ``operation`` for what the delivery stage did,
+        ``segments_added`` for an event with segments (the segments its contact was added to)."""
         record: dict[str, Any] = {
             "schema": OUTCOME_SCHEMA,
             "delivery_id": delivery_id(message_id, integration.id),
@@ -150,6 +152,8 @@ class OutcomeBuilder:
         }
         if operation is not None:
             record["operation"] = operation
+        if segments_added is not None:
+            record["segments_added"] = list(segments_added)
         if self.include_email and email:
             record["email"] = email
         return record

@@ -6,7 +6,10 @@ same payloads the worker would send for it. A drop for ``invalid_event`` or
 ``invalid_email`` carries an ``error`` saying what is wrong (never the address itself).
 
 A consent withdrawal or re-grant is several calls whose later ones depend on the answers:
-its line carries ``operation`` and every call in ``calls`` (``request`` is the first). Preview
+its line carries ``operation`` and every call in ``calls`` (``request`` is the first). So does
+an upsert whose event adds its contact to Mautic segments (``segments``): the upsert, then one
+segment add per segment, as the worker sends them for a contact alone (a batch of several
+contacts adds them with one bulk call per segment). Preview
 answers them as a destination that knows the person would (``PreviewDestination``): Mautic finds
 one contact and has no do-not-contact entry before the withdrawal, Mailgun has the member and
 the address is not on the domain's unsubscribe list yet. The contact id that only Mautic could
@@ -135,7 +138,9 @@ class Previewer:
             request = destination.batch.single_request(integration, work.entry)
             answer = self.destination.answer(integration, request.method, request.url, resolved.email or "")
             self.destination_state[key] = destination.dump_state(destination.settle(work.state, answer))
-            return self._line(message_id, integration.id, resolved.name, None, request.view())
+            line = self._line(message_id, integration.id, resolved.name, None, request.view())
+            adds = self._segment_adds(integration, resolved, answer)
+            return {**line, "calls": shown([request.view(), *adds])} if adds else line
         assert isinstance(work, Calls)
         views: list[dict[str, Any]] = []
         try:
@@ -152,10 +157,29 @@ class Previewer:
             self.destination_state.pop(key, None)
         elif finish.state is not None:
             self.destination_state[key] = destination.dump_state(finish.state)
+        if work.operation == "restore_consent" and finish.shown is not None:
+            views.extend(self._segment_adds(integration, resolved, finish.shown))
         views = shown(views)
         name = None if work.operation == "erase" else resolved.name
         line = self._line(message_id, integration.id, name, finish.reason, views[0] if views else None)
         return {**line, "operation": work.operation, "calls": views}
+
+    def _segment_adds(
+        self, integration: Integration, resolved: ResolvedEvent, upserted: DeliveryResult
+    ) -> list[dict[str, Any]]:
+        """The segment adds a delivered upsert of the event makes (one contact: the single add per
+        segment), answered as added; none without segments."""
+        fmt = destination_of(integration).segments
+        wanted = fmt.wanted(integration, resolved.name) if fmt is not None else ()
+        contact = fmt.contact_of(upserted) if fmt is not None and wanted else None
+        if fmt is None or contact is None:
+            return []
+        views = []
+        for segment in wanted:
+            request = fmt.single_request(integration, segment, contact)
+            self.destination.answer(integration, request.method, request.url, resolved.email or "")
+            views.append(request.view())
+        return views
 
     def erase(self, raw: bytes) -> Iterator[dict[str, Any]]:
         """One line per integration for an erasure request, planned with what the events previewed

@@ -38,7 +38,12 @@ from signal_sync.streams.faust_fixes import (
     never_commit_past_unread_offsets,
 )
 from signal_sync.streams.handoff import DecodedEvents
-from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE, delivery_topic
+from signal_sync.streams.internal import (
+    DESTINATION_STATE_TABLE,
+    IDENTITIES_TABLE,
+    delivery_read_ahead,
+    delivery_topic,
+)
 from signal_sync.streams.json_table import JsonValues
 from signal_sync.streams.oauth import ClientCredentialsTokenProvider
 from signal_sync.streams.output_producer import OutputProducer, flush_with_faust
@@ -251,13 +256,20 @@ def create_runtime(
     # share one memory budget (``streams/rocksdb_store.py``).
     table: dict[str, Any] = {"partitions": partitions, "value_type": bytes, "rocks": table_memory(worker)}
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    delivery_topics = {
-        integration.id: app.topic(
-            delivery_topic(kafka.app_id, integration.id),
+    # Each internal record carries many events: its stream buffer is bounded in events, not records.
+    read_ahead = delivery_read_ahead(
+        settings.delivery.max_in_flight, settings.delivery.forward_max_events, partitions
+    )
+    # ``app.topic`` does not pass ``maxsize`` on (faust-streaming 0.15): the Topic is built directly.
+    delivery_topics: dict[str, faust.TopicT] = {
+        integration.id: app.conf.Topic(
+            app,
+            topics=[delivery_topic(kafka.app_id, integration.id)],
             partitions=partitions,
             internal=True,
             key_serializer="raw",
             value_serializer=codec,
+            maxsize=read_ahead,
         )
         for integration in settings.integrations
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from signal_sync.agents import deliver, erase, ingest
+from signal_sync.agents import deliver, erase, ingest, segment_start
 from signal_sync.runtime import Runtime
 
 
@@ -11,3 +11,4 @@ def attach_all(runtime: Runtime) -> None:
     ingest.attach(runtime)
     deliver.attach(runtime)
     erase.attach(runtime)
+    segment_start.attach(runtime)

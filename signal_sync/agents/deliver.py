@@ -193,6 +193,7 @@ async def delivery_outcome(
         hint=done.hint,
         error=done.error,
         operation=done.operation,
+        segments_added=done.segments_added,
     )
     return outcome, shown
 

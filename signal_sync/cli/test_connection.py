@@ -12,6 +12,10 @@ worker does. When Mautic refuses the authentication, the line names the method t
 only its status: API disabled, Basic auth disabled in Mautic's API settings, wrong user or
 password, a wrong OAuth2 client or one not allowed the client-credentials grant, a Bearer header
 that never reached Mautic.
+
+A Mautic integration with ``segments`` then reads each configured segment
+(``GET /api/segments/{id}``): a missing or unpublished segment, to which the worker could add no
+contact, is one more ``FAIL <id>: segments.<event>: ...`` line with what to do.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from signal_sync.destinations.base import Request, basic_auth
 from signal_sync.destinations.classify import Verdict
 from signal_sync.destinations.delivery import Attempt, Sender, error_text
 from signal_sync.destinations.mautic_auth import api_hint, error_type, method_of, static_headers
+from signal_sync.destinations.segment_check import check_segments
 
 MAUTIC_PROBE_QUERY = "?limit=1"
 MAILGUN_REGIONS = f"US https://{MAILGUN_HOSTS[0]} vs EU https://{MAILGUN_HOSTS[1]}"
@@ -78,21 +83,26 @@ def _auth_failure(integration: Integration, attempt: Attempt) -> tuple[str, str 
     return (f"{'basic auth' if method == 'basic' else method}: ", hint) if hint else ("", None)
 
 
+async def probe_one(sender: Sender, integration: Integration) -> list[str]:
+    """The integration's line, then (when it answered) a line per configured segment at fault."""
+    attempt = await sender.attempt(
+        integration.id, probe_request(integration), tokens=sender.tokens_of(integration)
+    )
+    line = report(integration, attempt)
+    if integration.type != "mautic" or not integration.segments or not line.startswith("OK"):
+        return [line]
+    problems = await check_segments(sender, integration)
+    return [line, *(problem.line(integration.id) for problem in problems)]
+
+
 async def probe_all(settings: Settings, integrations: list[Integration]) -> list[str]:
     """Probe every integration concurrently; lines come back in config order."""
     sender = Sender(settings.delivery)
     try:
-        attempts = await asyncio.gather(
-            *(
-                sender.attempt(
-                    integration.id, probe_request(integration), tokens=sender.tokens_of(integration)
-                )
-                for integration in integrations
-            )
-        )
+        lines = await asyncio.gather(*(probe_one(sender, integration) for integration in integrations))
     finally:
         await sender.close()
-    return [report(integration, attempt) for integration, attempt in zip(integrations, attempts, strict=True)]
+    return [line for group in lines for line in group]
 
 
 def register(app: typer.Typer) -> None:

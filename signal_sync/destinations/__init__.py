@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signal_sync.config import MailgunIntegration, MauticIntegration
-from signal_sync.destinations import mailgun, mailgun_privacy, mautic, mautic_privacy
+from signal_sync.destinations import mailgun, mailgun_privacy, mautic, mautic_privacy, mautic_segments
 from signal_sync.destinations.base import Request
 from signal_sync.destinations.operations import State, Steps, Upsert
 from signal_sync.identity import ResolvedEvent
@@ -33,6 +33,24 @@ class BatchFormat:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentFormat:
+    """How a destination adds a contact to its segments after a delivered upsert (Mautic)."""
+
+    wanted: Callable[[Any, str | None], tuple[int, ...]]
+    """(integration, event name) → the segment ids the event's upsert adds to, in order."""
+    contact_of: Callable[[Any], int | None]
+    """A delivered upsert's ``DeliveryResult`` → the contact id it answered, if any."""
+    single_request: Callable[[Any, int, int], Request]
+    """(integration, segment, contact) → the add of one contact."""
+    bulk_request: Callable[[Any, int, list[int]], Request]
+    """(integration, segment, contacts) → the add of several contacts in one call."""
+    members_added: Callable[[bytes, list[int]], list[bool | None]]
+    """A bulk add's answer → per contact sent, its flag unread (``classify_member`` decides)."""
+    hint: Callable[[str | None, int], str | None]
+    """(reason, segment) → what to do about a failed add; None: the status's own hint."""
+
+
+@dataclass(frozen=True, slots=True)
 class Destination:
     """One destination type: its mapped events, hints, what its replies report, how it batches,
     and its operations on one contact with the contact's remembered state."""
@@ -55,6 +73,8 @@ class Destination:
     """A stored ``destination-state`` value (None when there is none) as the operations read it."""
     dump_state: Callable[[State], Any]
     """What is stored for a state."""
+    segments: SegmentFormat | None = None
+    """How it adds contacts to segments; None: it has none."""
 
 
 DESTINATIONS: dict[str, Destination] = {
@@ -79,6 +99,14 @@ DESTINATIONS: dict[str, Destination] = {
         settle=mautic_privacy.settle,
         load_state=mautic_privacy.load_state,
         dump_state=mautic_privacy.dump_state,
+        segments=SegmentFormat(
+            wanted=mautic_segments.wanted,
+            contact_of=mautic_privacy.upserted_id,
+            single_request=mautic_segments.single_add_request,
+            bulk_request=mautic_segments.bulk_add_request,
+            members_added=mautic_segments.members_added,
+            hint=mautic_segments.hint,
+        ),
     ),
     "mailgun": Destination(
         name=mailgun.NAME,

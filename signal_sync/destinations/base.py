@@ -36,6 +36,11 @@ class Request:
     """For a call that names one item (a contact id, a member address): reads an answer's body and
     says whether it reports that the item does not exist (an outcome), as opposed to a path or
     list the destination does not have (a fault). ``classify`` decides what the status means."""
+    refused: Callable[[bytes], str | None] | None = field(default=None, compare=False, repr=False)
+    """For a call about a configured item besides the contact (a Mautic segment): reads an answer's
+    body and gives the event's reason when it says the item is missing or out of reach (a 403/404
+    about this item fails the event, not the integration). ``classify`` decides what the status
+    means."""
 
     def view(self) -> dict[str, Any]:
         """The request as shown to people (preview, debugger): credentials redacted, body as sent."""

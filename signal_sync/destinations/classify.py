@@ -8,6 +8,9 @@
     401, 403, 404                → FAULT: the integration itself is misconfigured
     404 that names a missing     → ABSENT: the contact or member the call names does not exist
     item (``absent``)              (an answer about the event, e.g. a withdrawal for an unknown person)
+    403, 404 that names a        → FAILED for this event, with the reason the body gave (a Mautic
+    refused item (``refused``)     segment deleted or unpublished: the segments config, not the
+                                   integration, is wrong; it neither pauses nor counts as an outage)
     an exception raised while    → FAILED for this event, reason ``client_error``
     building or sending a request
 
@@ -23,6 +26,10 @@ A 404 is a fault unless the caller says the answer's body names a missing item (
 read by the destination module from the body's shape: Mautic's ``Item was not found.`` for a
 contact id, Mailgun's JSON message for a member): a call for one contact then learns that the
 contact is unknown, while a wrong base URL or a deleted list still pauses the integration.
+Likewise a 403 or 404 is this event's failure when the caller says the body names the item the
+call is about besides the contact (``refused``: a Mautic segment call's ``Item was not found.``,
+``Contact not found.`` or ``You do not have access``); one bulk segment add's per-contact
+``success`` flags are decided by ``classify_member``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ import aiohttp
 RETRYABLE_STATUSES = frozenset({408, 420, 425, 429})
 """Besides 5xx: timeout, Mailgun's sending limit ("try again after …"), too early, rate limited."""
 FAULT_STATUSES = frozenset({401, 403, 404})
+REFUSED_STATUSES = frozenset({403, 404})
+"""The fault statuses that fail only the event when the body names the call's own item (``refused``)."""
+MEMBER_REFUSED = "segment_add_refused"
+MEMBER_UNKNOWN = "segment_member_unknown"
 CONNECTION_ERROR = "connection_error"
 CLIENT_ERROR = "client_error"
 DEFAULT_RETRY_AFTER_MAX_S = 300.0
@@ -113,13 +124,18 @@ def classify_status(
     reports_created: bool = False,
     retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S,
     absent: bool = False,
+    refused: str | None = None,
 ) -> Classification:
-    """Decision for an HTTP reply. ``absent``: the body names the item the call is about as missing."""
+    """Decision for an HTTP reply. ``absent``: the body names the item the call is about as missing;
+    ``refused``: the event's reason when the body names the call's own item (a segment) as missing
+    or out of reach."""
     if 200 <= status < 300:
         return Classification(Verdict.DELIVERED, created=created_of(status, reports_created))
     reason = f"http_{status}"
     if status in RETRYABLE_STATUSES or status >= 500:
         return Classification(Verdict.RETRY, retry_after(headers, now, retry_after_max_s), reason)
+    if refused is not None and status in REFUSED_STATUSES:
+        return Classification(Verdict.FAILED, reason=refused)
     if status == 404 and absent:
         return Classification(Verdict.ABSENT, reason=reason)
     if status in FAULT_STATUSES:
@@ -133,6 +149,18 @@ def classify_item(status: int | None, *, reports_created: bool = False) -> Class
     if status is None:
         return Classification(Verdict.RETRY, reason="http_item_unknown")
     return classify_status(status, {}, 0.0, reports_created=reports_created)
+
+
+def classify_member(success: bool | None) -> Classification:
+    """Decision for one contact id of a bulk segment add Mautic accepted as a whole (its
+    ``details`` entry): ``true`` is added, ``false`` this event's failure (the contact is gone or
+    not editable; Mautic says nothing more); no readable entry is sent again on its own, as a lost
+    reply would be (adding a member again changes nothing)."""
+    if success is None:
+        return Classification(Verdict.RETRY, reason=MEMBER_UNKNOWN)
+    if success:
+        return Classification(Verdict.DELIVERED)
+    return Classification(Verdict.FAILED, reason=MEMBER_REFUSED)
 
 
 def classify_exception(exc: BaseException) -> Classification:

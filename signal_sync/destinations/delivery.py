@@ -296,6 +296,7 @@ class Sender:
                     reports_created=reports_created,
                     retry_after_max_s=self.settings.retry_after_max_s,
                     absent=request.absent is not None and request.absent(body),
+                    refused=request.refused(body) if request.refused is not None else None,
                 )
                 return Attempt(classification, reply.status, body)
         except Exception as exc:

@@ -220,12 +220,18 @@ def dump_state(state: State) -> Any:
     return state
 
 
-def settle(state: State, result: Any) -> State:
-    """The state after a delivered upsert: the contact id from its answer (a batch item's
-    ``contacts[i]``, else a single call's ``contact``), when it has one."""
+def upserted_id(result: Any) -> int | None:
+    """The contact id a delivered upsert answered (a batch item's ``contacts[i]``, else a single
+    call's ``contact``), None when the answer has none."""
     item = getattr(result, "item", None)
     contact = item if isinstance(item, dict) else answered_contact(getattr(result, "reply", b""))
-    found = _id(contact.get("id")) if contact is not None else None
+    return _id(contact.get("id")) if contact is not None else None
+
+
+def settle(state: State, result: Any) -> State:
+    """The state after a delivered upsert: the contact id from its answer (``upserted_id``), when
+    it has one."""
+    found = upserted_id(result)
     if found is None or state.get("id") == found:
         return state
     return {**state, "id": found}

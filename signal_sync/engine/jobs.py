@@ -15,6 +15,13 @@ table (``ContactStates``): the destination modules say what the state is, this m
   go alone, in order, once the bulk call was answered, each planned only then, with the state the
   earlier ones left. A contact whose first job is such an operation does not wait for the bulk call.
 
+With segments (a Mautic integration's ``segments``), a delivered upsert (or a re-grant's upsert)
+of an event that has segments adds its contact to them (``engine.segments``) before the job's
+result is final: alone, right after its upsert; in a batch, once the bulk call was answered, one
+call per segment for all of the batch's contacts, before any of these contacts' later operations
+go. A failed add fails the job (its upsert stays done, its state kept); ``segments_added`` says
+which segments the contact is now in. Without segments none of this runs.
+
 Nothing here raises for one job's trouble: a plan or step that raises is that job's ``failed`` /
 ``internal_error`` result.
 """
@@ -35,6 +42,7 @@ from signal_sync.destinations.base import CallLog, Operation, Planned, Request
 from signal_sync.destinations.delivery import DeliveryResult, exception_text
 from signal_sync.destinations.operations import Calls, Drop, State, Upsert, Work
 from signal_sync.engine.batcher import Group
+from signal_sync.engine.segments import Added, Wanted, add_to_segments
 from signal_sync.identity import ResolvedEvent
 from signal_sync.planner import plan_delivery, state_key
 from signal_sync.streams.changelog import writes_to_partition
@@ -82,6 +90,28 @@ class JobResult:
     hint: str | None = None
     error: str | None = None
     shown: Any = None
+    segments_added: tuple[int, ...] | None = None
+    """The segments the contact was added to after its upsert; None: the event has no segments."""
+
+
+def with_segments(done: JobResult, added: Added) -> JobResult:
+    """A delivered upsert's result once its segment adds ended: still delivered, or failed with
+    the first failed add's reason and hint (the upsert's ``created`` and state note stay)."""
+    attempts = done.attempts + added.attempts
+    failure = added.failure
+    if failure is None:
+        return dataclasses.replace(done, attempts=attempts, segments_added=added.segments)
+    error = "; ".join(text for text in (failure.error, done.error) if text) or None
+    return dataclasses.replace(
+        done,
+        status="failed",
+        reason=failure.reason,
+        http_status=failure.http_status,
+        attempts=attempts,
+        hint=failure.hint,
+        error=error,
+        segments_added=added.segments,
+    )
 
 
 def result_of(
@@ -160,6 +190,9 @@ class Jobs:
         self.send = send
         self.send_entries = send_entries
         self.destination = destination_of(integration)
+        fmt = self.destination.segments
+        self.segments = fmt if fmt is not None and getattr(integration, "segment_plan", None) else None
+        """The destination's segment calls when this integration adds to segments, else None."""
 
     def plan(self, job: Job, state: State) -> Work:
         return plan_delivery(job.resolved, self.integration, job.operation, state)
@@ -196,7 +229,23 @@ class Jobs:
             note = self.keep(job, state, self.destination.settle(work.state, result))
             if note is not None:
                 done = dataclasses.replace(done, error=note)
+            done = await self.add_alone(job, result, done)
         return done
+
+    def wanted(self, job: Job, upserted: DeliveryResult) -> Wanted | None:
+        """The segment adds a delivered upsert of the job calls for; None: none."""
+        if self.segments is None:
+            return None
+        segments = self.segments.wanted(self.integration, job.resolved.name)
+        return Wanted(self.segments.contact_of(upserted), segments) if segments else None
+
+    async def add_alone(self, job: Job, upserted: DeliveryResult, done: JobResult) -> JobResult:
+        """``done`` once the job's contact was added to its event's segments (when it has any)."""
+        want = self.wanted(job, upserted)
+        if want is None or self.segments is None:
+            return done
+        (added,) = await add_to_segments(self.integration, self.segments, self.send, [want])
+        return with_segments(done, added)
 
     async def _steps(self, job: Job, work: Calls, state: State) -> JobResult:
         """Each call of the operation through the gate, its answer back to the steps, in order."""
@@ -222,7 +271,7 @@ class Jobs:
             self.states.forget(job.contact, job.partition)
         elif finish.state is not None:
             note = self.keep(job, state, finish.state)
-        return JobResult(
+        done = JobResult(
             work.operation,
             finish.status,
             finish.reason,
@@ -232,6 +281,10 @@ class Jobs:
             error=note,
             shown=CallLog(tuple(sent)) if sent else None,
         )
+        upserted = finish.shown  # a re-grant's upsert: its contact goes to the event's segments too
+        if work.operation == "restore_consent" and upserted is not None and upserted.status == "delivered":
+            done = await self.add_alone(job, upserted, done)
+        return done
 
     async def send_batch(self, groups: list[Group]) -> list[list[JobResult]]:
         """The ``Batcher``'s function: per group (one contact's jobs in order), one result per job."""
@@ -264,6 +317,7 @@ class Jobs:
                 Group(groups[g].contact, [work.entry for _, work in upserts]) for g, upserts, _ in bulk
             ]
             sent = await self.send_entries(entry_groups) if self.send_entries else []
+            wants: list[tuple[tuple[int, int], Wanted]] = []
             for (g, upserts, start), entry_results in zip(bulk, sent, strict=True):
                 kept, last = start, None
                 for (i, work), result in zip(upserts, entry_results, strict=True):
@@ -272,6 +326,17 @@ class Jobs:
                         kept, last = self.destination.settle(work.state, result), i
                 if last is not None and (note := self.keep(groups[g].items[last], start, kept)) is not None:
                     results[g][last] = dataclasses.replace(results[g][last], error=note)  # type: ignore[arg-type]
+                if self.segments is None:
+                    continue
+                for (i, _), result in zip(upserts, entry_results, strict=True):
+                    if result.status == "delivered" and (want := self.wanted(groups[g].items[i], result)):
+                        wants.append(((g, i), want))
+            if wants and self.segments is not None:
+                adds = await add_to_segments(
+                    self.integration, self.segments, self.send, [want for _, want in wants]
+                )
+                for ((g, i), _), added in zip(wants, adds, strict=True):
+                    results[g][i] = with_segments(results[g][i], added)  # type: ignore[arg-type]
 
         bulk_call = asyncio.ensure_future(send_bulk()) if bulk else None
         in_bulk = {g for g, _, _ in bulk}

@@ -9,6 +9,7 @@ would make them.
 
 from __future__ import annotations
 
+import math
 import time
 
 from confluent_kafka import KafkaException
@@ -26,6 +27,26 @@ DESTINATION_STATE_TABLE = "destination-state"
 def delivery_topic(app_id: str, integration_id: str) -> str:
     """The internal topic one integration delivers from (its own offsets: isolation)."""
     return f"{app_id}-deliver-{integration_id}"
+
+
+READ_AHEAD_IN_FLIGHTS = 4
+"""Events a delivery agent reads ahead of its work: this many times what it runs at once."""
+MIN_READ_AHEAD_RECORDS = 16
+
+
+def delivery_read_ahead(max_in_flight: int, forward_max_events: int, partitions: int) -> int:
+    """How many internal records a delivery agent's stream buffers before Kafka fetching pauses
+    (the topic's ``maxsize``; Faust pauses at 80% of it and resumes at 40%).
+
+    An internal record carries up to ``forward_max_events`` events spread over ``partitions``
+    (``engine.forwarder``; a backlog fills them), each held decoded while it waits, so
+    ``worker.stream_buffer_maxsize`` records (4,096, counted for the source topic's one-event
+    records) would let a draining backlog park tens of thousands of events per integration in
+    memory. Bounded here to about ``READ_AHEAD_IN_FLIGHTS`` times ``max_in_flight`` events of
+    full records (records of a live stream carry fewer), never below ``MIN_READ_AHEAD_RECORDS``."""
+    events_per_record = max(1, forward_max_events // max(1, partitions))
+    records = math.ceil(READ_AHEAD_IN_FLIGHTS * max_in_flight / events_per_record)
+    return max(MIN_READ_AHEAD_RECORDS, records)
 
 
 def internal_topic_configs(kafka: KafkaSettings, integration_ids: list[str]) -> dict[str, dict[str, str]]:

@@ -239,7 +239,12 @@ class Outcome(BaseModel):
         "e.g. http_503), http_item_unknown (a batch answer without the item's status, after "
         "retries), connection_error (no answer: "
         "refused, reset, timed out, DNS), client_error (the request could not be built or sent), "
-        "internal_error (an unexpected error in signal-sync; error names it).",
+        "internal_error (an unexpected error in signal-sync; error names it); after a delivered Mautic "
+        "upsert, a segment add that failed: segment_not_found (the segment does not exist), "
+        "segment_forbidden (unpublished, or the API user may not edit contacts), "
+        "segment_contact_not_found / segment_add_refused (the contact was deleted since its upsert, or "
+        "may not be edited), segment_no_contact_id (the upsert answered without a contact id); hint "
+        "names the segment.",
         examples=["invalid_email", "http_400"],
     )
     http_status: int | None
@@ -250,6 +255,14 @@ class Outcome(BaseModel):
     latency_ms: float | None = Field(..., description="From the input record's timestamp to completion.")
     hint: str | None = Field(..., description="The integration's troubleshooting line for this HTTP status.")
     error: str | None
+    segments_added: list[int] | None = Field(
+        None,
+        description="Mautic segment ids the contact was added to after its upsert, present only for an "
+        "event the integration's segments config adds to (absent otherwise): all of them when "
+        "delivered; when a segment add failed (status failed, reason segment_*), the ones added before "
+        "it or beside it.",
+        examples=[[4, 1]],
+    )
 
 
 _DIGITS = "^-?[0-9]+$"

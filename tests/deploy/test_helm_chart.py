@@ -510,6 +510,8 @@ def test_mapping_and_events_reach_the_worker_config_as_written(render: Callable[
     assert "Order Completed" in mautic.field_mapping.events and "page" not in mailgun.field_mapping.events
     edits = {edit.field: edit.get is None for edit in mautic.field_mapping.edits_for("page")}
     assert edits == {"company_size": False, "company": False, "phone": True, "signal_channel": False}
+    assert rendered["integrations"][0]["segments"] == values["integrations"][0]["segments"]
+    assert mautic.segment_plan["Order Completed"] == (5, 1) and mautic.segment_plan["page"] == (1,)
 
 
 # --------------------------------------------------------------------- pod-level assertions
@@ -1021,6 +1023,16 @@ def load_settings_from_rendered(rendered: Rendered) -> Any:
             ["--set-json", 'integrations[1].mapping={"vars.plan": 5}'],
             "/integrations/1",
             id="mapping-source-not-a-path-or-constant",
+        ),
+        pytest.param(
+            ["--set-json", 'integrations[0].segments={"page": 0}'],
+            "/integrations/0",
+            id="segment-id-not-positive",
+        ),
+        pytest.param(
+            ["--set-json", 'integrations[1].segments={"*": 1}'],
+            "/integrations/1",
+            id="mailgun-has-no-segments",
         ),
         pytest.param(
             ["--set-json", 'integrations[0].events={"Order Completed": {"fields": {}}}'],

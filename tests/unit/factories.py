@@ -8,6 +8,7 @@ in place of the Faust tables and every request assumed delivered.
 from __future__ import annotations
 
 import base64
+import tempfile
 from typing import Any
 
 import orjson
@@ -74,8 +75,13 @@ def mailgun(**overrides: Any) -> MailgunIntegration:
 
 
 def settings(*integrations: dict[str, Any], **sections: Any) -> Settings:
+    """Settings with the given integrations (default: one Mautic, one Mailgun); table state goes to
+    a fresh folder unless ``worker.state_dir`` is given, so no test reads another's RocksDB."""
     raw = list(integrations) or [MAUTIC_RAW, MAILGUN_RAW]
-    return Settings(integrations=raw, **sections)
+    worker = sections.pop("worker", {})
+    if isinstance(worker, dict) and "state_dir" not in worker:
+        worker = {**worker, "state_dir": tempfile.mkdtemp(prefix="signal-sync-state-")}
+    return Settings(integrations=raw, worker=worker, **sections)
 
 
 def consent(**categories: bool) -> dict[str, Any]:
