@@ -262,15 +262,19 @@ def expected_outcomes(workload: Workload) -> dict[str, Any]:
     previewer = Previewer(bench_integrations(), KnownContacts())
     statuses: dict[str, Counter[str]] = {i: Counter() for i in INTEGRATION_IDS}
     chains: dict[str, Counter[bytes]] = {i: Counter() for i in INTEGRATION_IDS}
+    requests: Counter[str] = Counter()
     for key, value in workload.records:
         for line in previewer.preview(value):
+            integration = line["integration"]
+            calls = len(line.get("calls") or ([line["request"]] if line["request"] else []))
+            requests[integration] += calls
             if line["reason"] is None:
-                statuses[line["integration"]]["delivered"] += 1
-                chains[line["integration"]][key] += len(line.get("calls") or [line["request"]])
+                statuses[integration]["delivered"] += 1
+                chains[integration][key] += calls
             else:
-                statuses[line["integration"]][f"dropped:{line['reason']}"] += 1
+                statuses[integration][f"dropped:{line['reason']}"] += 1
     return {
         "statuses": {key: dict(sorted(counts.items())) for key, counts in statuses.items()},
-        "requests": {key: counts["delivered"] for key, counts in statuses.items()},
+        "requests": {key: requests[key] for key in INTEGRATION_IDS},
         "longest_contact_chain": {key: max(chain.values(), default=0) for key, chain in chains.items()},
     }
