@@ -497,8 +497,9 @@ class WorkerSettings(_Strict):
     stream_buffer_maxsize: int = Field(
         4096,
         ge=1,
-        description="Records read ahead per agent before Kafka fetching pauses; bounds memory while "
-        "a backlog drains.",
+        description="Source records the ingest agent reads ahead before Kafka fetching pauses; bounds "
+        "memory while a backlog drains. The delivery agents' internal records carry many events each: "
+        "they read ahead about 4 x delivery.max_in_flight events instead.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_format: Literal["json", "text"] = Field(

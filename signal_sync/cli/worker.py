@@ -20,6 +20,7 @@ import typer
 
 from signal_sync import observability
 from signal_sync.agents import attach_all
+from signal_sync.allocator import tune_allocator
 from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
 from signal_sync.observability import logs
@@ -77,6 +78,7 @@ def register(app: typer.Typer) -> None:
         """Consume events, deliver them, write outcomes. Fails at start on a bad config or missing topic."""
         settings = load_settings(config)
         logging_config = logs.configure(settings)
+        tune_allocator()  # before the Kafka clients and RocksDB start their threads
         partitions = check_topics(settings.kafka)
         integration_ids = [i.id for i in settings.integrations]
         ensure_internal_topics(settings.kafka, integration_ids, partitions)
