@@ -5,6 +5,10 @@ grouped per integration and flushed when ``max_items`` contacts are waiting or a
 short linger. Several events of one contact inside one window become one upsert equal
 to applying them in order (coalescing), and a contact whose batch is in flight waits for
 the next batch, so per-contact order holds. Each event still gets its own result.
+
+``send_batch`` may answer ``AGAIN`` for a contact's later items (those after an operation it
+carried out alone): they go into the next batch, ahead of the contact's items that arrived
+meanwhile, so they travel in a bulk call again instead of one request each.
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ class Group:
 SendBatch = Callable[[list[Group]], Awaitable[list[Any]]]
 
 
+class Again:
+    """The result of an item to place into the next batch (``AGAIN``), in its contact's order."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "AGAIN"
+
+
+AGAIN = Again()
+
+
 @dataclass(frozen=True, slots=True)
 class Placed(Generic[R]):
     """An event's result, and where it stood among its contact's events in the batch."""
@@ -51,7 +67,9 @@ class Batcher:
     """Collects items per contact and sends them in batches through ``send_batch``.
 
     ``send_batch(groups)`` must return, per group in the same order, one result per item, and
-    never raise for a destination's answer (exceptions fail every event of the batch).
+    never raise for a destination's answer (exceptions fail every event of the batch). A result of
+    ``AGAIN`` places the item into the next batch; once a group's item is ``AGAIN``, every later
+    item of that group must be too (the contact's order), and a group's first item never is.
     """
 
     def __init__(self, send_batch: SendBatch, max_items: int, linger_s: float) -> None:
@@ -99,13 +117,19 @@ class Batcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, groups: list[Group]) -> None:
+        again: dict[str, list[tuple[Any, asyncio.Future[Any]]]] = {}
         try:
             results = await self._send_batch(groups)
             for group, group_results in zip(groups, results, strict=True):
-                for position, (future, result) in enumerate(zip(group.futures, group_results, strict=True)):
-                    if not future.done():
+                for position, (item, future, result) in enumerate(
+                    zip(group.items, group.futures, group_results, strict=True)
+                ):
+                    if result is AGAIN:
+                        again.setdefault(group.contact, []).append((item, future))
+                    elif not future.done():
                         future.set_result(Placed(result, position, len(group.futures)))
         except BaseException as exc:
+            again.clear()  # every item of the batch fails with it
             for group in groups:
                 for future in group.futures:
                     if not future.done():
@@ -116,5 +140,6 @@ class Batcher:
             for group in groups:
                 self._in_flight.discard(group.contact)
                 # Placing one may fill and send the next batch; the contact's later ones then wait again.
-                for item, future in self._waiting.pop(group.contact, deque()):
+                queued = self._waiting.pop(group.contact, deque())
+                for item, future in [*again.get(group.contact, ()), *queued]:
                     self._place(group.contact, item, future)

@@ -11,9 +11,12 @@ table (``ContactStates``): the destination modules say what the state is, this m
   and a step that fails ends it as that failure.
 * In a batch (``send_batch``, what the ``Batcher`` calls): each contact's jobs are planned in
   order, chaining the state each upsert leaves; its upserts before its first other operation go
-  in the bulk call (``engine.batch_send``), and that operation and every later job of the contact
-  go alone, in order, once the bulk call was answered, each planned only then, with the state the
-  earlier ones left. A contact whose first job is such an operation does not wait for the bulk call.
+  in the bulk call (``engine.batch_send``), and that operation goes alone once the bulk call was
+  answered, planned only then, with the state the earlier ones left. The contact's later jobs are
+  ``AGAIN``: the ``Batcher`` places them into its next batch, where they are planned with the state
+  the operation left and their upserts travel in a bulk call again (one request each would cost a
+  round trip per event and hold the whole batch for the contact's chain). A contact whose first
+  job is such an operation does not wait for the bulk call.
 
 Nothing here raises for one job's trouble: a plan or step that raises is that job's ``failed`` /
 ``internal_error`` result.
@@ -34,7 +37,7 @@ from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import CallLog, Operation, Planned, Request
 from signal_sync.destinations.delivery import DeliveryResult, exception_text
 from signal_sync.destinations.operations import Calls, Drop, State, Upsert, Work
-from signal_sync.engine.batcher import Group
+from signal_sync.engine.batcher import AGAIN, Again, Group
 from signal_sync.identity import ResolvedEvent
 from signal_sync.planner import plan_delivery, state_key
 from signal_sync.streams.changelog import writes_to_partition
@@ -220,9 +223,10 @@ class Jobs:
             shown=CallLog(tuple(sent)) if sent else None,
         )
 
-    async def send_batch(self, groups: list[Group]) -> list[list[JobResult]]:
-        """The ``Batcher``'s function: per group (one contact's jobs in order), one result per job."""
-        results: list[list[JobResult | None]] = [[None] * len(group.items) for group in groups]
+    async def send_batch(self, groups: list[Group]) -> list[list[JobResult | Again]]:
+        """The ``Batcher``'s function: per group (one contact's jobs in order), one result per job, or
+        ``AGAIN`` for the jobs after one carried out alone."""
+        results: list[list[JobResult | Again | None]] = [[None] * len(group.items) for group in groups]
         bulk: list[tuple[int, list[tuple[int, Upsert]], State]] = []
         alone: list[tuple[int, int]] = []  # (group, its first job carried out alone)
         for g, group in enumerate(groups):
@@ -266,8 +270,8 @@ class Jobs:
         async def rest_alone(g: int, first: int) -> None:
             if bulk_call is not None and g in in_bulk:
                 await asyncio.shield(bulk_call)
-            for i in range(first, len(groups[g].items)):
-                results[g][i] = await self.run(groups[g].items[i])
+            results[g][first] = await self.run(groups[g].items[first])
+            results[g][first + 1 :] = [AGAIN] * (len(groups[g].items) - first - 1)
 
         try:
             await asyncio.gather(*([bulk_call] if bulk_call else []), *(rest_alone(g, i) for g, i in alone))
