@@ -14,6 +14,7 @@ meanwhile, so they travel in a bulk call again instead of one request each.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,11 +25,14 @@ R = TypeVar("R")
 
 @dataclass
 class Group:
-    """The coalesced events of one contact in one batch, in arrival order."""
+    """The coalesced events of one contact in one batch, in arrival order. ``finish(results)``
+    answers the group's items before the rest of the batch is done (set by the ``Batcher``; a
+    no-op on a group made elsewhere)."""
 
     contact: str
     items: list[Any] = field(default_factory=list)
     futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    finish: Callable[[list[Any]], None] = field(default=lambda _results: None, repr=False)
 
 
 SendBatch = Callable[[list[Group]], Awaitable[list[Any]]]
@@ -70,6 +74,9 @@ class Batcher:
     never raise for a destination's answer (exceptions fail every event of the batch). A result of
     ``AGAIN`` places the item into the next batch; once a group's item is ``AGAIN``, every later
     item of that group must be too (the contact's order), and a group's first item never is.
+    ``send_batch`` may answer a group early with ``group.finish(results)`` (the same results it
+    returns for it): its items get their results and its contact is free for the next batch while
+    other contacts of the batch still wait for their calls.
     """
 
     def __init__(self, send_batch: SendBatch, max_items: int, linger_s: float) -> None:
@@ -117,29 +124,45 @@ class Batcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, groups: list[Group]) -> None:
-        again: dict[str, list[tuple[Any, asyncio.Future[Any]]]] = {}
+        finished: set[int] = set()
+
+        def finish(group: Group, results: list[Any]) -> None:
+            """The group's results: set its futures (or place its ``AGAIN`` items) and free its contact."""
+            if id(group) in finished:
+                return
+            finished.add(id(group))
+            again: list[tuple[Any, asyncio.Future[Any]]] = []
+            for position, (item, future, result) in enumerate(
+                zip(group.items, group.futures, results, strict=True)
+            ):
+                if result is AGAIN:
+                    again.append((item, future))
+                elif not future.done():
+                    future.set_result(Placed(result, position, len(group.futures)))
+            self._release(group.contact, again)
+
+        for group in groups:
+            group.finish = functools.partial(finish, group)
         try:
             results = await self._send_batch(groups)
             for group, group_results in zip(groups, results, strict=True):
-                for position, (item, future, result) in enumerate(
-                    zip(group.items, group.futures, group_results, strict=True)
-                ):
-                    if result is AGAIN:
-                        again.setdefault(group.contact, []).append((item, future))
-                    elif not future.done():
-                        future.set_result(Placed(result, position, len(group.futures)))
+                finish(group, group_results)
         except BaseException as exc:
-            again.clear()  # every item of the batch fails with it
             for group in groups:
+                if id(group) in finished:
+                    continue
+                finished.add(id(group))
                 for future in group.futures:
                     if not future.done():
                         future.set_exception(exc)
+                self._release(group.contact, [])
             if isinstance(exc, asyncio.CancelledError):
                 raise
-        finally:
-            for group in groups:
-                self._in_flight.discard(group.contact)
-                # Placing one may fill and send the next batch; the contact's later ones then wait again.
-                queued = self._waiting.pop(group.contact, deque())
-                for item, future in [*again.get(group.contact, ()), *queued]:
-                    self._place(group.contact, item, future)
+
+    def _release(self, contact: str, again: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        """The contact's batch is answered: its ``again`` items, then those that waited, go on in order."""
+        self._in_flight.discard(contact)
+        # Placing one may fill and send the next batch; the contact's later ones then wait again.
+        queued = self._waiting.pop(contact, deque())
+        for item, future in [*again, *queued]:
+            self._place(contact, item, future)

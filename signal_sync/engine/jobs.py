@@ -16,7 +16,9 @@ table (``ContactStates``): the destination modules say what the state is, this m
   ``AGAIN``: the ``Batcher`` places them into its next batch, where they are planned with the state
   the operation left and their upserts travel in a bulk call again (one request each would cost a
   round trip per event and hold the whole batch for the contact's chain). A contact whose first
-  job is such an operation does not wait for the bulk call.
+  job is such an operation does not wait for the bulk call, and each contact's results are handed
+  to the ``Batcher`` as soon as its own calls are answered (``Group.finish``), so an upsert's
+  outcome never waits for another contact's withdrawal.
 
 Nothing here raises for one job's trouble: a plan or step that raises is that job's ``failed`` /
 ``internal_error`` result.
@@ -249,6 +251,10 @@ class Jobs:
                     break
             if upserts:
                 bulk.append((g, upserts, start))
+        waits = {g for g, _, _ in bulk} | {g for g, _ in alone}
+        for g, group in enumerate(groups):
+            if g not in waits:  # nothing to send: its contact need not wait for the others' calls
+                group.finish(results[g])
 
         async def send_bulk() -> None:
             entry_groups = [
@@ -263,7 +269,10 @@ class Jobs:
                         kept, last = self.destination.settle(work.state, result), i
                 if last is not None and (note := self.keep(groups[g].items[last], start, kept)) is not None:
                     results[g][last] = dataclasses.replace(results[g][last], error=note)  # type: ignore[arg-type]
+                if g not in goes_alone:
+                    groups[g].finish(results[g])
 
+        goes_alone = {g for g, _ in alone}
         bulk_call = asyncio.ensure_future(send_bulk()) if bulk else None
         in_bulk = {g for g, _, _ in bulk}
 
@@ -272,6 +281,7 @@ class Jobs:
                 await asyncio.shield(bulk_call)
             results[g][first] = await self.run(groups[g].items[first])
             results[g][first + 1 :] = [AGAIN] * (len(groups[g].items) - first - 1)
+            groups[g].finish(results[g])
 
         try:
             await asyncio.gather(*([bulk_call] if bulk_call else []), *(rest_alone(g, i) for g, i in alone))

@@ -120,3 +120,27 @@ async def test_items_answered_again_go_into_the_next_batch_ahead_of_the_contacts
     placed = await asyncio.wait_for(asyncio.gather(*first, late), 5)
     assert sent == [[("a", [1, 2, 3])], [("a", [2, 3, 4])], [("a", [3, 4])], [("a", [4])]]
     assert [p.result for p in placed] == ["ok-1", "ok-2", "ok-3", "ok-4"]
+
+
+async def test_a_group_finished_early_has_its_results_and_frees_its_contact_while_the_batch_runs() -> None:
+    slow = asyncio.Event()
+    sent: list[list[str]] = []
+
+    async def send_batch(groups: list[Group]) -> list[list[str]]:
+        sent.append([g.contact for g in groups])
+        quick = [g for g in groups if g.contact == "quick"]
+        for group in quick:
+            group.finish([f"ok-{item}" for item in group.items])
+        if any(g.contact == "slow" for g in groups):
+            await slow.wait()
+        return [[f"ok-{item}" for item in g.items] for g in groups]
+
+    batcher = Batcher(send_batch, max_items=10, linger_s=0)
+    quick = asyncio.create_task(batcher.submit("quick", 1))
+    waits = asyncio.create_task(batcher.submit("slow", 2))
+    assert (await asyncio.wait_for(quick, 5)).result == "ok-1", "answered before the slow group is"
+    again = await asyncio.wait_for(batcher.submit("quick", 3), 5)  # its contact is free: a new batch
+    assert again.result == "ok-3" and not waits.done()
+    slow.set()
+    assert (await asyncio.wait_for(waits, 5)).result == "ok-2"
+    assert sent == [["quick", "slow"], ["quick"]]

@@ -256,3 +256,29 @@ async def test_a_withdrawal_reports_no_created_flag_and_a_regrant_its_upserts() 
     restored = await jobs.run(job("jane@example.com", True, "https://x.io/"))
     assert (restored.operation, restored.created, restored.http_status) == ("restore_consent", True, 201)
     assert table[key] == {"id": 12}
+
+
+async def test_an_upsert_is_answered_without_waiting_for_another_contacts_withdrawal() -> None:
+    world, table = Mailgun(), {}
+    withdrawal_may_end = asyncio.Event()
+    send = world.send
+
+    async def slow_withdrawal(request: Request) -> DeliveryResult:
+        if request.method == "PUT":
+            await withdrawal_may_end.wait()
+        return await send(request)
+
+    world.send = slow_withdrawal  # type: ignore[method-assign]
+    jobs = jobs_with(world, table)
+    batcher = Batcher(jobs.send_batch, 100, 0)
+    sam, jane = (
+        job("sam@example.org", True, "https://x.io/s"),
+        job("jane@example.com", False, "https://x.io/j"),
+    )
+    upsert = asyncio.create_task(batcher.submit(sam.contact, sam))
+    withdrawal = asyncio.create_task(batcher.submit(jane.contact, jane))
+    placed = await asyncio.wait_for(upsert, 5)
+    assert (placed.result.operation, placed.result.status) == ("upsert", "delivered")
+    assert not withdrawal.done()
+    withdrawal_may_end.set()
+    assert (await asyncio.wait_for(withdrawal, 5)).result.operation == "withdraw_consent"
