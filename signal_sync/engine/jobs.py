@@ -12,13 +12,13 @@ table (``ContactStates``): the destination modules say what the state is, this m
 * In a batch (``send_batch``, what the ``Batcher`` calls): each contact's jobs are planned in
   order, chaining the state each upsert leaves; its upserts before its first other operation go
   in the bulk call (``engine.batch_send``), and that operation goes alone once the bulk call was
-  answered, planned only then, with the state the earlier ones left. The contact's later jobs are
-  ``AGAIN``: the ``Batcher`` places them into its next batch, where they are planned with the state
-  the operation left and their upserts travel in a bulk call again (one request each would cost a
-  round trip per event and hold the whole batch for the contact's chain). A contact whose first
-  job is such an operation does not wait for the bulk call, and each contact's results are handed
-  to the ``Batcher`` as soon as its own calls are answered (``Group.finish``), so an upsert's
-  outcome never waits for another contact's withdrawal.
+  answered, planned only then, with the state the earlier ones left, and so do the operations and
+  drops right after it. From the contact's next upsert on its jobs are ``AGAIN``: the ``Batcher``
+  places them into its next batch, where they are planned with the state the operations left and
+  their upserts travel in a bulk call again (one request each would cost a round trip per event).
+  A contact whose first job is such an operation does not wait for the bulk call, and each contact's
+  results are handed to the ``Batcher`` as soon as its own calls are answered (``Group.finish``), so
+  an upsert's outcome never waits for another contact's withdrawal.
 
 Nothing here raises for one job's trouble: a plan or step that raises is that job's ``failed`` /
 ``internal_error`` result.
@@ -225,6 +225,17 @@ class Jobs:
             shown=CallLog(tuple(sent)) if sent else None,
         )
 
+    def _goes_alone(self, job: Job) -> bool:
+        """Whether the job, planned with its contact's state now, is carried out alone (an operation of
+        several calls, or a drop) rather than in a bulk call (an upsert)."""
+        try:
+            work = self.plan(job, self.states.get(job.contact))
+        except Exception:
+            return True  # ``run`` plans it again and records what it raises
+        if isinstance(work, Calls):
+            work.steps.close()
+        return not isinstance(work, Upsert)
+
     async def send_batch(self, groups: list[Group]) -> list[list[JobResult | Again]]:
         """The ``Batcher``'s function: per group (one contact's jobs in order), one result per job, or
         ``AGAIN`` for the jobs after one carried out alone."""
@@ -279,8 +290,13 @@ class Jobs:
         async def rest_alone(g: int, first: int) -> None:
             if bulk_call is not None and g in in_bulk:
                 await asyncio.shield(bulk_call)
-            results[g][first] = await self.run(groups[g].items[first])
-            results[g][first + 1 :] = [AGAIN] * (len(groups[g].items) - first - 1)
+            jobs, i = groups[g].items, first
+            results[g][i] = await self.run(jobs[i])
+            i += 1
+            while i < len(jobs) and self._goes_alone(jobs[i]):  # no bulk call to wait for
+                results[g][i] = await self.run(jobs[i])
+                i += 1
+            results[g][i:] = [AGAIN] * (len(jobs) - i)
             groups[g].finish(results[g])
 
         try:

@@ -1,7 +1,7 @@
 """``engine.jobs``: a batch keeps each contact's order when a withdrawal or re-grant sits between its
-upserts (the upserts before it go in the bulk call, it goes alone, and everything after it goes in
-the batcher's next batch, each planned with the state the earlier ones left), and the state read
-from the answers is kept."""
+upserts (the upserts before it go in the bulk call, it and the operations right after it go alone,
+and the upserts after those go in the batcher's next batch, each planned with the state the earlier
+ones left), and the state read from the answers is kept."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ async def batched(jobs: Jobs, groups: dict[str, list[Job]]) -> dict[str, list[An
     return {name: [p.result for p in results] for name, results in placed.items()}
 
 
-async def test_a_withdrawal_splits_its_contacts_batch_and_the_jobs_after_it_go_in_the_next_batch() -> None:
+async def test_a_withdrawal_splits_its_contacts_batch_and_goes_alone_with_the_operations_after_it() -> None:
     world, table = Mailgun(), {}
     jobs = jobs_with(world, table)
     jane = [
@@ -86,17 +86,13 @@ async def test_a_withdrawal_splits_its_contacts_batch_and_the_jobs_after_it_go_i
         job("jane@example.com", True, "https://x.io/5"),
     ]
     sam = [job("sam@example.org", True, "https://x.io/s")]
-    jane_group, _ = await jobs.send_batch([Group(jane[0].contact, jane), Group(sam[0].contact, sam)])
-    assert jane_group[3:] == [AGAIN, AGAIN], "the jobs after the withdrawal go into the next batch"
-
-    world, table = Mailgun(), {}
-    results = await batched(jobs_with(world, table), {"jane": jane, "sam": sam})
+    results = await batched(jobs, {"jane": jane, "sam": sam})
     assert world.calls == [
         ("POST", "members.json"),  # jane's first two upserts (coalesced) and sam's, in one call
         ("PUT", "jane@example.com"),  # the withdrawal: subscribed=no
         ("GET", "jane@example.com"),  # the domain's unsubscribe list: not there
         ("POST", "unsubscribes"),
-        # the next batch: the second withdrawal sends nothing, the first one is in the state by now
+        # the second withdrawal sends nothing, the first one is in the state by now
         ("POST", "members"),  # the re-grant: the upsert alone
         ("DELETE", "jane@example.com"),  # and the unsubscribe signal-sync added
     ]
@@ -282,3 +278,37 @@ async def test_an_upsert_is_answered_without_waiting_for_another_contacts_withdr
     assert not withdrawal.done()
     withdrawal_may_end.set()
     assert (await asyncio.wait_for(withdrawal, 5)).result.operation == "withdraw_consent"
+
+
+async def test_a_regrant_after_a_withdrawal_goes_in_its_round_and_the_upserts_after_it_wait() -> None:
+    world, table = Mailgun(), {}
+    jobs = jobs_with(world, table)
+    batches: list[int] = []
+
+    async def send_batch(groups: list[Group]) -> list[list[Any]]:
+        batches.append(sum(len(group.items) for group in groups))
+        return await jobs.send_batch(groups)
+
+    jane = [
+        job("jane@example.com", False, "https://x.io/1"),
+        job("jane@example.com", False, "https://x.io/2"),  # dropped: already withdrawn
+        job("jane@example.com", True, "https://x.io/3"),  # the re-grant
+        job("jane@example.com", True, "https://x.io/4"),
+        job("jane@example.com", True, "https://x.io/5"),
+    ]
+    batcher = Batcher(send_batch, 100, 0)
+    placed = await asyncio.wait_for(asyncio.gather(*(batcher.submit(j.contact, j) for j in jane)), 5)
+    assert [(p.result.operation, p.result.status) for p in placed] == [
+        ("withdraw_consent", "delivered"),
+        ("withdraw_consent", "dropped"),
+        ("restore_consent", "delivered"),
+        ("upsert", "delivered"),
+        ("upsert", "delivered"),
+    ]
+    assert batches == [5, 2], "withdrawal, drop and re-grant in one round; the upserts in the next"
+    assert world.calls[-1] == ("POST", "members"), "the two upserts coalesced into one member"
+    assert len(world.calls) == 6
+
+    fresh = jobs_with(Mailgun(), {})
+    (alone,) = await fresh.send_batch([Group(jane[0].contact, jane)])
+    assert alone[3:] == [AGAIN, AGAIN], "send_batch answers AGAIN for the upserts after the operations"
