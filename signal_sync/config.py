@@ -345,11 +345,13 @@ class KafkaSettings(_Strict):
         "then spends most of its CPU on fetch round trips.",
     )
     consumer_fetch_max_wait_ms: int = Field(
-        50,
+        20,
         ge=0,
         le=10_000,
         description="Longest the broker holds a fetch for consumer_fetch_min_bytes (fetch.max.wait.ms): "
-        "at low input rates each stage's records wait up to this long.",
+        "below about 3 MB/s of input the fetch minimum is never reached, so every record waits up to "
+        "this long, once in the source topic and once in its integration's internal topic "
+        "(docs/performance.md, latency budget).",
     )
     client_config: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
@@ -567,12 +569,13 @@ class DeliverySettings(_Strict):
         "internal topics (one record per integration and partition).",
     )
     forward_linger_ms: float = Field(
-        50.0,
+        30.0,
         ge=0,
         description="Longest an event waits in the ingest stage before it is sent on. Each internal "
         "record costs the delivery agents about what a source record costs: a longer linger means "
         "fewer, larger records. While more than forward_max_events records wait in the partition "
-        "being read (a backlog), the stage waits for forward_max_events or 0.5 s instead.",
+        "being read (a backlog), the stage waits for forward_max_events or 0.5 s instead, so this "
+        "linger only costs CPU when the worker keeps up (docs/performance.md).",
     )
     max_in_flight: int = Field(
         1024,

@@ -5,11 +5,16 @@ grouped per integration and flushed when ``max_items`` contacts are waiting or a
 short linger. Several events of one contact inside one window become one upsert equal
 to applying them in order (coalescing), and a contact whose batch is in flight waits for
 the next batch, so per-contact order holds. Each event still gets its own result.
+
+``send_batch`` may answer ``AGAIN`` for a contact's later items (those after an operation it
+carried out alone): they go into the next batch, ahead of the contact's items that arrived
+meanwhile, so they travel in a bulk call again instead of one request each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,14 +25,29 @@ R = TypeVar("R")
 
 @dataclass
 class Group:
-    """The coalesced events of one contact in one batch, in arrival order."""
+    """The coalesced events of one contact in one batch, in arrival order. ``finish(results)``
+    answers the group's items before the rest of the batch is done (set by the ``Batcher``; a
+    no-op on a group made elsewhere)."""
 
     contact: str
     items: list[Any] = field(default_factory=list)
     futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    finish: Callable[[list[Any]], None] = field(default=lambda _results: None, repr=False)
 
 
 SendBatch = Callable[[list[Group]], Awaitable[list[Any]]]
+
+
+class Again:
+    """The result of an item to place into the next batch (``AGAIN``), in its contact's order."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "AGAIN"
+
+
+AGAIN = Again()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +71,12 @@ class Batcher:
     """Collects items per contact and sends them in batches through ``send_batch``.
 
     ``send_batch(groups)`` must return, per group in the same order, one result per item, and
-    never raise for a destination's answer (exceptions fail every event of the batch).
+    never raise for a destination's answer (exceptions fail every event of the batch). A result of
+    ``AGAIN`` places the item into the next batch; once a group's item is ``AGAIN``, every later
+    item of that group must be too (the contact's order), and a group's first item never is.
+    ``send_batch`` may answer a group early with ``group.finish(results)`` (the same results it
+    returns for it): its items get their results and its contact is free for the next batch while
+    other contacts of the batch still wait for their calls.
     """
 
     def __init__(self, send_batch: SendBatch, max_items: int, linger_s: float) -> None:
@@ -99,22 +124,45 @@ class Batcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, groups: list[Group]) -> None:
+        finished: set[int] = set()
+
+        def finish(group: Group, results: list[Any]) -> None:
+            """The group's results: set its futures (or place its ``AGAIN`` items) and free its contact."""
+            if id(group) in finished:
+                return
+            finished.add(id(group))
+            again: list[tuple[Any, asyncio.Future[Any]]] = []
+            for position, (item, future, result) in enumerate(
+                zip(group.items, group.futures, results, strict=True)
+            ):
+                if result is AGAIN:
+                    again.append((item, future))
+                elif not future.done():
+                    future.set_result(Placed(result, position, len(group.futures)))
+            self._release(group.contact, again)
+
+        for group in groups:
+            group.finish = functools.partial(finish, group)
         try:
             results = await self._send_batch(groups)
             for group, group_results in zip(groups, results, strict=True):
-                for position, (future, result) in enumerate(zip(group.futures, group_results, strict=True)):
-                    if not future.done():
-                        future.set_result(Placed(result, position, len(group.futures)))
+                finish(group, group_results)
         except BaseException as exc:
             for group in groups:
+                if id(group) in finished:
+                    continue
+                finished.add(id(group))
                 for future in group.futures:
                     if not future.done():
                         future.set_exception(exc)
+                self._release(group.contact, [])
             if isinstance(exc, asyncio.CancelledError):
                 raise
-        finally:
-            for group in groups:
-                self._in_flight.discard(group.contact)
-                # Placing one may fill and send the next batch; the contact's later ones then wait again.
-                for item, future in self._waiting.pop(group.contact, deque()):
-                    self._place(group.contact, item, future)
+
+    def _release(self, contact: str, again: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        """The contact's batch is answered: its ``again`` items, then those that waited, go on in order."""
+        self._in_flight.discard(contact)
+        # Placing one may fill and send the next batch; the contact's later ones then wait again.
+        queued = self._waiting.pop(contact, deque())
+        for item, future in [*again, *queued]:
+            self._place(contact, item, future)

@@ -11,9 +11,14 @@ table (``ContactStates``): the destination modules say what the state is, this m
   and a step that fails ends it as that failure.
 * In a batch (``send_batch``, what the ``Batcher`` calls): each contact's jobs are planned in
   order, chaining the state each upsert leaves; its upserts before its first other operation go
-  in the bulk call (``engine.batch_send``), and that operation and every later job of the contact
-  go alone, in order, once the bulk call was answered, each planned only then, with the state the
-  earlier ones left. A contact whose first job is such an operation does not wait for the bulk call.
+  in the bulk call (``engine.batch_send``), and that operation goes alone once the bulk call was
+  answered, planned only then, with the state the earlier ones left, and so do the operations and
+  drops right after it. From the contact's next upsert on its jobs are ``AGAIN``: the ``Batcher``
+  places them into its next batch, where they are planned with the state the operations left and
+  their upserts travel in a bulk call again (one request each would cost a round trip per event).
+  A contact whose first job is such an operation does not wait for the bulk call, and each contact's
+  results are handed to the ``Batcher`` as soon as its own calls are answered (``Group.finish``), so
+  an upsert's outcome never waits for another contact's withdrawal.
 
 With segments (a Mautic integration's ``segments``), a delivered upsert (or a re-grant's upsert)
 of an event that has segments adds its contact to them (``engine.segments``) before the job's
@@ -41,7 +46,7 @@ from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.base import CallLog, Operation, Planned, Request
 from signal_sync.destinations.delivery import DeliveryResult, exception_text
 from signal_sync.destinations.operations import Calls, Drop, State, Upsert, Work
-from signal_sync.engine.batcher import Group
+from signal_sync.engine.batcher import AGAIN, Again, Group
 from signal_sync.engine.segments import Added, Wanted, add_to_segments
 from signal_sync.identity import ResolvedEvent
 from signal_sync.planner import plan_delivery, state_key
@@ -286,9 +291,21 @@ class Jobs:
             done = await self.add_alone(job, upserted, done)
         return done
 
-    async def send_batch(self, groups: list[Group]) -> list[list[JobResult]]:
-        """The ``Batcher``'s function: per group (one contact's jobs in order), one result per job."""
-        results: list[list[JobResult | None]] = [[None] * len(group.items) for group in groups]
+    def _goes_alone(self, job: Job) -> bool:
+        """Whether the job, planned with its contact's state now, is carried out alone (an operation of
+        several calls, or a drop) rather than in a bulk call (an upsert)."""
+        try:
+            work = self.plan(job, self.states.get(job.contact))
+        except Exception:
+            return True  # ``run`` plans it again and records what it raises
+        if isinstance(work, Calls):
+            work.steps.close()
+        return not isinstance(work, Upsert)
+
+    async def send_batch(self, groups: list[Group]) -> list[list[JobResult | Again]]:
+        """The ``Batcher``'s function: per group (one contact's jobs in order), one result per job, or
+        ``AGAIN`` for the jobs after one carried out alone."""
+        results: list[list[JobResult | Again | None]] = [[None] * len(group.items) for group in groups]
         bulk: list[tuple[int, list[tuple[int, Upsert]], State]] = []
         alone: list[tuple[int, int]] = []  # (group, its first job carried out alone)
         for g, group in enumerate(groups):
@@ -311,6 +328,10 @@ class Jobs:
                     break
             if upserts:
                 bulk.append((g, upserts, start))
+        waits = {g for g, _, _ in bulk} | {g for g, _ in alone}
+        for g, group in enumerate(groups):
+            if g not in waits:  # nothing to send: its contact need not wait for the others' calls
+                group.finish(results[g])
 
         async def send_bulk() -> None:
             entry_groups = [
@@ -326,26 +347,38 @@ class Jobs:
                         kept, last = self.destination.settle(work.state, result), i
                 if last is not None and (note := self.keep(groups[g].items[last], start, kept)) is not None:
                     results[g][last] = dataclasses.replace(results[g][last], error=note)  # type: ignore[arg-type]
-                if self.segments is None:
-                    continue
-                for (i, _), result in zip(upserts, entry_results, strict=True):
-                    if result.status == "delivered" and (want := self.wanted(groups[g].items[i], result)):
-                        wants.append(((g, i), want))
-            if wants and self.segments is not None:
+                if self.segments is not None:
+                    for (i, _), result in zip(upserts, entry_results, strict=True):
+                        if result.status == "delivered" and (want := self.wanted(groups[g].items[i], result)):
+                            wants.append(((g, i), want))
+                elif g not in goes_alone:
+                    groups[g].finish(results[g])
+            if wants:
                 adds = await add_to_segments(
                     self.integration, self.segments, self.send, [want for _, want in wants]
                 )
                 for ((g, i), _), added in zip(wants, adds, strict=True):
                     results[g][i] = with_segments(results[g][i], added)  # type: ignore[arg-type]
+            if self.segments is not None:  # a result is final once its segment adds are answered
+                for g, _, _ in bulk:
+                    if g not in goes_alone:
+                        groups[g].finish(results[g])
 
+        goes_alone = {g for g, _ in alone}
         bulk_call = asyncio.ensure_future(send_bulk()) if bulk else None
         in_bulk = {g for g, _, _ in bulk}
 
         async def rest_alone(g: int, first: int) -> None:
             if bulk_call is not None and g in in_bulk:
                 await asyncio.shield(bulk_call)
-            for i in range(first, len(groups[g].items)):
-                results[g][i] = await self.run(groups[g].items[i])
+            jobs, i = groups[g].items, first
+            results[g][i] = await self.run(jobs[i])
+            i += 1
+            while i < len(jobs) and self._goes_alone(jobs[i]):  # no bulk call to wait for
+                results[g][i] = await self.run(jobs[i])
+                i += 1
+            results[g][i:] = [AGAIN] * (len(jobs) - i)
+            groups[g].finish(results[g])
 
         try:
             await asyncio.gather(*([bulk_call] if bulk_call else []), *(rest_alone(g, i) for g, i in alone))

@@ -70,7 +70,10 @@ def record_size(key: bytes | None, value: bytes | None, headers: Headers | None 
 
 
 SETTINGS = {
-    "linger.ms": 20,  # fewer, larger produce requests: the broker shares the worker's machine
+    # Forwards to the internal topics wait this long on the way to the delivery agents, outcomes on
+    # the way to their readers (docs/performance.md, latency budget); at 5 ms a produce request
+    # still carries every record handed over in that time, for all partitions of the broker.
+    "linger.ms": 5,
     **KEYED_PRODUCER,
     "queue.buffering.max.messages": 20_000,  # bounds memory while the broker is away
 }

@@ -48,4 +48,4 @@ async def test_the_fetcher_uses_the_configured_fetch_settings(tmp_path: Path, ka
 
 async def test_defaults(tmp_path: Path, kafka_bootstrap: str) -> None:
     consumer = worker_consumer(tmp_path, kafka_bootstrap)
-    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (65_536, 50)
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (65_536, 20)

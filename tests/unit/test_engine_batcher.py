@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from signal_sync.engine.batcher import Batcher, Group
+from signal_sync.engine.batcher import AGAIN, Batcher, Group
 
 
 async def test_events_of_one_contact_coalesce_and_later_ones_wait_for_the_in_flight_batch() -> None:
@@ -97,3 +97,50 @@ async def test_a_contact_is_never_in_two_batches_at_once_when_a_flush_splits_its
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
     assert not overlaps, f"contact(s) {overlaps} were in two batches at once: {sent}"
     assert [items for batch in sent for contact, items in batch if contact == "a"] == [[1], [2], [3]]
+
+
+async def test_items_answered_again_go_into_the_next_batch_ahead_of_the_contacts_later_ones() -> None:
+    sent: list[list[tuple[str, list[int]]]] = []
+    release = asyncio.Event()
+
+    async def send_batch(groups: list[Group]) -> list[list[object]]:
+        sent.append([(g.contact, list(g.items)) for g in groups])
+        if len(sent) == 1:
+            await release.wait()
+        # the first item of a group is done; the rest are placed again
+        return [[f"ok-{g.items[0]}", *[AGAIN] * (len(g.items) - 1)] for g in groups]
+
+    batcher = Batcher(send_batch, max_items=10, linger_s=0)
+    first = [asyncio.create_task(batcher.submit("a", n)) for n in (1, 2, 3)]
+    while not sent:
+        await asyncio.sleep(0)
+    late = asyncio.create_task(batcher.submit("a", 4))  # arrives while a's batch is in flight
+    await asyncio.sleep(0)
+    release.set()
+    placed = await asyncio.wait_for(asyncio.gather(*first, late), 5)
+    assert sent == [[("a", [1, 2, 3])], [("a", [2, 3, 4])], [("a", [3, 4])], [("a", [4])]]
+    assert [p.result for p in placed] == ["ok-1", "ok-2", "ok-3", "ok-4"]
+
+
+async def test_a_group_finished_early_has_its_results_and_frees_its_contact_while_the_batch_runs() -> None:
+    slow = asyncio.Event()
+    sent: list[list[str]] = []
+
+    async def send_batch(groups: list[Group]) -> list[list[str]]:
+        sent.append([g.contact for g in groups])
+        quick = [g for g in groups if g.contact == "quick"]
+        for group in quick:
+            group.finish([f"ok-{item}" for item in group.items])
+        if any(g.contact == "slow" for g in groups):
+            await slow.wait()
+        return [[f"ok-{item}" for item in g.items] for g in groups]
+
+    batcher = Batcher(send_batch, max_items=10, linger_s=0)
+    quick = asyncio.create_task(batcher.submit("quick", 1))
+    waits = asyncio.create_task(batcher.submit("slow", 2))
+    assert (await asyncio.wait_for(quick, 5)).result == "ok-1", "answered before the slow group is"
+    again = await asyncio.wait_for(batcher.submit("quick", 3), 5)  # its contact is free: a new batch
+    assert again.result == "ok-3" and not waits.done()
+    slow.set()
+    assert (await asyncio.wait_for(waits, 5)).result == "ok-2"
+    assert sent == [["quick", "slow"], ["quick"]]

@@ -1,6 +1,7 @@
 """``engine.jobs``: a batch keeps each contact's order when a withdrawal or re-grant sits between its
-upserts (the upserts before it go in the bulk call, it and everything after go alone, in order,
-each planned with the state the earlier ones left), and the state read from the answers is kept."""
+upserts (the upserts before it go in the bulk call, it and the operations right after it go alone,
+and the upserts after those go in the batcher's next batch, each planned with the state the earlier
+ones left), and the state read from the answers is kept."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from signal_sync.destinations import mailgun_privacy
 from signal_sync.destinations.base import Request
 from signal_sync.destinations.delivery import DeliveryResult
 from signal_sync.engine.batch_send import make_send_batch
-from signal_sync.engine.batcher import Group
+from signal_sync.engine.batcher import AGAIN, Batcher, Group
 from signal_sync.engine.gate import IntegrationGate
 from signal_sync.engine.jobs import ContactStates, Job, Jobs
 from signal_sync.identity import ResolvedEvent, contact_id
@@ -64,7 +65,17 @@ def jobs_with(world: Mailgun, table: dict[str, Any]) -> Jobs:
     return Jobs(MAILGUN, ContactStates(MAILGUN, table), world.send, send_entries)
 
 
-async def test_a_withdrawal_splits_its_contacts_batch_and_everything_after_it_goes_alone_in_order() -> None:
+async def batched(jobs: Jobs, groups: dict[str, list[Job]]) -> dict[str, list[Any]]:
+    """Every job through a ``Batcher`` sending with ``jobs.send_batch`` (as the delivery agent does):
+    each contact's results in order."""
+    batcher = Batcher(jobs.send_batch, 100, 0)
+    submit = batcher.submit
+    tasks = {name: [asyncio.create_task(submit(j.contact, j)) for j in js] for name, js in groups.items()}
+    placed = {name: await asyncio.wait_for(asyncio.gather(*t), 5) for name, t in tasks.items()}
+    return {name: [p.result for p in results] for name, results in placed.items()}
+
+
+async def test_a_withdrawal_splits_its_contacts_batch_and_goes_alone_with_the_operations_after_it() -> None:
     world, table = Mailgun(), {}
     jobs = jobs_with(world, table)
     jane = [
@@ -75,27 +86,52 @@ async def test_a_withdrawal_splits_its_contacts_batch_and_everything_after_it_go
         job("jane@example.com", True, "https://x.io/5"),
     ]
     sam = [job("sam@example.org", True, "https://x.io/s")]
-    jane_group, sam_group = await jobs.send_batch([Group("jane", jane), Group("sam", sam)])
-
+    results = await batched(jobs, {"jane": jane, "sam": sam})
     assert world.calls == [
         ("POST", "members.json"),  # jane's first two upserts (coalesced) and sam's, in one call
         ("PUT", "jane@example.com"),  # the withdrawal: subscribed=no
         ("GET", "jane@example.com"),  # the domain's unsubscribe list: not there
         ("POST", "unsubscribes"),
-        # the second withdrawal sends nothing: the first one is in the state by now
+        # the second withdrawal sends nothing, the first one is in the state by now
         ("POST", "members"),  # the re-grant: the upsert alone
         ("DELETE", "jane@example.com"),  # and the unsubscribe signal-sync added
     ]
-    assert [(r.operation, r.status, r.reason) for r in jane_group] == [
+    assert [(r.operation, r.status, r.reason) for r in results["jane"]] == [
         ("upsert", "delivered", None),
         ("upsert", "delivered", None),
         ("withdraw_consent", "delivered", None),
         ("withdraw_consent", "dropped", "consent_denied"),
         ("restore_consent", "delivered", None),
     ]
-    assert [(r.operation, r.status) for r in sam_group] == [("upsert", "delivered")]
+    assert [(r.operation, r.status) for r in results["sam"]] == [("upsert", "delivered")]
     jane_state = table[state_key(MAILGUN, contact_id("jane@example.com"))]
     assert jane_state == {"last_page_url": "https://x.io/5"}, "back to the vars alone once re-granted"
+
+
+async def test_the_upserts_after_a_regrant_travel_together_again_not_one_request_each() -> None:
+    world, table = Mailgun(), {}
+    jane = [
+        job("jane@example.com", False, "https://x.io/1"),
+        job("jane@example.com", True, "https://x.io/2"),
+        job("jane@example.com", True, "https://x.io/3"),
+        job("jane@example.com", True, "https://x.io/4"),
+    ]
+    results = await batched(jobs_with(world, table), {"jane": jane})
+    assert world.calls == [
+        ("PUT", "jane@example.com"),
+        ("GET", "jane@example.com"),
+        ("POST", "unsubscribes"),
+        ("POST", "members"),  # the re-grant
+        ("DELETE", "jane@example.com"),
+        ("POST", "members"),  # the two upserts after it, coalesced into one member
+    ]
+    assert [(r.operation, r.status) for r in results["jane"]] == [
+        ("withdraw_consent", "delivered"),
+        ("restore_consent", "delivered"),
+        ("upsert", "delivered"),
+        ("upsert", "delivered"),
+    ]
+    assert table[state_key(MAILGUN, contact_id("jane@example.com"))] == {"last_page_url": "https://x.io/4"}
 
 
 async def test_a_contact_whose_first_job_goes_alone_does_not_wait_for_the_bulk_call() -> None:
@@ -216,3 +252,63 @@ async def test_a_withdrawal_reports_no_created_flag_and_a_regrant_its_upserts() 
     restored = await jobs.run(job("jane@example.com", True, "https://x.io/"))
     assert (restored.operation, restored.created, restored.http_status) == ("restore_consent", True, 201)
     assert table[key] == {"id": 12}
+
+
+async def test_an_upsert_is_answered_without_waiting_for_another_contacts_withdrawal() -> None:
+    world, table = Mailgun(), {}
+    withdrawal_may_end = asyncio.Event()
+    send = world.send
+
+    async def slow_withdrawal(request: Request) -> DeliveryResult:
+        if request.method == "PUT":
+            await withdrawal_may_end.wait()
+        return await send(request)
+
+    world.send = slow_withdrawal  # type: ignore[method-assign]
+    jobs = jobs_with(world, table)
+    batcher = Batcher(jobs.send_batch, 100, 0)
+    sam, jane = (
+        job("sam@example.org", True, "https://x.io/s"),
+        job("jane@example.com", False, "https://x.io/j"),
+    )
+    upsert = asyncio.create_task(batcher.submit(sam.contact, sam))
+    withdrawal = asyncio.create_task(batcher.submit(jane.contact, jane))
+    placed = await asyncio.wait_for(upsert, 5)
+    assert (placed.result.operation, placed.result.status) == ("upsert", "delivered")
+    assert not withdrawal.done()
+    withdrawal_may_end.set()
+    assert (await asyncio.wait_for(withdrawal, 5)).result.operation == "withdraw_consent"
+
+
+async def test_a_regrant_after_a_withdrawal_goes_in_its_round_and_the_upserts_after_it_wait() -> None:
+    world, table = Mailgun(), {}
+    jobs = jobs_with(world, table)
+    batches: list[int] = []
+
+    async def send_batch(groups: list[Group]) -> list[list[Any]]:
+        batches.append(sum(len(group.items) for group in groups))
+        return await jobs.send_batch(groups)
+
+    jane = [
+        job("jane@example.com", False, "https://x.io/1"),
+        job("jane@example.com", False, "https://x.io/2"),  # dropped: already withdrawn
+        job("jane@example.com", True, "https://x.io/3"),  # the re-grant
+        job("jane@example.com", True, "https://x.io/4"),
+        job("jane@example.com", True, "https://x.io/5"),
+    ]
+    batcher = Batcher(send_batch, 100, 0)
+    placed = await asyncio.wait_for(asyncio.gather(*(batcher.submit(j.contact, j) for j in jane)), 5)
+    assert [(p.result.operation, p.result.status) for p in placed] == [
+        ("withdraw_consent", "delivered"),
+        ("withdraw_consent", "dropped"),
+        ("restore_consent", "delivered"),
+        ("upsert", "delivered"),
+        ("upsert", "delivered"),
+    ]
+    assert batches == [5, 2], "withdrawal, drop and re-grant in one round; the upserts in the next"
+    assert world.calls[-1] == ("POST", "members"), "the two upserts coalesced into one member"
+    assert len(world.calls) == 6
+
+    fresh = jobs_with(Mailgun(), {})
+    (alone,) = await fresh.send_batch([Group(jane[0].contact, jane)])
+    assert alone[3:] == [AGAIN, AGAIN], "send_batch answers AGAIN for the upserts after the operations"
