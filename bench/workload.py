@@ -9,7 +9,11 @@ Every variant gets exactly the same records (same seed, same keys, same bytes):
   only the ids and are stitched, as with a Segment-style SDK.
 * **anonymous**: ``anonymous_share`` of the events come from visitors who never identify
   (no email: ``no_email`` drops, or ``event_not_mapped``).
-* **consent**: ``consent_denied_share`` of all events say ``marketing: false``.
+* **consent** is a person's, not an event's: ``consent_denied_share`` of the known people never
+  grant marketing consent (every event says ``marketing: false``), ``withdrawal_share`` grant it
+  and withdraw it for good from their ``WITHDRAWS_AT``-th event on (one withdrawal each reaches the
+  destinations, later events of theirs are dropped), everyone else grants it on every event.
+  Anonymous visitors grant it.
 * **mix** of known contacts' later events: identify 10 %, page 50 %, Product Viewed 20 %
   (mapped by neither integration), Order Completed 10 % (Mailgun only), Signed Up 5 %,
   Lead Captured 5 % (Mautic only).
@@ -44,6 +48,8 @@ LAST_NAMES = ("Ng", "Okafor", "Patel", "Quinn", "Rossi", "Silva", "Tanaka", "Ued
 PLANS = ("free", "pro", "team", "enterprise")
 PAGES = ("/", "/pricing", "/docs", "/blog/launch", "/signup", "/features", "/about", "/contact")
 BASE_TIME = datetime(2026, 6, 6, 12, 0, 0, tzinfo=UTC)
+WITHDRAWS_AT = 5
+"""A withdrawing person's events say ``marketing: false`` from this one (counted from 1) on."""
 LATER_MIX = (
     ("identify", None, 0.10),
     ("page", None, 0.50),
@@ -73,6 +79,7 @@ class WorkloadSpec:
     zipf_s: float = 1.0
     anonymous_share: float = 0.20
     consent_denied_share: float = 0.10
+    withdrawal_share: float = 0.02
     anonymous_visitors: int = 20_000
     utm_share: float = 0.05
     seed: int = 7
@@ -94,6 +101,7 @@ class Workload:
             "zipf_s": self.spec.zipf_s,
             "anonymous_share": self.spec.anonymous_share,
             "consent_denied_share": self.spec.consent_denied_share,
+            "withdrawal_share": self.spec.withdrawal_share,
             "seed": self.spec.seed,
             "distinct_contacts_seen": self.contacts_seen,
             "hottest_contact_events": self.hottest_contact_events,
@@ -129,7 +137,7 @@ def generate(spec: WorkloadSpec) -> Workload:
     weights = list(itertools.accumulate(1.0 / (k**spec.zipf_s) for k in range(1, spec.contacts + 1)))
     later_kinds = [(t, e) for t, e, _ in LATER_MIX]
     later_weights = list(itertools.accumulate(w for _, _, w in LATER_MIX))
-    known_denied = spec.consent_denied_share / max(1e-9, 1.0 - spec.anonymous_share)
+    consent_of: dict[int, str] = {}  # a known person's consent: "denied", "withdraws" or "granted"
     seen: set[int] = set()
     per_contact: Counter[int] = Counter()
     kinds: Counter[str] = Counter()
@@ -159,7 +167,18 @@ def generate(spec: WorkloadSpec) -> Workload:
         person = _contact(c)
         event["anonymousId"] = person["anon"]
         event["userId"] = person["user"]
-        marketing = rng.random() >= known_denied
+        if c not in consent_of:
+            draw = rng.random()
+            consent_of[c] = (
+                "denied"
+                if draw < spec.consent_denied_share
+                else "withdraws"
+                if draw < spec.consent_denied_share + spec.withdrawal_share
+                else "granted"
+            )
+        marketing = consent_of[c] == "granted" or (
+            consent_of[c] == "withdraws" and per_contact[c] < WITHDRAWS_AT
+        )
         context = {"ip": person["ip"], "consent": {"canonical": {"marketing": marketing}}}
         if c not in seen:
             seen.add(c)
