@@ -31,9 +31,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from signal_sync.config_problems import problems_error
 from signal_sync.errors import ConfigError
 from signal_sync.field_mapping import TABLES, CompiledMapping, EventMapping, FieldSources, compile_mapping
 from signal_sync.streams.client_properties import check as check_passthrough
@@ -996,17 +996,7 @@ class MauticIntegration(_IntegrationBase):
             if name != ANY_EVENT and name not in taken
         ]
         if problems:
-            raise ValidationError.from_exception_data(
-                "segments",
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError("segments", "{message}", {"message": message}),
-                        loc=loc,
-                        input=None,
-                    )
-                    for loc, message in problems
-                ],
-            )
+            raise problems_error("segments", "segments", problems)
         self._segment_plan = segment_plan(self.segments, taken)
         return self
 

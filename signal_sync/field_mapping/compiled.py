@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
+from signal_sync.config_problems import problems_error
 from signal_sync.field_mapping.sources import Getter, Source, compile_source
 from signal_sync.field_mapping.tables import MAILGUN_VARS_PREFIX, FieldTable
 
@@ -110,17 +110,7 @@ def compile_mapping(
     if not taken:
         problems.append((("events",), "leaves the integration no event to take"))
     if problems:
-        raise ValidationError.from_exception_data(
-            "field mapping",
-            [
-                InitErrorDetails(
-                    type=PydanticCustomError("field_mapping", "{message}", {"message": message}),
-                    loc=loc,
-                    input=None,
-                )
-                for loc, message in problems
-            ],
-        )
+        raise problems_error("field mapping", "field_mapping", problems)
     getters = {name: _edit(table, name, source) for name, source in mapping.items()}
     edits: dict[str, tuple[Edit, ...]] = {}
     for name in taken:
