@@ -73,13 +73,13 @@ def main() -> None:
             except StopIteration as stop:
                 finish = stop.value
             result = finish.shown or answer
-        if finish.status == "dropped":
-            return {"http_status": None, "attempts": 0, "status": "dropped", "reason": finish.reason}
-        if result is None or result.status != "delivered":
+        if finish.status != "dropped" and (result is None or result.status != "delivered"):
             status = result.http_status if result else None
             return {"http_status": status, "attempts": 1, "status": "failed", "reason": f"http_{status}"}
-        if finish.state is not None:
+        if finish.state is not None:  # a drop may change it too (a withdrawal nobody had to hear)
             destination_state[key] = destination.dump_state(finish.state)
+        if finish.status == "dropped":
+            return {"http_status": None, "attempts": 0, "status": "dropped", "reason": finish.reason}
         return {"http_status": result.http_status, "attempts": 1, "status": "delivered", "reason": None}
 
     @app.agent(source, name="naive")
