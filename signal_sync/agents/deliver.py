@@ -266,13 +266,10 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
                 async with watch.lock:
                     message = event.message
                     tp, offset = message.tp, message.offset
-                    missing = await runtime.sequence.admit(tp, offset)
-                    if missing is None:  # already handled: only its ack, in offset order
+                    if await runtime.sequence.admit_after(tp, offset, submit_raw):
+                        await submit(tp, offset, event.value["events"], event)
+                    else:  # already handled: only its ack, in offset order
                         await submit(tp, offset, [], event)
-                        continue
-                    for record in missing:
-                        await submit_raw(record)
-                    await submit(tp, offset, event.value["events"], event)
         finally:
             watcher.cancel()
 

@@ -201,12 +201,9 @@ def attach(runtime: Runtime) -> None:
             async for event in stream.events():
                 async with watch.lock:
                     message = event.message
-                    missing = await runtime.sequence.admit(message.tp, message.offset)
-                    if missing is None:  # already handled: only its acknowledgement, in order
+                    if await runtime.sequence.admit_after(message.tp, message.offset, handle_raw):
+                        await handle(source_of(event), event)
+                    else:  # already handled: only its acknowledgement, in order
                         await acknowledge(stream, consumer, event)
-                        continue
-                    for record in missing:
-                        await handle_raw(record)
-                    await handle(source_of(event), event)
         finally:
             watcher.cancel()

@@ -405,13 +405,10 @@ def attach(runtime: Runtime) -> None:
             async for event in stream.events():
                 async with watch.lock:
                     message = last_message = event.message
-                    missing = await runtime.sequence.admit(message.tp, message.offset)
-                    if missing is None:  # already handled: only its acknowledgement, in order
-                        forwarding.hold(event)
-                    else:
-                        for record in missing:
-                            await ingest_raw(record)
+                    if await runtime.sequence.admit_after(message.tp, message.offset, ingest_raw):
                         await forwarding.ingest(source_of(event), message.headers, event)
+                    else:  # already handled: only its acknowledgement, in order
+                        forwarding.hold(event)
                     if runtime.forwarder.full:
                         await forwarding.forward()
         finally:

@@ -20,7 +20,7 @@ Revocation forgets the partition: its next owner starts again from the committed
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from faust.types import TP, ConsumerT, EventT, Message, StreamT
 
@@ -58,6 +58,18 @@ class SequenceGuard:
             missing = read
         self._next[tp] = offset + 1
         return missing
+
+    async def admit_after(
+        self, tp: TP, offset: int, handle_missing: Callable[[RawRecord], Awaitable[None]]
+    ) -> bool:
+        """Whether the record at ``offset`` is to be handled (False: already handled, only its
+        acknowledgement is due); the records Faust skipped before it are handled first, in order."""
+        missing = await self.admit(tp, offset)
+        if missing is None:
+            return False
+        for record in missing:
+            await handle_missing(record)
+        return True
 
     def position(self, tp: TP) -> int | None:
         """The next offset this assignment must handle (None before the partition's first record or tail)."""

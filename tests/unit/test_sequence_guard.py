@@ -60,6 +60,20 @@ async def test_skipped_records_are_read_back_before_the_record_after_them() -> N
     assert await guard.admit(P0, 15) == []
 
 
+async def test_admit_after_hands_the_skipped_records_over_first_and_says_whether_to_handle() -> None:
+    guard = SequenceGuard(FakeReader({P0: 10}))
+    handled: list[int] = []
+
+    async def handle_missing(record: RawRecord) -> None:
+        handled.append(record.offset)
+
+    assert await guard.admit_after(P0, 13, handle_missing) is True
+    assert handled == [10, 11, 12], "the gap before the record, in order"
+    assert await guard.admit_after(P0, 12, handle_missing) is False, "a replay: only its ack"
+    assert await guard.admit_after(P0, 14, handle_missing) is True
+    assert handled == [10, 11, 12]
+
+
 async def test_revocation_restarts_from_the_committed_offset() -> None:
     reader = FakeReader({P0: 10})
     guard = SequenceGuard(reader)
