@@ -24,7 +24,7 @@ import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from signal_sync.errors import SignalSyncError
-from signal_sync.identity import ResolvedEvent, contact_id, email_problem, normalize_email
+from signal_sync.identity import ResolvedEvent, contact_id, email_problem, keys_for, normalize_email
 from signal_sync.streams.records import MAX_ID_CHARS, Identifier, SignalEvent
 
 INVALID_REQUEST = "invalid_request"
@@ -71,13 +71,8 @@ class ErasureRequest:
 
     @property
     def identity_keys(self) -> list[str]:
-        """The ``identities`` table keys the request names (``identity.identity_keys``' form)."""
-        keys = []
-        if self.user_id:
-            keys.append(f"u:{self.user_id}")
-        if self.anonymous_id:
-            keys.append(f"a:{self.anonymous_id}")
-        return keys
+        """The ``identities`` table keys the request names."""
+        return keys_for(self.user_id, self.anonymous_id)
 
     def to_json(self) -> dict[str, str]:
         """The request as it goes on the erasures topic."""

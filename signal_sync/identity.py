@@ -105,14 +105,19 @@ def normalize_traits(traits: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def keys_for(user_id: str | None, anonymous_id: str | None) -> list[str]:
+    """The identities table keys of a user id and an anonymous id (those given)."""
+    keys = []
+    if user_id:
+        keys.append(f"u:{user_id}")
+    if anonymous_id:
+        keys.append(f"a:{anonymous_id}")
+    return keys
+
+
 def identity_keys(event: SignalEvent) -> list[str]:
     """Table keys this event's traits are remembered under."""
-    keys = []
-    if event.user_id:
-        keys.append(f"u:{event.user_id}")
-    if event.anonymous_id:
-        keys.append(f"a:{event.anonymous_id}")
-    return keys
+    return keys_for(event.user_id, event.anonymous_id)
 
 
 @dataclass(frozen=True, slots=True)
