@@ -20,7 +20,7 @@ from signal_sync.config import load_settings
 from signal_sync.erasure import ErasureRequest, InvalidRequestError, parse_request
 from signal_sync.errors import ConfigError, SignalSyncError
 from signal_sync.streams.client_properties import KEYED_PRODUCER
-from signal_sync.streams.clients import client_log, explain
+from signal_sync.streams.clients import unwritten
 from signal_sync.streams.topics import client_config, cluster_metadata
 
 FLUSH_TIMEOUT_S = 30.0
@@ -84,8 +84,6 @@ def register(app: typer.Typer) -> None:
         producer.produce(topic, key=key, value=value, on_delivery=delivered)
         remaining = producer.flush(FLUSH_TIMEOUT_S)
         if remaining or failures:
-            router = client_log(kafka)
-            cause = router.last_error if router is not None else None
-            detail = failures[0] if failures else explain(settings.kafka, cause) if cause else "timed out"
+            detail = unwritten(settings.kafka, kafka, failures)
             raise SignalSyncError(f"the erasure request was not written: {detail}")
         typer.echo(f"produced erasure request {request.request_id} to {topic}")

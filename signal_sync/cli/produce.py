@@ -13,7 +13,7 @@ from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
 from signal_sync.errors import SignalSyncError
 from signal_sync.streams.client_properties import KEYED_PRODUCER
-from signal_sync.streams.clients import client_log, explain
+from signal_sync.streams.clients import unwritten
 from signal_sync.streams.topics import client_config, cluster_metadata
 
 
@@ -64,8 +64,6 @@ def register(app: typer.Typer) -> None:
                     count += 1
         remaining = producer.flush(30)
         if remaining or failures:
-            router = client_log(kafka)
-            cause = router.last_error if router is not None else None
-            detail = failures[0] if failures else explain(settings.kafka, cause) if cause else "timed out"
+            detail = unwritten(settings.kafka, kafka, failures)
             raise SignalSyncError(f"{remaining + len(failures)} of {count} record(s) not written: {detail}")
         typer.echo(f"produced {count} record(s) to {settings.kafka.source_topic}")

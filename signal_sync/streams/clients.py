@@ -130,3 +130,13 @@ def explain(kafka: KafkaSettings, text: str) -> str:
                 )
             return f"kafka.{field}: {meaning}: {text}"
     return f"kafka.bootstrap_servers: cannot reach {kafka.bootstrap_servers}: {text}"
+
+
+def unwritten(kafka: KafkaSettings, config: dict[str, Any], failures: list[str]) -> str:
+    """Why records a producer made from ``config`` did not write: the first delivery error, else
+    librdkafka's last logged error explained, else a timeout."""
+    if failures:
+        return failures[0]
+    router = client_log(config)
+    cause = router.last_error if router is not None else None
+    return explain(kafka, cause) if cause else "timed out"
