@@ -65,10 +65,17 @@ kafka-stop:
 kafka-status:
 	$(PYTHON) dev/local_kafka.py status
 
-# Throughput benchmark: faust_floor, passthrough, naive and signal-sync, side by side (bench/README.md).
+# Every scale target in one run (bench/targets.py, bench/README.md): the four variants side by side,
+# paced latency and two workers on this Python and on the oldest supported one (when python3.11 runs
+# here, in $(OLDEST_VENV)), then the 1M-contact memory and restart run; one summary JSON.
+OLDEST_VENV := .venv-3.11
 bench: setup
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[bench]'
-	$(PY) bench/run.py
+	if python3.11 -c 'import sys' >/dev/null 2>&1; then \
+	  [ -x $(OLDEST_VENV)/bin/python ] || python3.11 -m venv $(OLDEST_VENV); \
+	  $(OLDEST_VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test,bench]'; \
+	fi
+	$(PY) bench/targets.py --python $(PY) $$([ -x $(OLDEST_VENV)/bin/python ] && echo --python $(OLDEST_VENV)/bin/python)
 
 # The end-to-end demo: local broker, sandbox Mautic/Mailgun, worker, seed events, outcomes printed.
 demo: setup

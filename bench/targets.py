@@ -1,0 +1,205 @@
+"""Every scale target of the project in one command: runs ``bench/run.py`` on each interpreter
+given, then the many-contacts workload, and writes one summary JSON that states each target, what
+was measured, whether it is met and which run's JSON says so.
+
+Runs, in order (each a ``bench/run.py`` of its own, results under ``--results-dir``):
+
+1. per interpreter (``--python``, repeatable; default: this one): the standard input (``--events``)
+   with every variant side by side, the paced run at 1,000 events/s and the one-against-two-worker
+   drain. This gives the throughput ratio, the latency, the two-worker ratio and the start-up time
+   on that interpreter.
+2. with the first interpreter: the many-contacts workload (``--many-contacts-events`` new contacts,
+   default 1M) with the restart measurement. This gives the memory and restart targets.
+
+The summary (``<stamp>-targets.json``) and a Markdown table on stdout are what the README's
+Performance section reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+RUN = BENCH / "run.py"
+SCHEMA = "signal-sync.bench-targets/v1"
+PACED_RATE = 1000
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: its name, what it asks, how to read the measurement from a run's JSON, and
+    whether the measurement meets it."""
+
+    name: str
+    asks: str
+    run: str  # "standard" or "many_contacts"
+    measure: Callable[[dict[str, Any]], Any]
+    met: Callable[[Any], bool]
+
+
+def _signal_sync(result: dict[str, Any]) -> dict[str, Any]:
+    return result["variants"].get("signal_sync") or {}
+
+
+def _paced_latency(result: dict[str, Any]) -> dict[str, float] | None:
+    paced = result.get("paced") or {}
+    latency = paced.get("latency_ms_after_warmup")
+    return None if latency is None else {"p50": latency["p50"], "p99": latency["p99"]}
+
+
+def _restart(result: dict[str, Any]) -> dict[str, Any] | None:
+    restart = _signal_sync(result).get("restart")
+    if not restart:
+        return None
+    return {
+        "kept_state_ready_s": restart["kept_state"]["ready_s"],
+        "lost_state_ready_s": restart["lost_state"]["ready_s"],
+    }
+
+
+TARGETS = (
+    Target(
+        "throughput",
+        "signal_sync / passthrough >= 1.5 (events/s, both integrations, defaults)",
+        "standard",
+        lambda r: r["ratios"].get("signal_sync/passthrough"),
+        lambda v: v is not None and v >= 1.5,
+    ),
+    Target(
+        "latency",
+        f"paced at {PACED_RATE} events/s: p50 <= 100 ms and p99 <= 300 ms after warm-up",
+        "standard",
+        _paced_latency,
+        lambda v: v is not None and v["p50"] <= 100 and v["p99"] <= 300,
+    ),
+    Target(
+        "two_workers",
+        "two workers >= 1.6x one, destination-bound",
+        "standard",
+        lambda r: (r.get("workers") or {}).get("two_over_one"),
+        lambda v: v is not None and v >= 1.6,
+    ),
+    Target(
+        "startup",
+        "start to /ready < 3 s",
+        "standard",
+        lambda r: _signal_sync(r).get("startup_s"),
+        lambda v: v is not None and v < 3,
+    ),
+    Target(
+        "memory",
+        "peak RSS <= 250 MB, 1M-event backlog over >= 1M new contacts, defaults",
+        "many_contacts",
+        lambda r: _signal_sync(r).get("peak_rss_mb"),
+        lambda v: v is not None and v <= 250,
+    ),
+    Target(
+        "restart",
+        "ready <= 10 s after a restart over the many-contacts tables, state folder kept",
+        "many_contacts",
+        _restart,
+        lambda v: v is not None and v["kept_state_ready_s"] <= 10,
+    ),
+)
+
+
+def bench_run(python: str, args: Sequence[str], results_dir: Path) -> dict[str, Any]:
+    """One ``bench/run.py`` on ``python``; its result JSON (the run prints it last)."""
+    before = set(results_dir.glob("*.json"))
+    command = [python, str(RUN), *args, "--results-dir", str(results_dir)]
+    print(f"[targets] {' '.join(command)}", file=sys.stderr, flush=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    written = sorted(set(results_dir.glob("*.json")) - before - set(results_dir.glob("*-targets.json")))
+    if not written:
+        raise SystemExit(f"bench/run.py on {python} wrote no result in {results_dir}")
+    result = json.loads(written[-1].read_text(encoding="utf-8"))
+    result["_path"] = str(written[-1])
+    return result
+
+
+def evaluate(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target against the runs it reads (a target whose run is missing is not measured)."""
+    rows = []
+    for target in TARGETS:
+        result = runs.get(target.run)
+        measured = target.measure(result) if result is not None else None
+        rows.append(
+            {
+                "target": target.name,
+                "asks": target.asks,
+                "measured": measured,
+                "met": target.met(measured),
+                "result": result["_path"] if result is not None else None,
+            }
+        )
+    return rows
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = ["| target | Python | measured | met | result |", "|---|---|---|---|---|"]
+    for python, entry in summary["pythons"].items():
+        for row in entry["targets"]:
+            if row["measured"] is None and row["result"] is None:
+                continue
+            measured = json.dumps(row["measured"]) if isinstance(row["measured"], dict) else row["measured"]
+            met = "met" if row["met"] else "**not met**"
+            lines.append(f"| {row['asks']} | {python} | {measured} | {met} | `{Path(row['result']).name}` |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=None,
+        help="an interpreter with signal-sync and its bench extras installed (repeatable; the first "
+        "also runs the many-contacts workload; default: this one)",
+    )
+    parser.add_argument("--events", type=int, default=200_000, help="standard input events (default 200000)")
+    parser.add_argument(
+        "--many-contacts-events",
+        type=int,
+        default=1_000_000,
+        help="many-contacts workload: new contacts, one identify each (default 1000000; 0 skips it)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    pythons = args.python or [sys.executable]
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC)
+    standard = ["--events", str(args.events), "--paced", "--paced-rate", str(PACED_RATE), "--workers", "2"]
+    many = ["--many-contacts", "--events", str(args.many_contacts_events), "--variants", "signal_sync"]
+    summary: dict[str, Any] = {
+        "schema": SCHEMA,
+        "started_at": started.isoformat(timespec="seconds"),
+        "pythons": {},
+    }
+    for index, python in enumerate(pythons):
+        runs = {"standard": bench_run(python, standard, args.results_dir)}
+        if index == 0 and args.many_contacts_events:
+            runs["many_contacts"] = bench_run(python, [*many, "--restart", "--no-plot"], args.results_dir)
+        version = runs["standard"]["machine"]["python"]
+        summary["pythons"][version] = {"interpreter": python, "targets": evaluate(runs)}
+    summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = args.results_dir / f"{started.strftime('%Y%m%d-%H%M%S')}-targets.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(markdown(summary))
+    print(f"\n{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""``bench/targets.py``: each target read from the run that measures it, and judged against its bound."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def targets() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_targets", REPO / "bench" / "targets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def standard_run(ratio: float, p50: float, p99: float, two_over_one: float, startup: float) -> dict[str, Any]:
+    return {
+        "_path": "/results/standard.json",
+        "ratios": {"signal_sync/passthrough": ratio},
+        "paced": {"latency_ms_after_warmup": {"p50": p50, "p99": p99, "max": p99 * 2}},
+        "workers": {"two_over_one": two_over_one},
+        "variants": {"signal_sync": {"startup_s": startup}},
+    }
+
+
+def many_contacts_run(rss: float, kept: float, lost: float) -> dict[str, Any]:
+    restart = {"kept_state": {"ready_s": kept}, "lost_state": {"ready_s": lost}}
+    return {
+        "_path": "/results/many.json",
+        "variants": {"signal_sync": {"peak_rss_mb": rss, "restart": restart}},
+    }
+
+
+def verdicts(rows: list[dict[str, Any]]) -> dict[str, bool]:
+    return {row["target"]: row["met"] for row in rows}
+
+
+def test_every_target_met_at_its_bound(targets: ModuleType) -> None:
+    rows = targets.evaluate(
+        {"standard": standard_run(1.5, 100, 300, 1.6, 2.9), "many_contacts": many_contacts_run(250, 10, 200)}
+    )
+    assert verdicts(rows) == dict.fromkeys(
+        ("throughput", "latency", "two_workers", "startup", "memory", "restart"), True
+    )
+    by_name = {row["target"]: row for row in rows}
+    assert by_name["latency"]["measured"] == {"p50": 100, "p99": 300}
+    assert by_name["restart"]["measured"] == {"kept_state_ready_s": 10, "lost_state_ready_s": 200}
+    assert by_name["memory"]["result"] == "/results/many.json"
+    assert by_name["throughput"]["result"] == "/results/standard.json"
+
+
+def test_each_target_missed_just_past_its_bound(targets: ModuleType) -> None:
+    rows = targets.evaluate(
+        {
+            "standard": standard_run(1.49, 100.1, 300, 1.59, 3.0),
+            "many_contacts": many_contacts_run(250.1, 10.01, 200),
+        }
+    )
+    assert not any(verdicts(rows).values())
+
+
+def test_latency_needs_both_percentiles(targets: ModuleType) -> None:
+    rows = targets.evaluate({"standard": standard_run(2, 50, 301, 2, 1)})
+    assert verdicts(rows)["latency"] is False
+
+
+def test_a_run_not_made_is_not_measured(targets: ModuleType) -> None:
+    rows = targets.evaluate({"standard": standard_run(2, 50, 100, 2, 1)})
+    by_name = {row["target"]: row for row in rows}
+    assert by_name["memory"] == {
+        "target": "memory",
+        "asks": by_name["memory"]["asks"],
+        "measured": None,
+        "met": False,
+        "result": None,
+    }
+    table = targets.markdown({"pythons": {"3.13.0": {"targets": rows}}})
+    assert "peak RSS" not in table
+    assert "| 3.13.0 | 2 | met | `standard.json` |" in table
