@@ -45,6 +45,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import rocksdict
@@ -63,6 +64,9 @@ TAG_BYTES = 2
 OFFSET_KEY = faust_rocksdb.Store.offset_key
 """Faust's key of a database's persisted offset; a partition's is this key and its number."""
 MIGRATE_BATCH = 10_000
+OFFSET_WRITE_INTERVAL_S = 1.0
+"""Most seconds a persisted offset waits to be written: a crash replays at most this much more of
+the changelog, and a record's own write of its offset (a RocksDB put per record) is saved."""
 BLOOM_BITS_PER_KEY = 10
 """About 1% false positives: a key absent from a partition is rarely read from its files."""
 
@@ -140,6 +144,9 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         self.rocksdb_options = BoundedRocksDBOptions(memory)
         self._db: rocksdict.Rdict | None = None
         self.generation = 0
+        self._offsets: dict[int, int] = {}
+        """Persisted offsets by partition not yet written (``set_persisted_offset``)."""
+        self._offsets_due = 0.0
         """Counts the changes to what a read can return (writes, deletes, recovered batches, partitions
         assigned or revoked): a reader that remembers what it read is up to date while it is unchanged."""
 
@@ -221,12 +228,27 @@ class PartitionedRocksStore(faust_rocksdb.Store):
 
     def persisted_offset(self, tp: TP) -> int | None:
         """The changelog offset the database holds ``tp``'s data up to (recovery reads on from it)."""
-        offset = self._db_for_partition(tp.partition).get(offset_key(tp.partition))
+        db = self._db_for_partition(tp.partition)
+        self._write_offsets()
+        offset = db.get(offset_key(tp.partition))
         return None if offset is None else int(offset)
 
     def set_persisted_offset(self, tp: TP, offset: int) -> None:
-        """Called once a changelog record is written, its value being stored before it was sent."""
-        self._open().put(offset_key(tp.partition), str(offset).encode())
+        """Called once a changelog record is written, its value having been stored before it was
+        sent. The offsets are written together at most every ``OFFSET_WRITE_INTERVAL_S`` (and when a
+        partition is revoked or the store closes): the database's offset can lag, never lead."""
+        self._offsets[tp.partition] = offset
+        if self._db is None or monotonic() >= self._offsets_due:
+            self._write_offsets()
+
+    def _write_offsets(self) -> None:
+        offsets, self._offsets = self._offsets, {}
+        self._offsets_due = monotonic() + OFFSET_WRITE_INTERVAL_S
+        if offsets:
+            write = rocksdict.WriteBatch(raw_mode=True)
+            for partition, offset in offsets.items():
+                write.put(offset_key(partition), str(offset).encode())
+            self._open().write(write)
 
     def _items(self) -> Iterator[tuple[bytes, bytes]]:
         """The keys and values of the partitions this worker holds (the offset keys left out)."""
@@ -253,6 +275,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
     def revoke_partitions(self, table: Any, tps: Any) -> None:
         """Partitions taken away: their values stay on disk (with their persisted offsets, for a
         later assignment) and are no longer read."""
+        self._write_offsets()
         for tp in tps:
             if tp.topic in table.changelog_topic.topics and self._dbs.pop(tp.partition, None) is not None:
                 self.generation += 1
@@ -263,6 +286,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         rocksdict.Rdict.destroy(str(self.db_path))
 
     def _close(self) -> None:
+        self._write_offsets()
         db, self._db = self._db, None
         self._dbs.clear()
         self.generation += 1

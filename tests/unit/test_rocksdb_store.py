@@ -24,6 +24,7 @@ from signal_sync.streams.rocksdb_store import (
     OFFSET_KEY,
     PartitionedRocksStore,
     RocksMemory,
+    offset_key,
     prepare_state_dir,
     rocks_memory,
 )
@@ -239,3 +240,33 @@ def test_a_bad_store_config_fails_naming_the_field(
 
 def test_rocksdb_is_the_default_store() -> None:
     assert WorkerSettings().store == "rocksdb://"
+
+
+async def test_persisted_offsets_are_written_together_lagging_never_leading(
+    tmp_path: Path, memory, monkeypatch
+) -> None:
+    from signal_sync.streams import rocksdb_store
+
+    now = [100.0]
+    monkeypatch.setattr(rocksdb_store, "monotonic", lambda: now[0])
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    written = store._db_for_partition(0).get
+    store.set_persisted_offset(TP(CHANGELOG, 0), 5)  # the first one is written at once
+    store.set_persisted_offset(TP(CHANGELOG, 0), 6)
+    store.set_persisted_offset(TP(CHANGELOG, 1), 3)
+    assert (written(offset_key(0)), written(offset_key(1))) == (b"5", None)  # lagging
+    now[0] += rocksdb_store.OFFSET_WRITE_INTERVAL_S
+    store.set_persisted_offset(TP(CHANGELOG, 0), 7)
+    assert (written(offset_key(0)), written(offset_key(1))) == (b"7", b"3")
+    store.set_persisted_offset(TP(CHANGELOG, 2), 9)
+    store.revoke_partitions(table, {TP(CHANGELOG, 2)})  # written before the partition goes
+    assert written(offset_key(2)) == b"9"
+    store.set_persisted_offset(TP(CHANGELOG, 1), 4)
+    assert store.persisted_offset(TP(CHANGELOG, 1)) == 4  # what recovery reads is written first
+    store.set_persisted_offset(TP(CHANGELOG, 0), 8)
+    await store.stop()  # and everything when the store closes
+
+    again, _ = rocks_table(tmp_path, memory)
+    assert again.data.persisted_offset(TP(CHANGELOG, 0)) == 8
+    await again.data.stop()
