@@ -144,11 +144,11 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         self.rocksdb_options = BoundedRocksDBOptions(memory)
         self._db: rocksdict.Rdict | None = None
         self.generation = 0
+        """Counts the changes to what a read can return (writes, deletes, recovered batches, partitions
+        assigned or revoked): a reader that remembers what it read is up to date while it is unchanged."""
         self._offsets: dict[int, int] = {}
         """Persisted offsets by partition not yet written (``set_persisted_offset``)."""
         self._offsets_due = 0.0
-        """Counts the changes to what a read can return (writes, deletes, recovered batches, partitions
-        assigned or revoked): a reader that remembers what it read is up to date while it is unchanged."""
 
     @property
     def db_path(self) -> Path:
