@@ -7,6 +7,13 @@ as JSON bytes take about 70 MB (measured over the 1M-event benchmark input). Rea
 keys share it, and a write of the value already stored is skipped (it would cost a changelog
 record).
 
+Whether the value is already stored is known without reading the key again when it was read
+since the store last changed: a store that counts its changes (``generation``, the rocksdb://
+store) lets this view keep the bytes it read and wrote while the count is the one it last saw
+(its own writes move it along); any other change (recovery, a rebalance, a delete made on the
+table itself) forgets them, and the key is read again. A store without a count (the in-memory
+store, whose read is a dict lookup) is always read again.
+
 The changelog values are JSON as before (Faust wrote them with its json serializer; the
 tables' value type is ``bytes``, i.e. raw), so a changelog written by an older worker
 recovers unchanged.
@@ -24,6 +31,9 @@ from typing import Any
 
 import orjson
 from faust.utils import json as faust_json
+
+KEPT_READS = 4096
+"""Most read values kept for a later write's check; more and they are forgotten (read again)."""
 
 
 class ValueTooLargeError(ValueError):
@@ -50,6 +60,9 @@ class JsonValues(MutableMapping[str, Any]):
         self.max_record_bytes = max_record_bytes
         self._last: tuple[Any, bytes] = (None, b"null")
         self._reads: Mapping[str, bytes] | None = None
+        self._seen: dict[str, bytes | None] = {}
+        """Stored bytes by key (None: absent) as of the store's ``_seen_at`` generation."""
+        self._seen_at: int | None = None
 
     def _stored(self) -> Mapping[str, bytes]:
         """Where values are read: a Faust table's store (the in-memory store's dict itself) rather
@@ -64,11 +77,50 @@ class JsonValues(MutableMapping[str, Any]):
         """The stored JSON bytes by key, undecoded (for a search over every value)."""
         return self._stored()
 
+    def _read(self, key: str) -> bytes | None:
+        """The stored bytes, kept for a later write's check when the store counts its changes."""
+        stored = self._stored()
+        raw = stored.get(key)
+        generation = getattr(stored, "generation", None)
+        if generation is not None:
+            seen = self._seen
+            if generation != self._seen_at or len(seen) >= KEPT_READS:
+                seen.clear()
+                self._seen_at = generation
+            seen[key] = raw
+        return raw
+
+    def _stored_now(self, key: str) -> bytes | None:
+        """What the store holds under ``key``: the bytes kept, while nothing else changed it since."""
+        stored = self._stored()
+        if self._seen_at is not None and self._seen_at == getattr(stored, "generation", None):
+            seen = self._seen
+            if key in seen:
+                return seen[key]
+        return stored.get(key)
+
+    def _wrote(self, key: str, raw: bytes | None, before: int | None) -> None:
+        """After this view's write of ``key`` (made at the store's generation ``before``): the kept
+        bytes still hold when they held before and the write was the store's one change (not also,
+        say, a partition that became readable), else they are forgotten."""
+        if before is None:
+            return
+        after = getattr(self._stored(), "generation", None)
+        if before == self._seen_at and after == before + 1:
+            self._seen[key] = raw
+            self._seen_at = after
+        else:
+            self._seen.clear()
+            self._seen_at = None
+
     def __getitem__(self, key: str) -> Any:
-        return orjson.loads(self._stored()[key])
+        raw = self._read(key)
+        if raw is None:
+            raise KeyError(key)
+        return orjson.loads(raw)
 
     def get(self, key: str, default: Any = None) -> Any:
-        raw = self._stored().get(key)
+        raw = self._read(key)
         return default if raw is None else orjson.loads(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -86,11 +138,15 @@ class JsonValues(MutableMapping[str, Any]):
             if size > limit:
                 raise ValueTooLargeError(size, limit)
         # A write is a changelog record (a Kafka send): skip it when the value did not change.
-        if self._stored().get(key) != encoded:
+        if self._stored_now(key) != encoded:
+            before = getattr(self._stored(), "generation", None)
             self.table[key] = encoded
+            self._wrote(key, encoded, before)
 
     def __delitem__(self, key: str) -> None:
+        before = getattr(self._stored(), "generation", None)
         del self.table[key]
+        self._wrote(key, None, before)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.table)

@@ -1,4 +1,5 @@
-"""The tables' RocksDB store: Faust's, with memory bounded per process and writes on the right partition.
+"""The tables' RocksDB store: one database per table, memory bounded per process, writes on the
+right partition.
 
 Faust's ``rocksdb://`` store opens one RocksDB database per table partition, each with its own
 2 GiB block cache and three 64 MiB write buffers: with 12 partitions and two tables that is a
@@ -8,34 +9,64 @@ filter blocks, so those count against it) and one write buffer manager that caps
 together and flushes the largest when the cap is near. The worker's memory then no longer grows
 with the number of contacts in its tables; the tables' size is on disk (``worker.state_dir``).
 
-``PartitionedRocksStore`` keeps Faust's layout on disk (a database per partition, the changelog
-offset it holds data up to under Faust's key, so a restart over a kept ``state_dir`` reads only
-the changelog written since) and changes where a value goes: to the partition its changelog
-record goes to (``streams.changelog.record_partition``, else Faust's current event), the rule
-``OutputChangelogTable.partition_for_key`` follows. Faust's own store asserts a current event
-and would put a write made by the tail watch (which has none) nowhere. A read looks in that
-partition first and then in the other partitions this worker holds, as the in-memory store (one
-dict for every partition) answers: a delivery batch plans contacts of several partitions under
-one current event, and an identity key (a ``user_id``) can be learned on any source partition.
-The bloom filters make the other partitions' misses cheap.
+``PartitionedRocksStore`` keeps a table in one database, ``{tabledir}/{table}.db``, for all of
+its partitions: one key space, as the in-memory store keeps one dict, so a read is one lookup
+whichever partition stored the key. A delivery batch plans contacts of several partitions under
+one current event, and an identity key (a ``user_id``) can be learned on any source partition: with
+a database per partition a key found nowhere cost a lookup in every partition the worker holds
+(about 27 per event with 12 partitions). Each stored value starts with two bytes naming the
+partition it was stored for, and a read returns only values of partitions the worker holds
+(assigned, recovering, or written to): a partition taken away leaves its values on disk, unread,
+as Faust leaves its database. A key written for two partitions holds the last write (the in-memory
+store's rule; a replay after a crash applies each partition's records from its own persisted
+offset, in the order Faust recovers them).
+
+A value goes to the partition its changelog record goes to (``streams.changelog.record_partition``,
+else Faust's current event), the rule ``OutputChangelogTable.partition_for_key`` follows; Faust's own
+store asserts a current event and would put a write made by the tail watch (which has none)
+nowhere. Each partition's persisted offset (the changelog offset the database holds its data up
+to) is a key of its own, written once its changelog record is acknowledged, its value having been
+stored before the record was sent; recovery writes a batch's values and offsets in one atomic
+write. A restart over a kept ``state_dir`` then reads only the changelog written since.
+
+A state folder in Faust's layout (``{table}-{partition}.db``, written by an older worker) is moved
+into the one database at the first start (``migrate_partition_dbs``, a copy of every key: seconds
+per million), offsets kept, so the upgrade replays no changelog. One worker process uses a
+``state_dir`` at a time (RocksDB locks the database).
 """
 
 from __future__ import annotations
 
 import gc
+import glob
+import logging
+import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import current_event
+from faust.types import TP
 
 from signal_sync.errors import ConfigError
 from signal_sync.streams.changelog import record_partition
 
+log = logging.getLogger(__name__)
+
 MIB = 1024 * 1024
+TAG_BYTES = 2
+"""A stored value's first bytes: the partition it was stored for (big-endian)."""
+OFFSET_KEY = faust_rocksdb.Store.offset_key
+"""Faust's key of a database's persisted offset; a partition's is this key and its number."""
+MIGRATE_BATCH = 10_000
+OFFSET_WRITE_INTERVAL_S = 1.0
+"""Most seconds a persisted offset waits to be written: a crash replays at most this much more of
+the changelog, and a record's own write of its offset (a RocksDB put per record) is saved."""
 BLOOM_BITS_PER_KEY = 10
 """About 1% false positives: a key absent from a partition is rarely read from its files."""
 
@@ -105,11 +136,39 @@ class BoundedRocksDBOptions(faust_rocksdb.RocksDBOptions):
 
 
 class PartitionedRocksStore(faust_rocksdb.Store):
-    """Faust's RocksDB store within a ``RocksMemory`` budget, each write on its changelog's partition."""
+    """Faust's RocksDB store as one database per table within a ``RocksMemory`` budget, each value
+    tagged with its changelog's partition (see the module's docstring)."""
 
     def __init__(self, url: Any, app: Any, table: Any, *, memory: RocksMemory, **kwargs: Any) -> None:
         super().__init__(url, app, table, driver="rocksdict", **kwargs)
         self.rocksdb_options = BoundedRocksDBOptions(memory)
+        self._db: rocksdict.Rdict | None = None
+        self.generation = 0
+        """Counts the changes to what a read can return (writes, deletes, recovered batches, partitions
+        assigned or revoked): a reader that remembers what it read is up to date while it is unchanged."""
+        self._offsets: dict[int, int] = {}
+        """Persisted offsets by partition not yet written (``set_persisted_offset``)."""
+        self._offsets_due = 0.0
+
+    @property
+    def db_path(self) -> Path:
+        """The table's database: ``{tabledir}/{table}.db``."""
+        return self._path_with_suffix(self.path / self.basename)
+
+    def _open(self) -> rocksdict.Rdict:
+        if self._db is None:
+            migrate_partition_dbs(self.path, str(self.basename), self.db_path, self.rocksdb_options)
+            self._db = self.rocksdb_options.open(self.db_path)
+        return self._db
+
+    def _db_for_partition(self, partition: int) -> rocksdict.Rdict:
+        """The table's database, with ``partition``'s values visible from now on (Faust opens a
+        partition's database on assignment, recovery and a write)."""
+        db = self._dbs.get(partition)
+        if db is None:
+            db = self._dbs[partition] = self._open()
+            self.generation += 1
+        return db
 
     @staticmethod
     def _partition() -> int | None:
@@ -120,24 +179,19 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         event = current_event()
         return None if event is None else event.message.partition
 
-    def _set(self, key: bytes, value: bytes | None) -> None:
+    def _set(self, key: bytes, value: bytes) -> None:
         partition = self._partition()
         if partition is None:
             raise ValueError(f"table {self.table_name}: a write needs the partition of the record it is for")
-        self._db_for_partition(partition).put(key, value)
+        self._db_for_partition(partition).put(key, partition_tag(partition) + value)
+        self.generation += 1
 
     def _get(self, key: bytes) -> bytes | None:
-        partition = self._partition()
-        if partition is not None:
-            value = self._db_for_partition(partition).get(key)
-            if value is not None:
-                return value
-        for other, db in list(self._dbs.items()):
-            if other != partition and db.key_may_exist(key):
-                value = db.get(key)
-                if value is not None:
-                    return value
-        return None
+        db = self._db
+        raw = None if db is None else db.get(key)
+        if raw is None or (raw[0] << 8 | raw[1]) not in self._dbs:
+            return None  # absent, or stored by a partition this worker does not hold
+        return raw[TAG_BYTES:]
 
     def _contains(self, key: bytes) -> bool:
         return self._get(key) is not None
@@ -147,21 +201,165 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         value = self._get(self._encode_key(key))
         return default if value is None else self._decode_value(value)
 
-    def revoke_partitions(self, table: Any, tps: Any) -> None:
-        """Close the databases of partitions taken away, so a later assignment can open them again."""
-        for tp in tps:
-            if tp.topic in table.changelog_topic.topics:
-                db = self._dbs.pop(tp.partition, None)
-                if db is not None:
-                    db.close()
+    def _del(self, key: bytes) -> None:
+        """Delete the key whichever partition stored it, as the in-memory store's one dict does."""
+        self._open().delete(key)
+        self.generation += 1
 
-    async def stop(self) -> None:
-        """Close every database (its memtables stay in its write-ahead log) and release the files."""
-        dbs = list(self._dbs.values())
+    def apply_changelog_batch(self, batch: Iterable[Any], to_key: Any, to_value: Any) -> None:
+        """Recovery: the records' values (a tombstone deletes the key) and each partition's persisted
+        offset in one atomic write, so the offset is never ahead of the data."""
+        write = rocksdict.WriteBatch(raw_mode=True)
+        offsets: dict[int, int] = {}
+        for event in batch:
+            message = event.message
+            partition = message.partition
+            self._db_for_partition(partition)
+            offsets[partition] = max(offsets.get(partition, message.offset), message.offset)
+            if message.value is None:
+                write.delete(message.key)
+            else:
+                write.put(message.key, partition_tag(partition) + message.value)
+        for partition, offset in offsets.items():
+            write.put(offset_key(partition), str(offset).encode())
+        if offsets:
+            self._open().write(write)
+            self.generation += 1
+
+    def persisted_offset(self, tp: TP) -> int | None:
+        """The changelog offset the database holds ``tp``'s data up to (recovery reads on from it)."""
+        db = self._db_for_partition(tp.partition)
+        self._write_offsets()
+        offset = db.get(offset_key(tp.partition))
+        return None if offset is None else int(offset)
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        """Called once a changelog record is written, its value having been stored before it was
+        sent. The offsets are written together at most every ``OFFSET_WRITE_INTERVAL_S`` (and when a
+        partition is revoked or the store closes): the database's offset can lag, never lead."""
+        self._offsets[tp.partition] = offset
+        if self._db is None or monotonic() >= self._offsets_due:
+            self._write_offsets()
+
+    def _write_offsets(self) -> None:
+        offsets, self._offsets = self._offsets, {}
+        self._offsets_due = monotonic() + OFFSET_WRITE_INTERVAL_S
+        if offsets:
+            write = rocksdict.WriteBatch(raw_mode=True)
+            for partition, offset in offsets.items():
+                write.put(offset_key(partition), str(offset).encode())
+            self._open().write(write)
+
+    def _items(self) -> Iterator[tuple[bytes, bytes]]:
+        """The keys and values of the partitions this worker holds (the offset keys left out)."""
+        if self._db is None:
+            return
+        for key, raw in self._db.items():
+            if not key.startswith(OFFSET_KEY) and (raw[0] << 8 | raw[1]) in self._dbs:
+                yield key, raw[TAG_BYTES:]
+
+    def _iterkeys(self) -> Iterator[bytes]:
+        for key, _ in self._items():
+            yield key
+
+    def _itervalues(self) -> Iterator[bytes]:
+        for _, value in self._items():
+            yield value
+
+    def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
+        return self._items()
+
+    def _size(self) -> int:
+        return sum(1 for _ in self._items())
+
+    def revoke_partitions(self, table: Any, tps: Any) -> None:
+        """Partitions taken away: their values stay on disk (with their persisted offsets, for a
+        later assignment) and are no longer read."""
+        self._write_offsets()
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics and self._dbs.pop(tp.partition, None) is not None:
+                self.generation += 1
+
+    def reset_state(self) -> None:
+        """Remove this table's database (Faust's removes the whole ``tabledir``)."""
+        self._close()
+        rocksdict.Rdict.destroy(str(self.db_path))
+
+    def _close(self) -> None:
+        self._write_offsets()
+        db, self._db = self._db, None
         self._dbs.clear()
-        for db in dbs:
+        self.generation += 1
+        if db is not None:
             db.close()
         gc.collect()
+
+    async def stop(self) -> None:
+        """Close the database (its memtables stay in its write-ahead log) and release its files."""
+        self._close()
+
+
+def partition_tag(partition: int) -> bytes:
+    """The bytes before a stored value that say the partition it was stored for."""
+    return partition.to_bytes(TAG_BYTES, "big")
+
+
+def offset_key(partition: int) -> bytes:
+    """Where the database keeps the changelog offset it holds ``partition``'s data up to."""
+    return OFFSET_KEY + b"%d" % partition
+
+
+def partition_db_paths(tabledir: Path, table: str) -> dict[int, Path]:
+    """The databases a table had in Faust's layout, ``{table}-{partition}.db``, by partition."""
+    found = {}
+    for path in tabledir.glob(f"{glob.escape(table)}-*.db"):
+        number = path.name[len(table) + 1 : -len(".db")]  # not another table's: "{table}-state-3.db"
+        if number.isdigit() and path.is_dir():
+            found[int(number)] = path
+    return found
+
+
+def migrate_partition_dbs(tabledir: Path, table: str, path: Path, options: BoundedRocksDBOptions) -> None:
+    """Move a table's databases in Faust's layout (one per partition) into its one database at
+    ``path``, values tagged and persisted offsets kept, so a worker upgraded over a kept state folder
+    recovers only the changelog written since. The copy is made aside and renamed into place before
+    the old databases are removed: a start cut short copies again. A database at ``path`` beside
+    old ones (a copy cut short after the rename, or state an older worker kept since) is replaced."""
+    olds = partition_db_paths(tabledir, table)
+    if not olds:
+        return
+    log.warning(
+        "table %s: moving %d partition databases into %s (once, on the first start over a state folder "
+        "written by an older worker)",
+        table,
+        len(olds),
+        path,
+    )
+    staging = path.with_name(path.name + ".migrating")
+    for stale in (staging, path):
+        shutil.rmtree(stale, ignore_errors=True)
+    target = options.open(staging)
+    try:
+        for partition, old_path in sorted(olds.items()):
+            old = options.open(old_path)
+            try:
+                tag, write = partition_tag(partition), rocksdict.WriteBatch(raw_mode=True)
+                for key, value in old.items():
+                    if key == OFFSET_KEY:
+                        write.put(offset_key(partition), value)
+                    else:
+                        write.put(key, tag + value)
+                    if write.len() >= MIGRATE_BATCH:
+                        target.write(write)
+                        write = rocksdict.WriteBatch(raw_mode=True)
+                target.write(write)
+            finally:
+                old.close()
+    finally:
+        target.close()
+    staging.rename(path)
+    for old_path in olds.values():
+        shutil.rmtree(old_path, ignore_errors=True)
 
 
 def rocks_memory(block_cache_mb: int, write_buffer_mb: int, max_open_files: int) -> RocksMemory:

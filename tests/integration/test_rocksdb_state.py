@@ -1,9 +1,9 @@
 """The rocksdb:// store on the real broker: a restarted worker takes its tables from the state
 folder it kept, not from the changelogs.
 
-The first worker learns an identity and carries out a consent withdrawal, then stops. Each table
-partition's database then holds the offset of its changelog's last record (Faust's persisted
-offset, which recovery starts from), and the changelogs' records are deleted: the second worker,
+The first worker learns an identity and carries out a consent withdrawal, then stops. Each table's
+database then holds, for each partition, the offset of its changelog's last record (Faust's
+persisted offset, which recovery starts from), and the changelogs' records are deleted: the second worker,
 started over the same ``state_dir``, can only know what the first one learned from its RocksDB
 files. It stitches a trait-less event with the email learned before, and drops the withdrawn
 person's next event as already withdrawn, with no call to either destination.
@@ -50,18 +50,18 @@ def get(url: str) -> Any:
 
 
 def persisted_offsets(state_dir: Path, table: str) -> dict[int, int]:
-    """Partition → the changelog offset the table's database holds data up to (RocksDB read
-    directly, the worker being stopped)."""
-    offsets = {}
-    for path in sorted(state_dir.rglob(f"{table}-*.db")):
-        db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
-        try:
-            raw = db.get(OFFSET_KEY)
-        finally:
-            db.close()
-        if raw is not None:
-            offsets[int(path.name.removesuffix(".db").rpartition("-")[2])] = int(raw)
-    return offsets
+    """Partition → the changelog offset the table's database holds the partition's data up to
+    (RocksDB read directly, the worker being stopped)."""
+    (path,) = state_dir.rglob(f"{table}.db")
+    db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
+    try:
+        return {
+            int(key.removeprefix(OFFSET_KEY)): int(raw)
+            for key, raw in db.items(from_key=OFFSET_KEY)
+            if key.startswith(OFFSET_KEY)
+        }
+    finally:
+        db.close()
 
 
 def changelog_ends(admin: AdminClient, bootstrap: str, topic: str) -> dict[int, int]:

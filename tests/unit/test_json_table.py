@@ -11,6 +11,7 @@ from faust.utils import json as faust_json
 
 from signal_sync.planner import remember
 from signal_sync.streams.json_table import JsonValues, compact_json
+from signal_sync.streams.rocksdb_store import rocks_memory
 from tests.unit.factories import event
 
 TRAITS = {"email": "jane@example.com", "first_name": "Jane", "plan": "pro"}
@@ -109,3 +110,52 @@ def test_a_value_whose_changelog_record_would_be_too_large_is_refused_and_nothin
     with pytest.raises(ValueTooLargeError):  # the key counts too, as Faust serializes it
         values["u:" + "\U0001f600" * 300] = TRAITS
     assert set(table) == {"a:small"}
+
+
+async def test_a_write_after_a_read_of_a_rocksdb_table_does_not_read_the_key_again(tmp_path) -> None:
+    from signal_sync.streams.changelog import writes_to_partition
+    from tests.unit.test_rocksdb_store import rocks_table
+
+    table, outputs = rocks_table(tmp_path, rocks_memory(8, 8, 64))
+    store, reads = table.data, []
+    values = JsonValues(table)
+    with writes_to_partition(1):
+        values["a"] = {"plan": "pro"}
+        read = store._get
+        store._get = lambda key: reads.append(key) or read(key)  # type: ignore[method-assign]
+        assert values.get("a") == {"plan": "pro"} and values.get("b") is None
+        values["a"] = {"plan": "pro"}  # unchanged: no record, no second read
+        values["b"] = {"plan": "team"}
+        values["b"] = {"plan": "team"}  # the bytes it wrote are what is stored
+        del values["b"]
+        values["b"] = {"plan": "team"}
+    assert reads == [b'"a"', b'"b"']
+    assert [(key, value) for _, key, value, _ in outputs.sent] == [
+        (b'"a"', b'{"plan":"pro"}'),
+        (b'"b"', b'{"plan":"team"}'),
+        (b'"b"', None),
+        (b'"b"', b'{"plan":"team"}'),
+    ]
+    await store.stop()
+
+
+async def test_a_change_made_outside_the_view_after_its_read_is_never_taken_for_the_stored_value(
+    tmp_path,
+) -> None:
+    from signal_sync.streams.changelog import writes_to_partition
+    from tests.unit.test_rocksdb_store import changelog_record, rocks_table
+
+    table, outputs = rocks_table(tmp_path, rocks_memory(8, 8, 64))
+    values = JsonValues(table)
+    with writes_to_partition(1):
+        values["a"] = {"plan": "pro"}
+        values["b"] = {"plan": "pro"}
+        assert values.get("a") == {"plan": "pro"} and values.get("b") == {"plan": "pro"}
+        table.data["a"] = b'{"plan":"team"}'  # on the table itself, not through the view
+        table.data.apply_changelog_batch([changelog_record(1, 9, b'"b"', b"{}")], None, None)
+        sent = len(outputs.sent)
+        values["a"] = {"plan": "pro"}
+        values["b"] = {"plan": "pro"}
+    assert [key for _, key, _, _ in outputs.sent[sent:]] == [b'"a"', b'"b"']
+    assert values.get("a") == {"plan": "pro"} and values.get("b") == {"plan": "pro"}
+    await table.data.stop()

@@ -1,23 +1,30 @@
-"""The rocksdb:// table store: writes on their changelog's partition, reads across the worker's
-partitions, one memory budget for every database, and a state folder checked at start."""
+"""The rocksdb:// table store: one database per table, each value tagged with its changelog's
+partition and read whichever partition stored it (among those the worker holds), recovery and
+persisted offsets per partition, a state folder in Faust's layout moved in, one memory budget for
+every database, and a state folder checked at start."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
+import rocksdict
 import yaml
+from faust.types import TP
 
 from signal_sync.config import WorkerSettings, load_settings
 from signal_sync.errors import ConfigError
 from signal_sync.streams.changelog import output_changelog_table, writes_to_partition
 from signal_sync.streams.rocksdb_store import (
     MIB,
+    OFFSET_KEY,
     PartitionedRocksStore,
     RocksMemory,
+    offset_key,
     prepare_state_dir,
     rocks_memory,
 )
@@ -62,13 +69,108 @@ async def test_a_write_lands_on_its_changelog_partition_and_is_read_from_any(tmp
     with writes_to_partition(3):
         await asyncio.create_task(handle())
     assert outputs.sent == [("rocks-unit-identities-changelog", b'"anon-1"', b'{"email":"a@example.com"}', 3)]
-    assert store._dbs[3].get(b'"anon-1"') == b'{"email":"a@example.com"}'  # where recovery puts it
+    db = store._db_for_partition(3)
+    assert db.get(b'"anon-1"') == b'\x00\x03{"email":"a@example.com"}'  # tagged with its partition
+    assert db is store._db_for_partition(1)  # one database for every partition
+    assert store.db_path == tmp_path / "v1" / "tables" / "identities.db"
     with writes_to_partition(1):  # a batch planned under another partition's record still finds it
         assert store.get("anon-1") == b'{"email":"a@example.com"}'
         assert "anon-1" in store
         assert store.get("anon-2") is None
     assert store.get("anon-1") == b'{"email":"a@example.com"}'
     await store.stop()
+
+
+CHANGELOG = "rocks-unit-identities-changelog"
+
+
+def changelog_record(partition: int, offset: int, key: bytes, value: bytes | None) -> Any:
+    """What Faust's recovery hands ``apply_changelog_batch``: an event with its message."""
+    tp = TP(CHANGELOG, partition)
+    return SimpleNamespace(
+        message=SimpleNamespace(tp=tp, partition=partition, offset=offset, key=key, value=value)
+    )
+
+
+async def test_only_the_partitions_the_worker_holds_are_read(tmp_path: Path, memory) -> None:
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    for partition in range(4):
+        with writes_to_partition(partition):
+            table.data[f"k{partition}"] = b"v%d" % partition
+    assert sorted(store.keys()) == ["k0", "k1", "k2", "k3"]
+    assert len(store) == 4
+    store.revoke_partitions(table, {TP(CHANGELOG, 2)})
+    assert store.get("k2") is None  # kept on disk, not read
+    assert "k2" not in store
+    assert sorted(store.items()) == [("k0", b"v0"), ("k1", b"v1"), ("k3", b"v3")]
+    store._db_for_partition(2)  # assigned again: its values (and persisted offset) are there
+    assert store.get("k2") == b"v2"
+    await store.stop()
+
+
+async def test_recovery_writes_values_and_offsets_per_partition(tmp_path: Path, memory) -> None:
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    with writes_to_partition(1):
+        table.data["gone"] = b"old"
+    store.apply_changelog_batch(
+        [
+            changelog_record(0, 5, b'"a"', b"1"),
+            changelog_record(3, 7, b'"b"', b"2"),
+            changelog_record(0, 6, b'"a"', b"3"),
+            changelog_record(3, 8, b'"gone"', None),  # a tombstone: the key goes, as from the dict
+        ],
+        None,
+        None,
+    )
+    assert (store.get("a"), store.get("b"), store.get("gone")) == (b"3", b"2", None)
+    assert store.persisted_offset(TP(CHANGELOG, 0)) == 6
+    assert store.persisted_offset(TP(CHANGELOG, 3)) == 8
+    assert store.persisted_offset(TP(CHANGELOG, 2)) is None  # replayed from the start
+    await store.stop()
+
+
+def write_partition_db(path: Path, values: dict[bytes, bytes], offset: int) -> None:
+    db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
+    for key, value in values.items():
+        db[key] = value
+    db[OFFSET_KEY] = str(offset).encode()
+    db.close()
+
+
+async def test_a_state_folder_in_fausts_layout_is_moved_into_one_database(tmp_path: Path, memory) -> None:
+    tables = tmp_path / "v1" / "tables"
+    tables.mkdir(parents=True)
+    write_partition_db(tables / "identities-0.db", {b'"a"': b'{"n":1}'}, 10)
+    write_partition_db(tables / "identities-3.db", {b'"b"': b'{"n":2}', b'"c"': b"{}"}, 42)
+    write_partition_db(tables / "identities-extra-3.db", {b'"x"': b"{}"}, 7)  # another table's
+    (tables / "identities.db.migrating").mkdir()  # a copy cut short before
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    assert store.persisted_offset(TP(CHANGELOG, 3)) == 42  # recovery reads on from offset 43
+    assert store.persisted_offset(TP(CHANGELOG, 0)) == 10
+    assert (store.get("a"), store.get("b"), store.get("c")) == (b'{"n":1}', b'{"n":2}', b"{}")
+    assert sorted(path.name for path in tables.glob("*.db*")) == ["identities-extra-3.db", "identities.db"]
+    await store.stop()
+
+    again, _ = rocks_table(tmp_path, memory)  # moved once: a later start opens the one database
+    assert again.data.persisted_offset(TP(CHANGELOG, 3)) == 42
+    assert again.data.get("b") == b'{"n":2}'
+    await again.data.stop()
+
+
+async def test_reset_state_removes_only_its_tables_database(tmp_path: Path, memory) -> None:
+    identities, _ = rocks_table(tmp_path, memory, "identities")
+    states, _ = rocks_table(tmp_path, memory, "destination-state")
+    for table in (identities, states):
+        with writes_to_partition(0):
+            table.data["k"] = b"v"
+    identities.data.reset_state()
+    assert not identities.data.db_path.exists()
+    assert states.data.get("k") == b"v"
+    assert identities.data.get("k") is None
+    await states.data.stop()
 
 
 async def test_a_write_without_a_partition_is_refused(tmp_path: Path, memory) -> None:
@@ -138,3 +240,33 @@ def test_a_bad_store_config_fails_naming_the_field(
 
 def test_rocksdb_is_the_default_store() -> None:
     assert WorkerSettings().store == "rocksdb://"
+
+
+async def test_persisted_offsets_are_written_together_lagging_never_leading(
+    tmp_path: Path, memory, monkeypatch
+) -> None:
+    from signal_sync.streams import rocksdb_store
+
+    now = [100.0]
+    monkeypatch.setattr(rocksdb_store, "monotonic", lambda: now[0])
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    written = store._db_for_partition(0).get
+    store.set_persisted_offset(TP(CHANGELOG, 0), 5)  # the first one is written at once
+    store.set_persisted_offset(TP(CHANGELOG, 0), 6)
+    store.set_persisted_offset(TP(CHANGELOG, 1), 3)
+    assert (written(offset_key(0)), written(offset_key(1))) == (b"5", None)  # lagging
+    now[0] += rocksdb_store.OFFSET_WRITE_INTERVAL_S
+    store.set_persisted_offset(TP(CHANGELOG, 0), 7)
+    assert (written(offset_key(0)), written(offset_key(1))) == (b"7", b"3")
+    store.set_persisted_offset(TP(CHANGELOG, 2), 9)
+    store.revoke_partitions(table, {TP(CHANGELOG, 2)})  # written before the partition goes
+    assert written(offset_key(2)) == b"9"
+    store.set_persisted_offset(TP(CHANGELOG, 1), 4)
+    assert store.persisted_offset(TP(CHANGELOG, 1)) == 4  # what recovery reads is written first
+    store.set_persisted_offset(TP(CHANGELOG, 0), 8)
+    await store.stop()  # and everything when the store closes
+
+    again, _ = rocks_table(tmp_path, memory)
+    assert again.data.persisted_offset(TP(CHANGELOG, 0)) == 8
+    await again.data.stop()
