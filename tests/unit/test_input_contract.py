@@ -111,6 +111,15 @@ def test_ids_and_event_names_refuse_control_characters(field: str, bad: str) -> 
     assert not any(char in message for char in "\r\n\x00\x7f\t")
 
 
+@pytest.mark.parametrize("odd", ["no\u00a0break", "line\u2028sep", "soft\u00adhyphen", "\u200b", "\x80c1"])
+@pytest.mark.parametrize("field", ["messageId", "anonymousId", "userId", "event"])
+def test_ids_with_characters_that_are_not_printable_but_not_control_characters_are_taken(
+    field: str, odd: str
+) -> None:
+    ok = decode({"type": "track", "event": "x", field: odd})
+    assert odd in {ok.message_id, ok.anonymous_id, ok.user_id, ok.event}
+
+
 def test_an_empty_message_id_gets_the_fallback_id() -> None:
     raw = orjson.dumps({"type": "page", "messageId": ""})
     assert decode_event(raw).message_id == fallback_message_id(raw)
