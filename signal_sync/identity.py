@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 from signal_sync.streams.records import TRAIT_ALIASES, SignalEvent
@@ -61,8 +63,34 @@ def email_problem(email: str) -> str | None:
     return _syntax_problem(email)
 
 
+_LABEL = "[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,62}"
+PLAIN_ADDRESS = re.compile(rf"[a-z0-9]+(?:[._+-][a-z0-9]+)*@(?:{_LABEL}\.)+[a-z]{{2,63}}")
+"""The common shape of an address, every one of which ``email-validator`` and Mautic take: letters,
+digits and single ``._+-`` between them before the @; labels of letters, digits and single hyphens
+(at most 63 characters, so no ``xn--`` or other R-LDH label) and a top-level domain of letters
+after it. Checking it first spares a new address the validator's character-by-character domain
+checks (about 20 µs: every new contact's first event)."""
+
+
+def _plain_address(email: str) -> bool:
+    """Whether the address has ``PLAIN_ADDRESS``'s shape, a local part of at most 64 characters and
+    no special-use domain (``email_validator.SPECIAL_USE_DOMAIN_NAMES``, read when asked)."""
+    if PLAIN_ADDRESS.fullmatch(email) is None:
+        return False
+    local, _, domain = email.partition("@")
+    if len(local) > 64:
+        return False
+    special = email_validator.SPECIAL_USE_DOMAIN_NAMES
+    return not any(domain == name or domain.endswith("." + name) for name in special)
+
+
 @functools.lru_cache(maxsize=EMAIL_CACHE_SIZE)
 def _syntax_problem(email: str) -> str | None:
+    return None if _plain_address(email) else _checked_problem(email)
+
+
+def _checked_problem(email: str) -> str | None:
+    """``email_problem``'s verdict from every check (``_plain_address`` only ever says yes sooner)."""
     if not email.isascii():
         return "contains characters outside ASCII (give an internationalized domain in its xn-- form)"
     if not MAUTIC_KEPT_CHARACTERS.issuperset(email):
