@@ -36,8 +36,8 @@ Decision = tuple[DropReason, None] | tuple[None, Operation]
 def decide(resolved: ResolvedEvent, integration: Integration) -> Decision:
     """Whether this integration takes the event, and as which operation."""
     if (
-        integration.on_consent_withdrawn == "propagate"
-        and resolved.email
+        resolved.email
+        and integration.on_consent_withdrawn == "propagate"
         and consent_withdrawn(resolved, integration.consent)
     ):
         return None, "withdraw_consent"
@@ -68,11 +68,13 @@ def plan_event(
     """Stitch the event and decide, per integration, whether it is sent (as which operation) or
     why it is dropped."""
     resolved, learned = stitch(event, remembered)
-    decided = [decide(resolved, integration) for integration in integrations]
-    decisions = tuple(
-        (integration, reason) for integration, (reason, _) in zip(integrations, decided, strict=True)
-    )
-    return Plan(resolved, decisions, learned, tuple(operation for _, operation in decided))
+    decisions = []
+    operations = []
+    for integration in integrations:
+        reason, operation = decide(resolved, integration)
+        decisions.append((integration, reason))
+        operations.append(operation)
+    return Plan(resolved, tuple(decisions), learned, tuple(operations))
 
 
 def plan_delivery(

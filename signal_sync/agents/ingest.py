@@ -145,20 +145,19 @@ async def reject(
         error,
         extra={"reason": reason, "message_id": message_id, **position},
     )
-    now = time.time()
-    for integration in runtime.integrations.values() if integrations is None else integrations:
-        outcome = runtime.outcomes.build(
-            message_id=message_id,
-            integration=integration,
-            event_name=None,
-            email=None,
-            status=status,
-            reason=reason,
-            source=source,
-            now=now,
-            error=error,
-            operation=operation,
-        )
+    targets = list(runtime.integrations.values() if integrations is None else integrations)
+    outcomes = runtime.outcomes.build_each(
+        [(integration, reason) for integration in targets],
+        message_id=message_id,
+        event_name=None,
+        email=None,
+        status=status,
+        source=source,
+        now=time.time(),
+        error=error,
+        operation=operation,
+    )
+    for integration, outcome in zip(targets, outcomes, strict=True):
         await emit(runtime, outcome, source, context=context)
         if finished is not None:
             finished.add(integration.id)
@@ -212,28 +211,28 @@ async def ingest_one(
         )
     resolved = plan.resolved
     assert event.message_id is not None
-    now = time.time()
-    for integration, reason in plan.decisions:
-        if reason is not None:
-            outcome = runtime.outcomes.build(
-                message_id=event.message_id,
-                integration=integration,
-                event_name=resolved.name,
-                email=resolved.email,
-                status="dropped",
-                reason=reason,
-                source=source,
-                now=now,
-                event=event,
-            )
+    drops = [(integration, reason) for integration, reason in plan.decisions if reason is not None]
+    if drops:
+        outcomes = runtime.outcomes.build_each(
+            drops,
+            message_id=event.message_id,
+            event_name=resolved.name,
+            email=resolved.email,
+            status="dropped",
+            source=source,
+            now=time.time(),
+            event=event,
+        )
+        for (integration, _), outcome in zip(drops, outcomes, strict=True):
             await emit(runtime, outcome, source)
             finished.add(integration.id)
-    if plan.to_send and resolved.contact_id:
+    to_send = plan.to_send
+    if to_send and resolved.contact_id:
         envelope = {
             "traits": resolved.traits,
             "contact": resolved.contact_id,
             **record_fields(source),
-            "takers": len(plan.to_send),
+            "takers": len(to_send),
         }
         size = len(value or b"")
         if framed_json is None:
@@ -242,10 +241,10 @@ async def ingest_one(
             envelope["raw_b64"] = base64.b64encode(value or b"").decode("ascii")
             envelope["json"] = framed_json.decode("utf-8")
             size += len(framed_json)
-        takers = [integration.id for integration in plan.to_send]
+        takers = [integration.id for integration in to_send]
         runtime.forwarder.add(takers, resolved.contact_id, envelope, size)
         finished.update(takers)
-        runtime.decoded.keep(source.position, event, len(plan.to_send))
+        runtime.decoded.keep(source.position, event, len(takers))
 
 
 async def ingest_record(runtime: Runtime, source: SourceRecord, headers: Any) -> None:

@@ -91,15 +91,24 @@ def basic_auth(user: str, password: str) -> str:
 
 
 def consent_granted(resolved: ResolvedEvent, categories: list[str]) -> bool:
-    """Every required category must be explicitly true; missing counts as not granted."""
+    """Every required category must be explicitly true; missing counts as not granted. (A loop
+    rather than ``all`` over a generator: it runs per event and integration, in both stages.)"""
     canonical = resolved.event.context.consent.canonical
-    return all(canonical.get(category) is True for category in categories)
+    for category in categories:
+        if canonical.get(category) is not True:
+            return False
+    return True
 
 
 def consent_withdrawn(resolved: ResolvedEvent, categories: list[str]) -> bool:
     """Some required category is explicitly false: the person withdrew it (missing is not)."""
     canonical = resolved.event.context.consent.canonical
-    return any(canonical.get(category) is False for category in categories)
+    if not canonical:  # no consent given at all: nothing withdrawn
+        return False
+    for category in categories:
+        if canonical.get(category) is False:
+            return True
+    return False
 
 
 def gate(resolved: ResolvedEvent, mapped_events: frozenset[str], consent: list[str]) -> DropReason | None:

@@ -49,8 +49,9 @@ def has_control_character(value: str) -> bool:
 
 
 def _identifier(value: str) -> str:
-    """An id or event name: no control characters (its length is the field's ``max_length``)."""
-    if has_control_character(value):
+    """An id or event name: no control characters (its length is the field's ``max_length``). A
+    printable string has none (they are not printable), so most ids skip the regular expression."""
+    if not value.isprintable() and has_control_character(value):
         raise PydanticCustomError(
             "control_character", "must not contain control characters (U+0000-U+001F, U+007F)"
         )

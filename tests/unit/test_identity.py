@@ -58,6 +58,7 @@ def test_contact_id_is_sha256_of_the_normalized_email() -> None:
 )
 def test_event_name(raw: dict[str, Any], name: str) -> None:
     assert event_name(event(**raw)) == name
+    assert ResolvedEvent(event(**raw)).name == name
 
 
 def test_normalize_traits_camel_to_snake_and_snake_wins() -> None:

@@ -10,6 +10,9 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import assume, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from signal_sync.codecs.events import (
     MAX_JSON_DEPTH,
@@ -20,7 +23,14 @@ from signal_sync.codecs.events import (
 )
 from signal_sync.destinations.base import gate
 from signal_sync.errors import InvalidEventError
-from signal_sync.identity import MAX_EMAIL_CHARS, ResolvedEvent, email_problem
+from signal_sync.identity import (
+    MAX_EMAIL_CHARS,
+    PLAIN_ADDRESS,
+    ResolvedEvent,
+    _checked_problem,
+    _plain_address,
+    email_problem,
+)
 from signal_sync.outcomes import event_timestamp
 from signal_sync.preview import Previewer
 from signal_sync.streams.records import MAX_ID_CHARS, usable_ip
@@ -109,6 +119,15 @@ def test_ids_and_event_names_refuse_control_characters(field: str, bad: str) -> 
     message = invalid({"type": "track", "event": "x", field: bad})
     assert message.startswith(f"{field}: ") and "control characters" in message
     assert not any(char in message for char in "\r\n\x00\x7f\t")
+
+
+@pytest.mark.parametrize("odd", ["no\u00a0break", "line\u2028sep", "soft\u00adhyphen", "\u200b", "\x80c1"])
+@pytest.mark.parametrize("field", ["messageId", "anonymousId", "userId", "event"])
+def test_ids_with_characters_that_are_not_printable_but_not_control_characters_are_taken(
+    field: str, odd: str
+) -> None:
+    ok = decode({"type": "track", "event": "x", field: odd})
+    assert odd in {ok.message_id, ok.anonymous_id, ok.user_id, ok.event}
 
 
 def test_an_empty_message_id_gets_the_fallback_id() -> None:
@@ -314,3 +333,33 @@ def test_the_email_verdict_cache_never_keeps_a_long_address() -> None:
         assert email_problem(f"{n}" + "x" * 900_000 + "@example.com") == "longer than 191 characters"
     assert _syntax_problem.cache_info().currsize == 0
     assert email_problem("jane@example.com") is None and _syntax_problem.cache_info().currsize == 1
+
+
+ADDRESS_CHARACTERS = "ab09-._+@"
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(
+    address=st.one_of(
+        st.from_regex(PLAIN_ADDRESS, fullmatch=True),
+        st.text(ADDRESS_CHARACTERS, min_size=3, max_size=40),
+        st.builds(
+            "{}@{}.{}".format,
+            st.text(ADDRESS_CHARACTERS[:-1], min_size=1, max_size=70),
+            st.text("ab09-.", min_size=1, max_size=70),
+            st.sampled_from(["com", "test", "localhost", "local", "onion", "invalid", "arpa", "c0m", "x"]),
+        ),
+    )
+)
+def test_an_address_of_the_plain_shape_is_one_every_check_takes(address: str) -> None:
+    assume(len(address) <= MAX_EMAIL_CHARS)
+    if _plain_address(address):
+        assert _checked_problem(address) is None
+    assert (email_problem(address) is None) == (_checked_problem(address) is None)
+
+
+@pytest.mark.parametrize(
+    "address", ["jane@mail.test", "jane@printer.local", "jane@x.onion", "jane@host.localhost", "j@a.invalid"]
+)
+def test_a_plain_address_at_a_special_use_domain_is_still_refused(address: str) -> None:
+    assert PLAIN_ADDRESS.fullmatch(address) and email_problem(address) is not None

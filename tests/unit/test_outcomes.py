@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signal_sync.outcomes import (
     DELIVERY_NAMESPACE,
@@ -255,3 +257,48 @@ def test_a_keyed_contact_id_is_the_hmac_of_the_normalized_email() -> None:
     other = build(builder=OutcomeBuilder(contact_id_key=b"x" * 32))
     assert other["contact_id"] != keyed["contact_id"], "another key, another id"
     assert OutcomeBuilder(contact_id_key=KEY).contact_id_of(EMAIL) == keyed["contact_id"]
+
+
+REASONS = st.sampled_from([None, "no_email", "invalid_email", "event_not_mapped", "consent_denied"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reasons=st.lists(REASONS, min_size=1, max_size=4),
+    email=st.sampled_from([None, EMAIL, "ünï@example.com"]),
+    include_email=st.booleans(),
+    keyed=st.booleans(),
+    status=st.sampled_from(["dropped", "invalid", "failed"]),
+    error=st.sampled_from([None, "record has no value (tombstone)"]),
+    operation=st.sampled_from([None, "erase"]),
+    with_event=st.booleans(),
+)
+def test_build_each_gives_the_bytes_build_gives_for_each_integration(
+    reasons: list[str | None],
+    email: str | None,
+    include_email: bool,
+    keyed: bool,
+    status: str,
+    error: str | None,
+    operation: str | None,
+    with_event: bool,
+) -> None:
+    builder = OutcomeBuilder(include_email=include_email, contact_id_key=KEY if keyed else None)
+    integrations = [mautic(), mailgun(), mautic(id="mautic-second"), mailgun(id="mailgun-second")]
+    pairs = list(zip(integrations, reasons, strict=False))
+    common: dict[str, Any] = {
+        "message_id": "msg-1",
+        "event_name": "Signed Up",
+        "email": email,
+        "status": status,
+        "source": SOURCE,
+        "now": NOW,
+        "event": event(type="track", event="Signed Up", timestamp="2026-06-06T16:32:10+02:00")
+        if with_event
+        else None,
+        "error": error,
+        "operation": operation,
+    }
+    each = builder.build_each(pairs, **common)
+    alone = [builder.build(integration=integration, reason=reason, **common) for integration, reason in pairs]
+    assert [encode(record) for record in each] == [encode(record) for record in alone]
