@@ -62,7 +62,7 @@ SendEntries = Callable[[list[Group]], Awaitable[list[list[DeliveryResult]]]]
 INTERNAL_ERROR = "internal_error"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Job:
     """One event for one integration, and the operation stage 1 decided for it. ``partition``: the
     internal topic's partition the event came from, where its contact's state changelog goes (the

@@ -115,8 +115,7 @@ class KeyOrderedScheduler:
         task = _start(asyncio.get_running_loop(), self._run(partition, key, pending, previous, handler))
         if not task.done():  # a task that ended in its first step has released its key and slot
             self._tails[key] = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.add(task)  # until its ``_run`` ends (no done callback: one turn of the loop less)
 
     async def _wait_for_room(self) -> None:
         """Wait for a slot: the task that releases one hands it over (``_release_slot``)."""
@@ -149,23 +148,28 @@ class KeyOrderedScheduler:
     ) -> None:
         """Run the handler after the key's previous event; once the event has its outcome, mark it
         done and acknowledge its partition's completed head."""
-        try:  # cancelled (abandoned at shutdown): never acked, so delivered again
-            if previous is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(previous)
-            try:
-                await handler(pending.event)
-                finished = True
-            except Exception as exc:  # handlers turn failures into outcomes; this is a bug to see
-                log.error(
-                    "event handler raised at offset %s; recording it as failed", pending.offset, exc_info=exc
-                )
-                finished = await self._failed(pending, exc)
+        try:
+            try:  # cancelled (abandoned at shutdown): never acked, so delivered again
+                if previous is not None:
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(previous)
+                try:
+                    await handler(pending.event)
+                    finished = True
+                except Exception as exc:  # handlers turn failures into outcomes; this is a bug to see
+                    log.error(
+                        "event handler raised at offset %s; recording it as failed",
+                        pending.offset,
+                        exc_info=exc,
+                    )
+                    finished = await self._failed(pending, exc)
+            finally:
+                self._release(key)
+            if finished:
+                pending.done = True
+                await self._ack_prefix(partition)
         finally:
-            self._release(key)
-        if finished:
-            pending.done = True
-            await self._ack_prefix(partition)
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _failed(self, pending: _Pending, exc: Exception) -> bool:
         """Record the failure of an event whose handler raised; False when it cannot be recorded

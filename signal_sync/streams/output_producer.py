@@ -237,6 +237,10 @@ class OutputProducer:
         """Hand over one record; waits (without blocking the loop) while records wait for room.
         Raises ``RecordTooLargeError`` (nothing queued) for a record its topic would refuse."""
         self.send_soon(topic, key, value, partition, headers=headers, timestamp_ms=timestamp_ms)
+        await self.room()
+
+    async def room(self) -> None:
+        """Return once no record waits for room in librdkafka's queue (at once when none does)."""
         while self._backlog:
             await asyncio.sleep(FLUSH_POLL_S)
             self._make_room()
