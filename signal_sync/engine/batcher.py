@@ -168,7 +168,9 @@ class Batcher:
     def _release(self, contact: str, again: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         """The contact's batch is answered: its ``again`` items, then those that waited, go on in order."""
         self._in_flight.discard(contact)
+        queued = self._waiting.pop(contact, None)
+        if not again and not queued:
+            return
         # Placing one may fill and send the next batch; the contact's later ones then wait again.
-        queued = self._waiting.pop(contact, deque())
-        for item, future in [*again, *queued]:
+        for item, future in [*again, *(queued or ())]:
             self._place(contact, item, future)
