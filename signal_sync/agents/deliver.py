@@ -82,7 +82,7 @@ async def send(runtime: Runtime, integration: Integration, job: Job) -> JobResul
     batcher = runtime.batchers.get(integration.id)
     if batcher is None:
         return await jobs_for(runtime, integration).run(job)
-    placed = await batcher.submit(job.contact, job)
+    placed = await batcher.put(job.contact, job)
     return placed.result
 
 

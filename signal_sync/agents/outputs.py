@@ -42,15 +42,17 @@ async def emit(
         dlq = topics.dead_letter_topic
         letter = dead_letter(outcome, source, outputs.record_limit(dlq), context, runtime.redact)
         outputs.check(dlq, letter.key, letter.value, letter.headers)
-    await outputs.send(topics.deliveries_topic, key, value)
+    outputs.send_soon(topics.deliveries_topic, key, value)
     if letter is not None:
-        await outputs.send(
+        outputs.send_soon(
             topics.dead_letter_topic,
             letter.key,
             letter.value,
             headers=letter.headers,
             timestamp_ms=letter.timestamp_ms,
         )
+    if outputs.waiting:  # librdkafka's queue is full: wait for room (``OutputProducer.send``)
+        await outputs.room()
     for observer in runtime.observers:
         try:
             observer(outcome, request)

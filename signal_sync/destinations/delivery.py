@@ -32,7 +32,6 @@ from tenacity import (
     RetryCallState,
     retry_if_result,
     stop_after_attempt,
-    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -324,21 +323,15 @@ class Sender:
     ) -> DeliveryResult:
         """Send until delivered, a final answer, or the retry budget runs out: ``max_attempts``
         attempts, or a wait that would end past ``max_elapsed_s`` (Retry-After included). A
-        ``watch`` sees every attempt; while it is halted no further attempt is made."""
+        ``watch`` sees every attempt; while it is halted no further attempt is made.
+
+        The first attempt goes out before any retry machinery is built: most deliveries end with
+        it, and an attempt that is not to be retried is the delivery's end whatever the budget
+        says. Only an attempt to retry builds the retry loop (``_retrying``), which takes that
+        attempt as its first and measures the time budget from before it."""
         destination = destination_of(integration)
         tokens = self.tokens_of(integration)
-
-        def halted(_state: RetryCallState) -> bool:
-            return watch is not None and watch.halted
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts)
-            | stop_before_delay(self.settings.max_elapsed_s)
-            | halted,
-            wait=self._wait,
-            retry=retry_if_result(lambda a: a.classification.verdict is Verdict.RETRY),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )
+        started = time.monotonic()
         attempts = 0
         last: Attempt | None = None
 
@@ -356,10 +349,39 @@ class Sender:
                 watch.attempted(last.classification)
             return last
 
-        final: Attempt = await retrying(counted)
+        final = await counted()
+        if final.classification.verdict is Verdict.RETRY:
+            first: list[Attempt] = [final]
+
+            async def after_first() -> Attempt:
+                """The retry loop's attempts: the one already made, then new ones."""
+                return first.pop() if first else await counted()
+
+            final = await self._retrying(watch, started)(after_first)
         result = result_of(final, attempts, destination)
         self._notify("delivery_finished", integration.id, result)
         return result
+
+    def _retrying(self, watch: AttemptWatch | None, started: float) -> AsyncRetrying:
+        """The retry loop of one delivery whose first attempt began at ``started``
+        (``time.monotonic``): it stops after ``max_attempts`` attempts, before a wait that would end
+        past ``max_elapsed_s`` from ``started`` (tenacity's ``stop_before_delay``, counted from the
+        first attempt rather than from the loop's own start), or while ``watch`` is halted."""
+        max_elapsed_s = self.settings.max_elapsed_s
+
+        def out_of_time(state: RetryCallState) -> bool:
+            ended = state.outcome_timestamp if state.outcome_timestamp is not None else time.monotonic()
+            return ended - started + state.upcoming_sleep >= max_elapsed_s
+
+        def halted(_state: RetryCallState) -> bool:
+            return watch is not None and watch.halted
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts) | out_of_time | halted,
+            wait=self._wait,
+            retry=retry_if_result(lambda a: a.classification.verdict is Verdict.RETRY),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
 
     async def probe(
         self, integration: Integration, request: Request, watch: AttemptWatch | None = None

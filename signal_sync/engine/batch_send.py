@@ -50,8 +50,21 @@ def item_result(
     part of the answer); None when the item must be sent again on its own (to retry, or to let the
     gate see an integration fault)."""
     decision = classify_item(status, reports_created=destination.reports_created)
-    if decision.verdict is Verdict.DELIVERED:
-        return dataclasses.replace(whole, http_status=status, created=decision.created, reply=b"", item=item)
+    if decision.verdict is Verdict.DELIVERED:  # ``whole`` with the item's own status, answer and ``created``
+        return DeliveryResult(
+            whole.status,
+            status,
+            decision.created,
+            whole.attempts,
+            whole.reason,
+            whole.error,
+            whole.hint,
+            whole.fault,
+            b"",
+            whole.destination_down,
+            whole.retry_after_s,
+            item,
+        )
     if decision.verdict is Verdict.FAILED:
         error = short_text(message or f"item answered {status}")
         hint = destination.hints.get(status) if status is not None else None

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 R = TypeVar("R")
 
 
-@dataclass
+@dataclass(slots=True)
 class Group:
     """The coalesced events of one contact in one batch, in arrival order. ``finish(results)``
     answers the group's items before the rest of the batch is done (set by the ``Batcher``; a
@@ -50,9 +50,10 @@ class Again:
 AGAIN = Again()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Placed(Generic[R]):
-    """An event's result, and where it stood among its contact's events in the batch."""
+    """An event's result, and where it stood among its contact's events in the batch (a value, not
+    frozen: one is built per event)."""
 
     result: R
     position: int
@@ -91,9 +92,14 @@ class Batcher:
 
     async def submit(self, contact: str, item: Any) -> Placed[Any]:
         """Queue one item of ``contact``; returns its share of the result once its batch is answered."""
+        return await self.put(contact, item)
+
+    def put(self, contact: str, item: Any) -> asyncio.Future[Placed[Any]]:
+        """Queue one item of ``contact``; the future of its share of the result (``submit`` without
+        a coroutine of its own, for a caller that awaits the future itself)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._place(contact, item, future)
-        return await future
+        return future
 
     def _place(self, contact: str, item: Any, future: asyncio.Future[Any]) -> None:
         """Into the contact's open group, or behind its batch in flight (a contact is never in two)."""
@@ -162,7 +168,9 @@ class Batcher:
     def _release(self, contact: str, again: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         """The contact's batch is answered: its ``again`` items, then those that waited, go on in order."""
         self._in_flight.discard(contact)
+        queued = self._waiting.pop(contact, None)
+        if not again and not queued:
+            return
         # Placing one may fill and send the next batch; the contact's later ones then wait again.
-        queued = self._waiting.pop(contact, deque())
-        for item, future in [*again, *queued]:
+        for item, future in [*again, *(queued or ())]:
             self._place(contact, item, future)

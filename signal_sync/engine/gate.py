@@ -80,14 +80,30 @@ class IntegrationGate:
             self._limiter = AsyncLimiter(self.rate_per_s, 1.0)
         self._open.set()
 
+    async def admit(self) -> None:
+        """Take one concurrency slot and one rate token; ``leave`` gives the slot back (whether the
+        integration is open is the caller's to check once admitted: a paused integration is
+        probed, not waited for)."""
+        await self._slots.acquire()
+        if self._limiter is not None:
+            try:
+                await self._limiter.acquire()
+            except BaseException:
+                self._slots.release()
+                raise
+
+    def leave(self) -> None:
+        """Give back the slot ``admit`` took."""
+        self._slots.release()
+
     @contextlib.asynccontextmanager
     async def admitted(self):  # type: ignore[no-untyped-def]
-        """Hold one concurrency slot and one rate token (whether the integration is open is the
-        caller's to check once admitted: a paused integration is probed, not waited for)."""
-        async with self._slots:
-            if self._limiter is not None:
-                await self._limiter.acquire()
+        """``admit``, then ``leave`` when the block ends."""
+        await self.admit()
+        try:
             yield
+        finally:
+            self.leave()
 
     async def wait_open(self) -> None:
         """Block while the integration is paused or its circuit is open."""
@@ -188,11 +204,14 @@ async def send_through_gate(
             if probed is not None:
                 return probed
             continue
-        async with gate.admitted():
+        await gate.admit()  # ``admitted()`` without a context manager object per request
+        try:
             if gate.state.paused:  # paused while this request waited for a slot
                 continue
             successes = gate.successes
             result = await sender.deliver(integration, request, watch=gate)
+        finally:
+            gate.leave()
         if result.fault:
             gate.pause(result.reason or "fault", result.hint)
         elif not result.destination_down:

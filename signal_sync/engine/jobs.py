@@ -62,7 +62,7 @@ SendEntries = Callable[[list[Group]], Awaitable[list[list[DeliveryResult]]]]
 INTERNAL_ERROR = "internal_error"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Job:
     """One event for one integration, and the operation stage 1 decided for it. ``partition``: the
     internal topic's partition the event came from, where its contact's state changelog goes (the
@@ -79,11 +79,13 @@ class Job:
         return self.resolved.contact_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobResult:
     """What an outcome says about a job: the operation carried out (a re-grant of a withdrawn
     person is ``restore_consent`` whatever stage 1 decided) and how it ended; ``shown``: what was
-    sent, for the debugger (``view()``), None when nothing was."""
+    sent, for the debugger (``view()``), None when nothing was. Treated as a value (a change is a
+    ``dataclasses.replace``); not frozen, as a frozen class's construction costs twice as much, and
+    one is built per event and integration."""
 
     operation: Operation | None
     """None: nothing was planned (stage 2 dropped the event: the config changed since stage 1)."""

@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,26 +43,51 @@ class _Pending:
     done: bool = False
 
 
+class _Partition(deque[_Pending]):
+    """A partition's unacknowledged events in offset order; ``acking``: a task is acknowledging its
+    completed head, and acknowledges every event that completes meanwhile too."""
+
+    __slots__ = ("acking",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acking = False
+
+
+if sys.version_info >= (3, 12):
+
+    def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run the task's first step now, inside ``submit``, rather than in a later turn of the loop: an
+        event's handler goes as far as its first wait (a batch's answer) without a round of the loop."""
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+
+else:
+
+    def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Python 3.11 has no eager tasks: the first step runs in the loop's next turn."""
+        return loop.create_task(coro)
+
+
 @dataclass
 class KeyOrderedScheduler:
     """Run ``handler(event)`` per event: concurrent across keys, sequential within a key.
 
     ``submit`` waits while ``max_in_flight`` events are running, which stops the agent
-    from reading further and lets Faust pause fetching for this topic alone.
+    from reading further and lets Faust pause fetching for this topic alone. An event's task
+    starts at once (eagerly, on Python 3.12+): it runs inside ``submit`` until its first wait.
     """
 
     ack: Ack
     max_in_flight: int = 64
     fail: Fail | None = None
     halt: Halt | None = None
-    _slots: asyncio.Semaphore = field(init=False)
+    _running: int = field(default=0, init=False)
+    """Events submitted and not yet released (the slots ``max_in_flight`` bounds)."""
+    _room: deque[asyncio.Future[None]] = field(default_factory=deque, init=False)
+    """Submitters waiting for a slot, first come first served; a released slot passes to the first."""
     _tails: dict[Hashable, asyncio.Task[None]] = field(default_factory=dict, init=False)
-    _pending: dict[Hashable, deque[_Pending]] = field(default_factory=dict, init=False)
+    _pending: dict[Hashable, _Partition] = field(default_factory=dict, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
-    _ack_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        self._slots = asyncio.Semaphore(self.max_in_flight)
 
     @property
     def in_flight(self) -> int:
@@ -76,14 +102,41 @@ class KeyOrderedScheduler:
         handler: Callable[[Any], Awaitable[None]],
     ) -> None:
         """Queue one event; returns once it is scheduled (not finished)."""
-        await self._slots.acquire()
+        if self._running < self.max_in_flight and not self._room:
+            self._running += 1
+        else:
+            await self._wait_for_room()
         pending = _Pending(offset, event)
-        self._pending.setdefault(partition, deque()).append(pending)
+        queue = self._pending.get(partition)
+        if queue is None:
+            queue = self._pending[partition] = _Partition()
+        queue.append(pending)
         previous = self._tails.get(key)
-        task = asyncio.create_task(self._run(partition, key, pending, previous, handler))
-        self._tails[key] = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = _start(asyncio.get_running_loop(), self._run(partition, key, pending, previous, handler))
+        if not task.done():  # a task that ended in its first step has released its key and slot
+            self._tails[key] = task
+            self._tasks.add(task)  # until its ``_run`` ends (no done callback: one turn of the loop less)
+
+    async def _wait_for_room(self) -> None:
+        """Wait for a slot: the task that releases one hands it over (``_release_slot``)."""
+        room = asyncio.get_running_loop().create_future()
+        self._room.append(room)
+        try:
+            await room
+        except asyncio.CancelledError:
+            if room.done() and not room.cancelled():
+                self._release_slot()  # handed over, but this submitter is gone: pass it on
+            else:
+                self._room.remove(room)
+            raise
+
+    def _release_slot(self) -> None:
+        while self._room:
+            room = self._room.popleft()
+            if not room.done():
+                room.set_result(None)  # the slot goes to the first submitter waiting
+                return
+        self._running -= 1
 
     async def _run(
         self,
@@ -93,32 +146,30 @@ class KeyOrderedScheduler:
         previous: asyncio.Task[None] | None,
         handler: Callable[[Any], Awaitable[None]],
     ) -> None:
-        try:  # cancelled (abandoned at shutdown): never acked, so delivered again
-            finished = await self._handle(pending, previous, handler)
-        finally:
-            self._release(key)
-        if finished:
-            pending.done = True
-            await self._ack_prefix(partition)
-
-    async def _handle(
-        self,
-        pending: _Pending,
-        previous: asyncio.Task[None] | None,
-        handler: Callable[[Any], Awaitable[None]],
-    ) -> bool:
-        """Run the handler after the key's previous event; True once the event has its outcome."""
-        if previous is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(previous)
+        """Run the handler after the key's previous event; once the event has its outcome, mark it
+        done and acknowledge its partition's completed head."""
         try:
-            await handler(pending.event)
-        except Exception as exc:  # handlers turn failures into outcomes; this is a bug to see
-            log.error(
-                "event handler raised at offset %s; recording it as failed", pending.offset, exc_info=exc
-            )
-            return await self._failed(pending, exc)
-        return True
+            try:  # cancelled (abandoned at shutdown): never acked, so delivered again
+                if previous is not None:
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(previous)
+                try:
+                    await handler(pending.event)
+                    finished = True
+                except Exception as exc:  # handlers turn failures into outcomes; this is a bug to see
+                    log.error(
+                        "event handler raised at offset %s; recording it as failed",
+                        pending.offset,
+                        exc_info=exc,
+                    )
+                    finished = await self._failed(pending, exc)
+            finally:
+                self._release(key)
+            if finished:
+                pending.done = True
+                await self._ack_prefix(partition)
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _failed(self, pending: _Pending, exc: Exception) -> bool:
         """Record the failure of an event whose handler raised; False when it cannot be recorded
@@ -142,14 +193,21 @@ class KeyOrderedScheduler:
     def _release(self, key: Hashable) -> None:
         if self._tails.get(key) is asyncio.current_task():
             del self._tails[key]
-        self._slots.release()
+        self._release_slot()
 
     async def _ack_prefix(self, partition: Hashable) -> None:
-        """Ack the contiguous completed head of the partition, in offset order."""
-        async with self._ack_lock:
-            queue = self._pending.get(partition)
+        """Ack the contiguous completed head of the partition, in offset order. One task at a time
+        acknowledges a partition: while an ack waits, events that complete are left to it (it looks
+        at the head again after each ack)."""
+        queue = self._pending.get(partition)
+        if queue is None or queue.acking:
+            return
+        queue.acking = True
+        try:
             while queue and queue[0].done:
                 await self.ack(queue.popleft().event)
+        finally:
+            queue.acking = False
 
     def forget(self, partitions: set[Hashable]) -> None:
         """Partitions were revoked: their unacked events belong to the next owner now."""

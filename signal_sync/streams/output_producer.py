@@ -198,7 +198,13 @@ class OutputProducer:
         ``timestamp_ms`` of None: the producer's clock). While librdkafka's queue is full, records
         wait here, in order, and the next flush includes them. Raises ``RecordTooLargeError``
         (nothing queued) for a record its topic would refuse."""
-        self.check(topic, key, value, headers)
+        if headers:
+            self.check(topic, key, value, headers)
+        else:  # ``check`` without headers, inline: most records have none
+            size = (len(key) if key else 0) + (len(value) if value else 0)
+            limit = self._limits.get(topic, self.default_limit)
+            if size > limit:
+                raise RecordTooLargeError(topic, size, limit)
         record = (topic, key, value, partition, self._epoch, on_delivered, headers, timestamp_ms or 0)
         if self._backlog or not self._produce(record):
             self._backlog.append(record)
@@ -231,6 +237,10 @@ class OutputProducer:
         """Hand over one record; waits (without blocking the loop) while records wait for room.
         Raises ``RecordTooLargeError`` (nothing queued) for a record its topic would refuse."""
         self.send_soon(topic, key, value, partition, headers=headers, timestamp_ms=timestamp_ms)
+        await self.room()
+
+    async def room(self) -> None:
+        """Return once no record waits for room in librdkafka's queue (at once when none does)."""
         while self._backlog:
             await asyncio.sleep(FLUSH_POLL_S)
             self._make_room()

@@ -33,7 +33,7 @@ class RecordingOutputs:
     ) -> None:
         check_fits(topic, key, value, headers, self.record_limit(topic))
 
-    async def send(
+    def send_soon(
         self,
         topic: str,
         key: bytes | None,
@@ -47,6 +47,24 @@ class RecordingOutputs:
             raise self.refuse
         self.check(topic, key, value, headers)
         self.records.append((topic, key, value, partition, headers, timestamp_ms))
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        *,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        self.send_soon(topic, key, value, partition, headers=headers, timestamp_ms=timestamp_ms)
+
+    waiting = 0
+    """Records waiting for room: none, every record is taken at once."""
+
+    async def room(self) -> None:
+        return None
 
     def on(self, topic: str) -> list[dict[str, Any]]:
         """The JSON records sent to ``topic``."""

@@ -174,6 +174,64 @@ async def test_without_a_failure_recorder_a_raising_handler_halts_and_is_not_ack
     assert acked == [] and [str(reason) for reason in halted] == ["bug"]
 
 
+async def test_events_that_complete_while_an_ack_waits_are_acked_in_order_by_it() -> None:
+    acked: list[int] = []
+    slow_ack = asyncio.Event()
+    gates = {offset: asyncio.Event() for offset in range(4)}
+
+    async def ack(event: int) -> None:
+        if event == 0:
+            await slow_ack.wait()
+        acked.append(event)
+
+    finished: list[int] = []
+
+    async def handler(event: int) -> None:
+        await gates[event].wait()
+        finished.append(event)
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=8)
+    for offset in range(4):
+        await scheduler.submit("p", offset, f"k{offset}", offset, handler)
+    gates[0].set()
+    await asyncio.wait_for(_until(lambda: finished == [0]), 2)  # its ack waits
+    for offset in (2, 1, 3):
+        gates[offset].set()
+    await asyncio.wait_for(_until(lambda: scheduler.in_flight == 1), 2)  # only the acking task is left
+    assert acked == []
+    slow_ack.set()
+    assert await scheduler.drain(2)
+    assert acked == [0, 1, 2, 3]
+
+
+async def test_a_submitter_cancelled_while_waiting_for_room_leaves_its_slot_to_the_next() -> None:
+    release = asyncio.Event()
+    ran: list[int] = []
+    submitters: list[asyncio.Task[None]] = []
+
+    async def ack(event: int) -> None:
+        if event == 0:  # its slot was just handed to the first submitter waiting, which has not run yet
+            submitters[0].cancel()
+
+    async def handler(event: int) -> None:
+        ran.append(event)
+        if event == 0:
+            await release.wait()
+
+    scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=1)
+    await scheduler.submit("p", 0, "a", 0, handler)
+    submitters.append(asyncio.create_task(scheduler.submit("p", 1, "b", 1, handler)))
+    submitters.append(asyncio.create_task(scheduler.submit("p", 2, "c", 2, handler)))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(submitters[1], 1)
+    assert submitters[0].cancelled()
+    assert await scheduler.drain(1)
+    await asyncio.wait_for(scheduler.submit("p", 3, "d", 3, handler), 1)
+    assert await scheduler.drain(1)
+    assert ran == [0, 2, 3]
+
+
 async def _until(condition) -> None:  # type: ignore[no-untyped-def]
     while not condition():
         await asyncio.sleep(0.001)
