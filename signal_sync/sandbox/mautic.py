@@ -98,7 +98,7 @@ from signal_sync.sandbox.mautic_oauth import (
     token_routes,
 )
 from signal_sync.sandbox.mautic_oauth import OAuthClient as OAuthClient
-from signal_sync.sandbox.mautic_search import NotEmulated, contact_filter, parse_where
+from signal_sync.sandbox.mautic_search import NotEmulated, contact_filter, equal_to, parse_where
 from signal_sync.sandbox.mautic_segments import ROUTE_METHODS as SEGMENT_ROUTE_METHODS
 from signal_sync.sandbox.mautic_segments import (
     ContactAccess,
@@ -628,7 +628,7 @@ class MauticStore:
         """Contacts matching ``search`` and ``where``, in Mautic's order: ``last_active`` newest
         first (never active last), unless ``order`` = (column, descending) says otherwise."""
         matches = contact_filter(search, where, self.columns)
-        found = [c for c in self.contacts.values() if matches(self.row(c))]
+        found = [c for c in self._candidates(where) if matches(self.row(c))]
         if order is None:
             return sorted(found, key=lambda c: (c.last_active is None, _desc(c.last_active), c.id))
         column, descending = order  # MySQL: NULLs first ascending, last descending
@@ -639,6 +639,15 @@ class MauticStore:
             reverse=descending,
         )
         return rest + nulls if descending else nulls + rest
+
+    def _candidates(self, where: list[dict[str, str]]) -> Iterable[Contact]:
+        """The contacts a filter can match: through the email index when a clause asks for exact
+        addresses (a lookup by email reads one contact, not every one), else all of them."""
+        emails = equal_to(where, "email")
+        if emails is None:
+            return self.contacts.values()
+        ids = (self.by_email.get(email) for email in emails)
+        return [self.contacts[i] for i in sorted(i for i in ids if i is not None)]
 
     def total(self, key: Any, count: int) -> int:
         """The list's ``total``: ``count``, or the one cached for the same filter within

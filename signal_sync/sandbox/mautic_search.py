@@ -181,6 +181,24 @@ def parse_where(query: Mapping[str, str]) -> list[dict[str, str]]:
     return [clauses[i] for i in sorted(clauses)]
 
 
+def _compared_values(expr: str, val: str) -> frozenset[str]:
+    """The lowercased values an ``eq``/``neq`` (one) or ``in``/``notIn`` (comma-separated, entities
+    decoded) clause compares its column with, its value already through ``InputHelper::clean``."""
+    if expr in ("in", "notIn"):
+        return frozenset(v.lower() for v in next(csv.reader([html.unescape(val)], skipinitialspace=False)))
+    return frozenset((val.lower(),))
+
+
+def equal_to(where: list[dict[str, str]], col: str) -> frozenset[str] | None:
+    """The lowercased values ``col`` must equal for a row to match every clause (from its first
+    ``eq`` or ``in`` clause), None when no clause says: lets a store look rows up by an index
+    instead of reading them all. Call after ``contact_filter`` accepted the clauses."""
+    for clause in where:
+        if clause.get("col") == col and clause.get("expr") in ("eq", "in"):
+            return _compared_values(clause["expr"], sanitize_special_chars(clause.get("val", "")))
+    return None
+
+
 def _where_matcher(clause: Mapping[str, str], columns: frozenset[str]) -> Callable[[Row], bool]:
     expr, col = clause.get("expr", ""), clause.get("col", "")
     if not expr:
@@ -192,13 +210,10 @@ def _where_matcher(clause: Mapping[str, str], columns: frozenset[str]) -> Callab
     if col not in columns:
         raise NotEmulated(f"where: the column {col!r} is not emulated")
     val = sanitize_special_chars(clause.get("val", ""))
-    if expr in ("in", "notIn"):
-        values = {v.lower() for v in next(csv.reader([html.unescape(val)], skipinitialspace=False))}
-        wanted = expr == "in"
+    if expr in ("in", "notIn", "eq", "neq"):
+        values = _compared_values(expr, val)
+        wanted = expr in ("in", "eq")
         return lambda row: (row.get(col) is not None and str(row.get(col)).lower() in values) == wanted
-    if expr in ("eq", "neq"):
-        wanted = expr == "eq"
-        return lambda row: (row.get(col) is not None and str(row.get(col)).lower() == val.lower()) == wanted
     if expr in ("like", "notLike"):
         wanted = expr == "like"
         return lambda row: row.get(col) is not None and like(val, row.get(col)) == wanted

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from signal_sync.sandbox.mautic import MauticSettings, MauticStore
 from signal_sync.sandbox.mautic_dnc import (
     BOUNCED,
     MANUAL,
@@ -219,3 +220,33 @@ def test_where_in_is_exact_and_eq_fails_on_an_apostrophe():
         contact_filter("", [{"col": "email", "expr": "between", "val": "a"}], COLUMNS)
     with pytest.raises(ValueError, match="expr"):
         contact_filter("", [{"col": "email"}], COLUMNS)
+
+
+LOCALS = st.sampled_from(["ann", "Ann", "bob", "o'brien", "O'Brien", "c_d", "cxd"])
+DOMAINS = st.sampled_from(["example.com", "EXAMPLE.com", "example.org"])
+ADDRESSES = st.builds(lambda local, domain: f"{local}@{domain}", LOCALS, DOMAINS)
+
+
+@given(
+    stored=st.lists(ADDRESSES, max_size=8),
+    without_email=st.integers(0, 2),
+    expr=st.sampled_from(["eq", "in", "neq", "notIn", "like"]),
+    wanted=st.lists(ADDRESSES, min_size=1, max_size=3),
+)
+def test_an_indexed_email_lookup_finds_what_reading_every_contact_finds(
+    stored: list[str], without_email: int, expr: str, wanted: list[str]
+) -> None:
+    store = MauticStore(MauticSettings(username="u", password="p"))  # noqa: S106 (test credentials)
+    for email in stored:  # a repeated address (in any case) updates its contact
+        store.upsert({"email": email}, None)
+    for _ in range(without_email):
+        store._apply(store._create(), {"firstname": "x"}, None, created=True, clear_missing=False)
+    where = [
+        {"col": "email", "expr": expr, "val": ",".join(wanted) if expr in ("in", "notIn") else wanted[0]}
+    ]
+    matches = contact_filter("", where, store.columns)
+    every = sorted(
+        (c for c in store.contacts.values() if matches(store.row(c))),
+        key=lambda c: (c.last_active is None, c.id),
+    )
+    assert [c.id for c in store.search("", where, None)] == [c.id for c in every]
