@@ -907,7 +907,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="set on both integrations in the 1-vs-2-worker runs only (default: max_concurrency=2 and "
         "batch_max_items=20, so each worker's own destination budget, not the CPU, is the limit)",
     )
-    parser.add_argument("--profile", action="store_true", help="py-spy the signal-sync worker's drain and paced run")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the signal-sync worker's drain and paced run"
+    )
     parser.add_argument(
         "--worker-set",
         action="append",

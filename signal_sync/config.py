@@ -551,7 +551,10 @@ class DeliverySettings(_Strict):
     )
     max_connections: int = Field(32, ge=1, description="Pooled keep-alive connections per integration.")
     batch_linger_ms: float = Field(
-        20.0, ge=0, description="How long a batch waits for more contacts before it is sent."
+        10.0,
+        ge=0,
+        description="How long a batch waits for more contacts before it is sent (on every event's path: "
+        "docs/performance.md).",
     )
     pause_probe_initial_s: float = Field(
         1.0, gt=0, description="First wait before probing an integration paused by a 401/403/404 (doubles)."
@@ -569,7 +572,7 @@ class DeliverySettings(_Strict):
         "internal topics (one record per integration and partition).",
     )
     forward_linger_ms: float = Field(
-        30.0,
+        20.0,
         ge=0,
         description="Longest an event waits in the ingest stage before it is sent on. Each internal "
         "record costs the delivery agents about what a source record costs: a longer linger means "
