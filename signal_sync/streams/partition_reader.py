@@ -34,6 +34,11 @@ RETRIABLE = frozenset(
 )
 """Answers that mean "not yet" (a group coordinator loading or moving, an election, a slow broker),
 whether or not librdkafka flags them retriable."""
+STALE_VIEW = frozenset(
+    {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError._ALL_BROKERS_DOWN}
+)
+"""The client's own view of the cluster failed it (after a broker restart its metadata cache can
+keep a partition unknown for minutes): retried with a new client, which reads the metadata afresh."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,29 +92,38 @@ class PartitionReader:
                 await asyncio.to_thread(self._consumer.close)
                 self._consumer = None
 
+    def _discard_client(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()
+
     def _start_offset(self, topic: str, partition: int) -> int:
-        client = self._client()
-        [committed] = self._retrying(lambda: client.committed([TopicPartition(topic, partition)], timeout=5))
+        tp = TopicPartition(topic, partition)
+        [committed] = self._retrying(lambda client: client.committed([tp], timeout=5))
         if committed.error is not None:
             raise RuntimeError(f"committed offset of {topic}[{partition}]: {committed.error}")
         if committed.offset != OFFSET_INVALID and committed.offset >= 0:
             return int(committed.offset)
-        low, _high = self._retrying(
-            lambda: client.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
-        )
+        low, _high = self._retrying(lambda client: client.get_watermark_offsets(tp, timeout=5))
         return int(low)
 
-    def _retrying(self, call: Callable[[], T]) -> T:
-        """``call()``, again after a short pause while the broker answers with a retriable error
-        (a group coordinator that is still loading or moving, a leader election)."""
+    def _retrying(self, call: Callable[[Consumer], T]) -> T:
+        """``call(client)``, again after a short pause while the broker answers with a retriable error
+        (a group coordinator that is still loading or moving, a leader election), with a new client
+        when the client's view of the cluster is what failed (``STALE_VIEW``)."""
         deadline = time.monotonic() + self._timeout_s
         pause = 0.05
         while True:
             try:
-                return call()
+                return call(self._client())
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                retriable = isinstance(error, KafkaError) and (error.retriable() or error.code() in RETRIABLE)
+                code = error.code() if isinstance(error, KafkaError) else None
+                if code in STALE_VIEW:
+                    self._discard_client()
+                retriable = isinstance(error, KafkaError) and (
+                    error.retriable() or code in RETRIABLE or code in STALE_VIEW
+                )
                 if not retriable or time.monotonic() + pause > deadline:
                     raise
             time.sleep(pause)

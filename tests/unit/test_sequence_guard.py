@@ -110,17 +110,42 @@ def test_the_reader_retries_a_retriable_broker_error_and_gives_up_on_others() ->
 
     reader = PartitionReader({"bootstrap.servers": "127.0.0.1:1"}, group_id="g", timeout_s=5)
     answers: list[object] = [KafkaException(KafkaError(KafkaError.NOT_COORDINATOR)), 7]
+    clients: list[object] = []
 
-    def call() -> int:
+    def call(client: object) -> int:
+        clients.append(client)
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
     assert reader._retrying(call) == 7, "a coordinator still loading is waited for"
+    assert clients[0] is clients[1], "a broker's 'not yet' is asked again with the same client"
     fatal = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
     with pytest.raises(KafkaException):
-        reader._retrying(lambda: (_ for _ in ()).throw(fatal))
+        reader._retrying(lambda client: (_ for _ in ()).throw(fatal))
+
+
+@pytest.mark.parametrize("code", ["_UNKNOWN_PARTITION", "_UNKNOWN_TOPIC", "_ALL_BROKERS_DOWN"])
+def test_the_reader_asks_again_with_a_new_client_when_its_view_of_the_cluster_failed(code: str) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from signal_sync.streams.partition_reader import PartitionReader
+
+    reader = PartitionReader({"bootstrap.servers": "127.0.0.1:1"}, group_id="g", timeout_s=5)
+    stale = KafkaException(KafkaError(getattr(KafkaError, code)))
+    answers: list[object] = [stale, stale, 3]
+    clients: list[object] = []
+
+    def call(client: object) -> int:
+        clients.append(client)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert reader._retrying(call) == 3
+    assert len({id(client) for client in clients}) == 3, "each retry after a stale view uses a new client"
 
 
 async def test_tail_reads_what_was_not_handed_out_up_to_the_high_watermark() -> None:
