@@ -11,29 +11,21 @@ without any worker.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from array import array
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-pytestmark = pytest.mark.integration
+from tests.bench.bench_scripts import load
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 def bench_run() -> ModuleType:
-    """``bench/run.py`` as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("bench_run_under_test", REPO / "bench" / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """``bench/run.py`` as a module."""
+    return load("run")
 
 
 def test_first_paced_records_reach_the_broker_without_the_producer_start_up(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from faust.types import TP
@@ -103,22 +104,27 @@ async def test_the_log_start_counts_when_nothing_is_committed(offset: int) -> No
     assert [r.offset for r in await guard.admit(P0, offset)] == list(range(offset))
 
 
-def test_the_reader_retries_a_retriable_broker_error_and_gives_up_on_others() -> None:
-    from confluent_kafka import KafkaError, KafkaException
+def answering(answers: list[object], clients: list[object]) -> Callable[[object], object]:
+    """A reader call that records the client it is given and answers (or raises) in turn."""
 
-    from signal_sync.streams.partition_reader import PartitionReader
-
-    reader = PartitionReader({"bootstrap.servers": "127.0.0.1:1"}, group_id="g", timeout_s=5)
-    answers: list[object] = [KafkaException(KafkaError(KafkaError.NOT_COORDINATOR)), 7]
-    clients: list[object] = []
-
-    def call(client: object) -> int:
+    def call(client: object) -> object:
         clients.append(client)
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
+    return call
+
+
+def test_the_reader_retries_a_retriable_broker_error_and_gives_up_on_others() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from signal_sync.streams.partition_reader import PartitionReader
+
+    reader = PartitionReader({"bootstrap.servers": "127.0.0.1:1"}, group_id="g", timeout_s=5)
+    clients: list[object] = []
+    call = answering([KafkaException(KafkaError(KafkaError.NOT_COORDINATOR)), 7], clients)
     assert reader._retrying(call) == 7, "a coordinator still loading is waited for"
     assert clients[0] is clients[1], "a broker's 'not yet' is asked again with the same client"
     fatal = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
@@ -134,17 +140,8 @@ def test_the_reader_asks_again_with_a_new_client_when_its_view_of_the_cluster_fa
 
     reader = PartitionReader({"bootstrap.servers": "127.0.0.1:1"}, group_id="g", timeout_s=5)
     stale = KafkaException(KafkaError(getattr(KafkaError, code)))
-    answers: list[object] = [stale, stale, 3]
     clients: list[object] = []
-
-    def call(client: object) -> int:
-        clients.append(client)
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    assert reader._retrying(call) == 3
+    assert reader._retrying(answering([stale, stale, 3], clients)) == 3
     assert len({id(client) for client in clients}) == 3, "each retry after a stale view uses a new client"
 
 
