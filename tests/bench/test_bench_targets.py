@@ -25,11 +25,11 @@ def standard_run(ratio: float, p50: float, p99: float, two_over_one: float, star
     }
 
 
-def many_contacts_run(rss: float, kept: float, lost: float) -> dict[str, Any]:
+def many_contacts_run(rss: float, kept: float, lost: float, contacts: int = 1_000_000) -> dict[str, Any]:
     restart = {"kept_state": {"ready_s": kept}, "lost_state": {"ready_s": lost}}
     return {
         "_path": "/results/many.json",
-        "variants": {"signal_sync": {"peak_rss_mb": rss, "restart": restart}},
+        "variants": {"signal_sync": {"events": contacts, "peak_rss_mb": rss, "restart": restart}},
     }
 
 
@@ -46,7 +46,11 @@ def test_every_target_met_at_its_bound(targets: ModuleType) -> None:
     )
     by_name = {row["target"]: row for row in rows}
     assert by_name["latency"]["measured"] == {"p50": 100, "p99": 300}
-    assert by_name["restart"]["measured"] == {"kept_state_ready_s": 10, "lost_state_ready_s": 200}
+    assert by_name["restart"]["measured"] == {
+        "kept_state_ready_s": 10,
+        "lost_state_ready_s": 200,
+        "contacts": 1_000_000,
+    }
     assert by_name["memory"]["result"] == "/results/many.json"
     assert by_name["throughput"]["result"] == "/results/standard.json"
 
@@ -64,6 +68,10 @@ def test_each_target_missed_just_past_its_bound(targets: ModuleType) -> None:
 def test_latency_needs_both_percentiles(targets: ModuleType) -> None:
     rows = targets.evaluate({"standard": standard_run(2, 50, 301, 2, 1)})
     assert verdicts(rows)["latency"] is False
+    run = standard_run(2, 50, 100, 2, 1)
+    run["paced"]["latency_ms_after_warmup"] = {"p50": None, "p99": None, "max": None}
+    latency = {row["target"]: row for row in targets.evaluate({"standard": run})}["latency"]
+    assert latency["measured"] is None and latency["met"] is False, "no event after the warm-up"
 
 
 def test_a_run_not_made_is_not_measured(targets: ModuleType) -> None:
@@ -79,3 +87,8 @@ def test_a_run_not_made_is_not_measured(targets: ModuleType) -> None:
     table = targets.markdown({"pythons": {"3.13.0": {"targets": rows}}})
     assert "peak RSS" not in table
     assert "| 3.13.0 | 2 | met | `standard.json` |" in table
+
+
+def test_memory_and_restart_need_a_million_contacts(targets: ModuleType) -> None:
+    rows = targets.evaluate({"many_contacts": many_contacts_run(100, 2, 3, contacts=999_999)})
+    assert verdicts(rows)["memory"] is False and verdicts(rows)["restart"] is False
