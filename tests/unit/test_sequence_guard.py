@@ -130,6 +130,7 @@ def test_the_reader_retries_a_retriable_broker_error_and_gives_up_on_others() ->
     fatal = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
     with pytest.raises(KafkaException):
         reader._retrying(lambda client: (_ for _ in ()).throw(fatal))
+    reader._discard_client()
 
 
 @pytest.mark.parametrize("code", ["_UNKNOWN_PARTITION", "_UNKNOWN_TOPIC", "_ALL_BROKERS_DOWN"])
@@ -143,6 +144,7 @@ def test_the_reader_asks_again_with_a_new_client_when_its_view_of_the_cluster_fa
     clients: list[object] = []
     assert reader._retrying(answering([stale, stale, 3], clients)) == 3
     assert len({id(client) for client in clients}) == 3, "each retry after a stale view uses a new client"
+    reader._discard_client()
 
 
 async def test_tail_reads_what_was_not_handed_out_up_to_the_high_watermark() -> None:
