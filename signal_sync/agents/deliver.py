@@ -212,7 +212,7 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
     )
     if batch_size > 1:
         runtime.batchers[integration.id] = Batcher(
-            jobs.send_batch, batch_size, settings.batch_linger_ms / 1000
+            jobs.send_batch, batch_size, settings.batch_linger_ms / 1000, integration.max_concurrency
         )
 
     async def deliver(stream: faust.StreamT) -> None:

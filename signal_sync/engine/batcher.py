@@ -80,10 +80,19 @@ class Batcher:
     other contacts of the batch still wait for their calls.
     """
 
-    def __init__(self, send_batch: SendBatch, max_items: int, linger_s: float) -> None:
+    def __init__(
+        self, send_batch: SendBatch, max_items: int, linger_s: float, max_sending: int | None = None
+    ) -> None:
+        """``max_sending``: batches sent at once (the destination's concurrency); while that many are
+        being sent, a linger that ends does not send the open batch: it keeps collecting until one
+        of them is answered (or it is full), so a destination that is the bottleneck gets full
+        batches rather than a queue of small ones. None: every linger sends."""
         self._send_batch = send_batch
         self.max_items = max_items
         self.linger_s = linger_s
+        self.max_sending = max_sending
+        self._sending = 0
+        self._held = False
         self._open: dict[str, Group] = {}
         self._in_flight: set[str] = set()
         self._waiting: dict[str, deque[tuple[Any, asyncio.Future[Any]]]] = {}
@@ -113,10 +122,18 @@ class Batcher:
         group.futures.append(future)
         if len(self._open) >= self.max_items:
             self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._flush)
+        elif self._timer is None and not self._held:
+            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._linger_ended)
+
+    def _linger_ended(self) -> None:
+        self._timer = None
+        if self.max_sending is not None and self._sending >= self.max_sending:
+            self._held = True  # sent when a batch being sent is answered (``_send``) or once full
+            return
+        self._flush()
 
     def _flush(self) -> None:
+        self._held = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -149,6 +166,7 @@ class Batcher:
 
         for group in groups:
             group.finish = functools.partial(finish, group)
+        self._sending += 1
         try:
             results = await self._send_batch(groups)
             for group, group_results in zip(groups, results, strict=True):
@@ -164,6 +182,10 @@ class Batcher:
                 self._release(group.contact, [])
             if isinstance(exc, asyncio.CancelledError):
                 raise
+        finally:
+            self._sending -= 1
+        if self._held:  # a batch is answered: the one held at its linger's end goes now
+            self._flush()
 
     def _release(self, contact: str, again: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         """The contact's batch is answered: its ``again`` items, then those that waited, go on in order."""

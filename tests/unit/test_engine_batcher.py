@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from signal_sync.engine.batcher import AGAIN, Batcher, Group
+
+
+async def turns_until(condition: Callable[[], bool], turns: int = 1000) -> None:
+    """Let the loop run until ``condition`` holds; fails after ``turns`` turns."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
 
 
 async def test_events_of_one_contact_coalesce_and_later_ones_wait_for_the_in_flight_batch() -> None:
@@ -112,8 +122,7 @@ async def test_items_answered_again_go_into_the_next_batch_ahead_of_the_contacts
 
     batcher = Batcher(send_batch, max_items=10, linger_s=0)
     first = [asyncio.create_task(batcher.submit("a", n)) for n in (1, 2, 3)]
-    while not sent:
-        await asyncio.sleep(0)
+    await turns_until(lambda: bool(sent))
     late = asyncio.create_task(batcher.submit("a", 4))  # arrives while a's batch is in flight
     await asyncio.sleep(0)
     release.set()
@@ -144,3 +153,51 @@ async def test_a_group_finished_early_has_its_results_and_frees_its_contact_whil
     slow.set()
     assert (await asyncio.wait_for(waits, 5)).result == "ok-2"
     assert sent == [["quick", "slow"], ["quick"]]
+
+
+async def test_a_linger_ending_while_every_slot_is_busy_keeps_collecting_until_one_is_answered() -> None:
+    sent: list[list[str]] = []
+    answers: list[asyncio.Event] = []
+
+    async def send_batch(groups: list[Group]) -> list[list[str]]:
+        sent.append([g.contact for g in groups])
+        answer = asyncio.Event()
+        answers.append(answer)
+        await answer.wait()
+        return [["ok"] * len(g.items) for g in groups]
+
+    batcher = Batcher(send_batch, max_items=10, linger_s=0, max_sending=1)
+    first = asyncio.create_task(batcher.submit("a", 1))
+    await turns_until(lambda: bool(sent))  # the first linger sends {a}: a slot is free
+    later = [asyncio.create_task(batcher.submit(contact, 1)) for contact in ("b", "c")]
+    for _ in range(20):  # many lingers end meanwhile; the only slot is busy
+        await asyncio.sleep(0)
+    more = asyncio.create_task(batcher.submit("d", 1))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sent == [["a"]], "nothing more is sent while the one slot is busy"
+    answers[0].set()
+    await first
+    await turns_until(lambda: len(sent) == 2)
+    assert sent[1] == ["b", "c", "d"], "the held batch goes whole once the slot is free"
+    answers[1].set()
+    await asyncio.gather(*later, more)
+
+
+async def test_a_full_batch_goes_even_while_every_sending_slot_is_busy() -> None:
+    sent: list[list[str]] = []
+    answer = asyncio.Event()
+
+    async def send_batch(groups: list[Group]) -> list[list[str]]:
+        sent.append([g.contact for g in groups])
+        await answer.wait()
+        return [["ok"] * len(g.items) for g in groups]
+
+    batcher = Batcher(send_batch, max_items=2, linger_s=0, max_sending=1)
+    tasks = [asyncio.create_task(batcher.submit("a", 1))]
+    await turns_until(lambda: bool(sent))
+    tasks += [asyncio.create_task(batcher.submit(contact, 1)) for contact in ("b", "c")]
+    await turns_until(lambda: len(sent) == 2)
+    assert sent == [["a"], ["b", "c"]]
+    answer.set()
+    await asyncio.gather(*tasks)
