@@ -68,7 +68,9 @@ OFFSET_WRITE_INTERVAL_S = 1.0
 """Most seconds a persisted offset waits to be written: a crash replays at most this much more of
 the changelog, and a record's own write of its offset (a RocksDB put per record) is saved."""
 BLOOM_BITS_PER_KEY = 10
-"""About 1% false positives: a key absent from a partition is rarely read from its files."""
+"""About 1% false positives: a key absent from a table file is rarely read from it."""
+METADATA_BLOCK_BYTES = 4096
+"""Size of one partition of a table file's index and filter: what a read loads into the cache."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,18 @@ class RocksMemory:
         options.set_write_buffer_size(self.memtable_bytes)
         options.set_max_write_buffer_number(2)
         options.set_write_buffer_manager(self._write_buffers)
+        # Index and bloom filters partitioned, in the shared cache with only their top level pinned:
+        # a table file's whole index and filter in the cache (one block each) are megabytes once a
+        # table holds a million keys, and a 16 MB cache evicting and re-reading them made a read
+        # cost 100-400 µs instead of 2-7 µs (1M keys, one database).
         table = rocksdict.BlockBasedOptions()
-        table.set_bloom_filter(BLOOM_BITS_PER_KEY, True)
+        table.set_bloom_filter(BLOOM_BITS_PER_KEY, False)
+        table.set_index_type(rocksdict.BlockBasedIndexType.two_level_index_search())
+        table.set_partition_filters(True)
+        table.set_metadata_block_size(METADATA_BLOCK_BYTES)
         table.set_block_cache(self._cache)
         table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_top_level_index_and_filter(True)
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         return options
