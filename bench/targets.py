@@ -135,9 +135,7 @@ def bench_run(python: str, args: Sequence[str], results_dir: Path) -> dict[str, 
     if not written:
         print(f"[targets] bench/run.py on {python} exited {code} without a result", file=sys.stderr)
         return None
-    result = json.loads(written[-1].read_text(encoding="utf-8"))
-    result["_path"] = str(written[-1])
-    return result
+    return read_result(written[-1])
 
 
 def evaluate(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -187,7 +185,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="many-contacts workload: new contacts, one identify each (default 1000000; 0 skips it)",
     )
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
+    parser.add_argument(
+        "--from",
+        dest="from_results",
+        nargs="+",
+        type=Path,
+        metavar="RESULT_JSON",
+        help="judge these bench/run.py results instead of running anything (grouped by their Python; a "
+        "--many-contacts run is the memory and restart run, any other the standard run)",
+    )
     return parser.parse_args(argv)
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    result = json.loads(path.read_text(encoding="utf-8"))
+    result["_path"] = str(path)
+    return result
+
+
+def runs_by_python(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Existing results as each Python's runs: a ``--many-contacts`` run and a standard one (the
+    later of two of a kind)."""
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for result in results:
+        kind = "many_contacts" if "--many-contacts" in result.get("command", []) else "standard"
+        runs.setdefault(result["machine"]["python"], {})[kind] = result
+    return runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started_at": started.isoformat(timespec="seconds"),
         "pythons": {},
     }
+    if args.from_results:
+        for version, runs in runs_by_python([read_result(path) for path in args.from_results]).items():
+            summary["pythons"][version] = {"interpreter": None, "targets": evaluate(runs)}
+        pythons = []
     for index, python in enumerate(pythons):
         measured = {"standard": bench_run(python, standard, args.results_dir)}
         if index == 0 and args.many_contacts_events:

@@ -92,3 +92,21 @@ def test_a_run_not_made_is_not_measured(targets: ModuleType) -> None:
 def test_memory_and_restart_need_a_million_contacts(targets: ModuleType) -> None:
     rows = targets.evaluate({"many_contacts": many_contacts_run(100, 2, 3, contacts=999_999)})
     assert verdicts(rows)["memory"] is False and verdicts(rows)["restart"] is False
+
+
+def test_existing_results_are_grouped_by_python_and_kind(targets: ModuleType) -> None:
+    def result(python: str, command: list[str], path: str) -> dict[str, Any]:
+        return {"machine": {"python": python}, "command": command, "_path": path}
+
+    runs = targets.runs_by_python(
+        [
+            result("3.13.0", ["python", "bench/run.py", "--events", "200000"], "a"),
+            result("3.13.0", ["python", "bench/run.py", "--many-contacts", "--events", "1000000"], "b"),
+            result("3.11.7", ["python", "bench/run.py"], "c"),
+            result("3.13.0", ["python", "bench/run.py", "--paced"], "d"),
+        ]
+    )
+    assert {v: {k: r["_path"] for k, r in kinds.items()} for v, kinds in runs.items()} == {
+        "3.13.0": {"standard": "d", "many_contacts": "b"},
+        "3.11.7": {"standard": "c"},
+    }
