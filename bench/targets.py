@@ -163,7 +163,7 @@ def markdown(summary: dict[str, Any]) -> str:
             if row["measured"] is None and row["result"] is None:
                 continue
             measured = json.dumps(row["measured"]) if isinstance(row["measured"], dict) else row["measured"]
-            met = "met" if row["met"] else "**not met**"
+            met = "met" if row["met"] else "not measured" if row["measured"] is None else "**not met**"
             lines.append(f"| {row['asks']} | {python} | {measured} | {met} | `{Path(row['result']).name}` |")
     return "\n".join(lines)
 

@@ -84,7 +84,9 @@ def test_a_run_not_made_is_not_measured(targets: ModuleType) -> None:
         "met": False,
         "result": None,
     }
+    rows.append({**by_name["throughput"], "target": "unmeasured", "measured": None, "met": False})
     table = targets.markdown({"pythons": {"3.13.0": {"targets": rows}}})
+    assert "| None | not measured | `standard.json` |" in table
     assert "peak RSS" not in table
     assert "| 3.13.0 | 2 | met | `standard.json` |" in table
 
