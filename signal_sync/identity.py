@@ -186,7 +186,7 @@ class ResolvedEvent:
         setter(self, "email", email)
         setter(self, "contact_id", contact_id(email) if email else None)
         setter(self, "email_invalid", invalid)
-        setter(self, "name", EVENT_NAMES.get(event.type) or event.event or "")
+        setter(self, "name", event_name(event))
 
 
 def _present(value: Any) -> bool:

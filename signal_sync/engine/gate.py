@@ -23,7 +23,6 @@ delivery starts over with a fresh retry budget. The rate limit is aiolimiter's l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -95,15 +94,6 @@ class IntegrationGate:
     def leave(self) -> None:
         """Give back the slot ``admit`` took."""
         self._slots.release()
-
-    @contextlib.asynccontextmanager
-    async def admitted(self):  # type: ignore[no-untyped-def]
-        """``admit``, then ``leave`` when the block ends."""
-        await self.admit()
-        try:
-            yield
-        finally:
-            self.leave()
 
     async def wait_open(self) -> None:
         """Block while the integration is paused or its circuit is open."""
@@ -204,7 +194,7 @@ async def send_through_gate(
             if probed is not None:
                 return probed
             continue
-        await gate.admit()  # ``admitted()`` without a context manager object per request
+        await gate.admit()
         try:
             if gate.state.paused:  # paused while this request waited for a slot
                 continue

@@ -198,13 +198,7 @@ class OutputProducer:
         ``timestamp_ms`` of None: the producer's clock). While librdkafka's queue is full, records
         wait here, in order, and the next flush includes them. Raises ``RecordTooLargeError``
         (nothing queued) for a record its topic would refuse."""
-        if headers:
-            self.check(topic, key, value, headers)
-        else:  # ``check`` without headers, inline: most records have none
-            size = (len(key) if key else 0) + (len(value) if value else 0)
-            limit = self._limits.get(topic, self.default_limit)
-            if size > limit:
-                raise RecordTooLargeError(topic, size, limit)
+        self.check(topic, key, value, headers)
         record = (topic, key, value, partition, self._epoch, on_delivered, headers, timestamp_ms or 0)
         if self._backlog or not self._produce(record):
             self._backlog.append(record)

@@ -199,7 +199,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
     def _get(self, key: bytes) -> bytes | None:
         db = self._db
         raw = None if db is None else db.get(key)
-        if raw is None or (raw[0] << 8 | raw[1]) not in self._dbs:
+        if raw is None or tagged_partition(raw) not in self._dbs:
             return None  # absent, or stored by a partition this worker does not hold
         return raw[TAG_BYTES:]
 
@@ -230,8 +230,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
                 write.delete(message.key)
             else:
                 write.put(message.key, partition_tag(partition) + message.value)
-        for partition, offset in offsets.items():
-            write.put(offset_key(partition), str(offset).encode())
+        put_offsets(write, offsets)
         if offsets:
             self._open().write(write)
             self.generation += 1
@@ -256,8 +255,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         self._offsets_due = monotonic() + OFFSET_WRITE_INTERVAL_S
         if offsets:
             write = rocksdict.WriteBatch(raw_mode=True)
-            for partition, offset in offsets.items():
-                write.put(offset_key(partition), str(offset).encode())
+            put_offsets(write, offsets)
             self._open().write(write)
 
     def _items(self) -> Iterator[tuple[bytes, bytes]]:
@@ -265,7 +263,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         if self._db is None:
             return
         for key, raw in self._db.items():
-            if not key.startswith(OFFSET_KEY) and (raw[0] << 8 | raw[1]) in self._dbs:
+            if not key.startswith(OFFSET_KEY) and tagged_partition(raw) in self._dbs:
                 yield key, raw[TAG_BYTES:]
 
     def _iterkeys(self) -> Iterator[bytes]:
@@ -314,9 +312,20 @@ def partition_tag(partition: int) -> bytes:
     return partition.to_bytes(TAG_BYTES, "big")
 
 
+def tagged_partition(raw: bytes) -> int:
+    """The partition a stored value (``partition_tag`` and the value) was stored for."""
+    return int.from_bytes(raw[:TAG_BYTES], "big")
+
+
 def offset_key(partition: int) -> bytes:
     """Where the database keeps the changelog offset it holds ``partition``'s data up to."""
     return OFFSET_KEY + b"%d" % partition
+
+
+def put_offsets(write: rocksdict.WriteBatch, offsets: dict[int, int]) -> None:
+    """Add each partition's persisted offset to ``write``."""
+    for partition, offset in offsets.items():
+        write.put(offset_key(partition), str(offset).encode())
 
 
 def partition_db_paths(tabledir: Path, table: str) -> dict[int, Path]:

@@ -14,11 +14,14 @@ async def test_concurrency_cap_is_enforced() -> None:
 
     async def work() -> None:
         nonlocal running, peak
-        async with gate.admitted():
+        await gate.admit()
+        try:
             running += 1
             peak = max(peak, running)
             await asyncio.sleep(0.005)
             running -= 1
+        finally:
+            gate.leave()
 
     await asyncio.gather(*(work() for _ in range(12)))
     assert peak == 3
@@ -71,8 +74,8 @@ async def test_rate_limit_spaces_requests() -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     for _ in range(60):
-        async with gate.admitted():
-            pass
+        await gate.admit()
+        gate.leave()
     assert loop.time() - start >= 0.1, "60 requests at 50/s need more than the first second's bucket"
 
 
