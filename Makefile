@@ -66,8 +66,8 @@ kafka-status:
 	$(PYTHON) dev/local_kafka.py status
 
 # Every scale target in one run (bench/targets.py, bench/README.md): the four variants side by side,
-# paced latency and two workers on this Python and on the oldest supported one (when python3.11 runs
-# here, in $(OLDEST_VENV)), then the 1M-contact memory and restart run; one summary JSON.
+# paced latency, two workers and the 1M-contact memory and restart run, on this Python and on the
+# oldest supported one (when python3.11 runs here, in $(OLDEST_VENV)); one summary JSON.
 OLDEST_VENV := .venv-3.11
 bench: setup
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[bench]'

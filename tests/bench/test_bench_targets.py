@@ -112,3 +112,23 @@ def test_existing_results_are_grouped_by_python_and_kind(targets: ModuleType) ->
         "3.13.0": {"standard": "d", "many_contacts": "b"},
         "3.11.7": {"standard": "c"},
     }
+
+
+def test_every_interpreter_runs_the_standard_and_the_many_contacts_workload(
+    targets: ModuleType, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, bool]] = []
+
+    def bench_run(python: str, args: list[str], results_dir: Any) -> dict[str, Any]:
+        many = "--many-contacts" in args
+        calls.append((python, many))
+        run = many_contacts_run(200, 2, 100) if many else standard_run(1.5, 90, 200, 1.7, 2.5)
+        return {**run, "machine": {"python": python.removeprefix("py")}}
+
+    monkeypatch.setattr(targets, "bench_run", bench_run)
+    assert targets.main(["--python", "py3.13", "--python", "py3.11", "--results-dir", str(tmp_path)]) == 0
+    assert calls == [("py3.13", False), ("py3.13", True), ("py3.11", False), ("py3.11", True)]
+    (summary_path,) = tmp_path.glob("*-targets.json")
+    summary = targets.json.loads(summary_path.read_text())
+    for version in ("3.13", "3.11"):
+        assert all(row["met"] for row in summary["pythons"][version]["targets"]), version
