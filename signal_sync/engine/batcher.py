@@ -99,13 +99,9 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, contact: str, item: Any) -> Placed[Any]:
-        """Queue one item of ``contact``; returns its share of the result once its batch is answered."""
-        return await self.put(contact, item)
-
     def put(self, contact: str, item: Any) -> asyncio.Future[Placed[Any]]:
-        """Queue one item of ``contact``; the future of its share of the result (``submit`` without
-        a coroutine of its own, for a caller that awaits the future itself)."""
+        """Queue one item of ``contact``; the future of its share of the result, set once its batch
+        is answered."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._place(contact, item, future)
         return future

@@ -28,10 +28,10 @@ async def test_events_of_one_contact_coalesce_and_later_ones_wait_for_the_in_fli
         return [[f"ok-{g.contact}-{item}" for item in g.items] for g in groups]
 
     batcher = Batcher(send_batch, max_items=10, linger_s=0.01)
-    first = [asyncio.create_task(batcher.submit("a", n)) for n in (1, 2)]
-    other = asyncio.create_task(batcher.submit("b", 1))
+    first = [batcher.put("a", n) for n in (1, 2)]
+    other = batcher.put("b", 1)
     await asyncio.sleep(0.03)  # the first batch is now in flight
-    late = asyncio.create_task(batcher.submit("a", 3))
+    late = batcher.put("a", 3)
     await asyncio.sleep(0.03)
     assert sent == [[("a", [1, 2]), ("b", [1])]], "a's 3 must wait: a's batch is in flight"
     release.set()
@@ -54,7 +54,7 @@ async def test_a_full_batch_is_sent_without_waiting_for_the_linger() -> None:
         return [[None] * len(g.items) for g in groups]
 
     batcher = Batcher(send_batch, max_items=3, linger_s=60)
-    await asyncio.wait_for(asyncio.gather(*(batcher.submit(f"c{n}", n) for n in range(6))), 1)
+    await asyncio.wait_for(asyncio.gather(*(batcher.put(f"c{n}", n) for n in range(6))), 1)
     assert sizes == [3, 3]
 
 
@@ -70,12 +70,12 @@ async def test_a_failing_batch_fails_its_events_and_frees_the_contact() -> None:
 
     batcher = Batcher(send_batch, max_items=5, linger_s=0.001)
     try:
-        await batcher.submit("a", 1)
+        await batcher.put("a", 1)
     except RuntimeError as exc:
         assert str(exc) == "boom"
     else:
         raise AssertionError("the batch's exception must reach the event")
-    assert (await batcher.submit("a", 2)).result == "ok"
+    assert (await batcher.put("a", 2)).result == "ok"
 
 
 async def test_a_contact_is_never_in_two_batches_at_once_when_a_flush_splits_its_waiting_events() -> None:
@@ -99,9 +99,9 @@ async def test_a_contact_is_never_in_two_batches_at_once_when_a_flush_splits_its
             in_flight.remove(contacts)
 
     batcher = Batcher(send_batch, max_items=2, linger_s=0.01)
-    tasks = [asyncio.create_task(batcher.submit(c, n)) for c, n in (("a", 1), ("b", 1))]
+    tasks = [batcher.put(c, n) for c, n in (("a", 1), ("b", 1))]
     await asyncio.sleep(0)  # batch 1 {a, b} is in flight
-    tasks += [asyncio.create_task(batcher.submit(c, n)) for c, n in (("a", 2), ("a", 3), ("c", 1))]
+    tasks += [batcher.put(c, n) for c, n in (("a", 2), ("a", 3), ("c", 1))]
     await asyncio.sleep(0.001)
     release_first.set()  # a's 2 joins c in a full batch; a's 3 must wait for that batch
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
@@ -121,9 +121,9 @@ async def test_items_answered_again_go_into_the_next_batch_ahead_of_the_contacts
         return [[f"ok-{g.items[0]}", *[AGAIN] * (len(g.items) - 1)] for g in groups]
 
     batcher = Batcher(send_batch, max_items=10, linger_s=0)
-    first = [asyncio.create_task(batcher.submit("a", n)) for n in (1, 2, 3)]
+    first = [batcher.put("a", n) for n in (1, 2, 3)]
     await turns_until(lambda: bool(sent))
-    late = asyncio.create_task(batcher.submit("a", 4))  # arrives while a's batch is in flight
+    late = batcher.put("a", 4)  # arrives while a's batch is in flight
     await asyncio.sleep(0)
     release.set()
     placed = await asyncio.wait_for(asyncio.gather(*first, late), 5)
@@ -145,10 +145,10 @@ async def test_a_group_finished_early_has_its_results_and_frees_its_contact_whil
         return [[f"ok-{item}" for item in g.items] for g in groups]
 
     batcher = Batcher(send_batch, max_items=10, linger_s=0)
-    quick = asyncio.create_task(batcher.submit("quick", 1))
-    waits = asyncio.create_task(batcher.submit("slow", 2))
+    quick = batcher.put("quick", 1)
+    waits = batcher.put("slow", 2)
     assert (await asyncio.wait_for(quick, 5)).result == "ok-1", "answered before the slow group is"
-    again = await asyncio.wait_for(batcher.submit("quick", 3), 5)  # its contact is free: a new batch
+    again = await asyncio.wait_for(batcher.put("quick", 3), 5)  # its contact is free: a new batch
     assert again.result == "ok-3" and not waits.done()
     slow.set()
     assert (await asyncio.wait_for(waits, 5)).result == "ok-2"
@@ -167,12 +167,12 @@ async def test_a_linger_ending_while_every_slot_is_busy_keeps_collecting_until_o
         return [["ok"] * len(g.items) for g in groups]
 
     batcher = Batcher(send_batch, max_items=10, linger_s=0, max_sending=1)
-    first = asyncio.create_task(batcher.submit("a", 1))
+    first = batcher.put("a", 1)
     await turns_until(lambda: bool(sent))  # the first linger sends {a}: a slot is free
-    later = [asyncio.create_task(batcher.submit(contact, 1)) for contact in ("b", "c")]
+    later = [batcher.put(contact, 1) for contact in ("b", "c")]
     for _ in range(20):  # many lingers end meanwhile; the only slot is busy
         await asyncio.sleep(0)
-    more = asyncio.create_task(batcher.submit("d", 1))
+    more = batcher.put("d", 1)
     for _ in range(20):
         await asyncio.sleep(0)
     assert sent == [["a"]], "nothing more is sent while the one slot is busy"
@@ -194,9 +194,9 @@ async def test_a_full_batch_goes_even_while_every_sending_slot_is_busy() -> None
         return [["ok"] * len(g.items) for g in groups]
 
     batcher = Batcher(send_batch, max_items=2, linger_s=0, max_sending=1)
-    tasks = [asyncio.create_task(batcher.submit("a", 1))]
+    tasks = [batcher.put("a", 1)]
     await turns_until(lambda: bool(sent))
-    tasks += [asyncio.create_task(batcher.submit(contact, 1)) for contact in ("b", "c")]
+    tasks += [batcher.put(contact, 1) for contact in ("b", "c")]
     await turns_until(lambda: len(sent) == 2)
     assert sent == [["a"], ["b", "c"]]
     answer.set()

@@ -69,8 +69,7 @@ async def batched(jobs: Jobs, groups: dict[str, list[Job]]) -> dict[str, list[An
     """Every job through a ``Batcher`` sending with ``jobs.send_batch`` (as the delivery agent does):
     each contact's results in order."""
     batcher = Batcher(jobs.send_batch, 100, 0)
-    submit = batcher.submit
-    tasks = {name: [asyncio.create_task(submit(j.contact, j)) for j in js] for name, js in groups.items()}
+    tasks = {name: [batcher.put(j.contact, j) for j in js] for name, js in groups.items()}
     placed = {name: await asyncio.wait_for(asyncio.gather(*t), 5) for name, t in tasks.items()}
     return {name: [p.result for p in results] for name, results in placed.items()}
 
@@ -271,8 +270,8 @@ async def test_an_upsert_is_answered_without_waiting_for_another_contacts_withdr
         job("sam@example.org", True, "https://x.io/s"),
         job("jane@example.com", False, "https://x.io/j"),
     )
-    upsert = asyncio.create_task(batcher.submit(sam.contact, sam))
-    withdrawal = asyncio.create_task(batcher.submit(jane.contact, jane))
+    upsert = batcher.put(sam.contact, sam)
+    withdrawal = batcher.put(jane.contact, jane)
     placed = await asyncio.wait_for(upsert, 5)
     assert (placed.result.operation, placed.result.status) == ("upsert", "delivered")
     assert not withdrawal.done()
@@ -297,7 +296,7 @@ async def test_a_regrant_after_a_withdrawal_goes_in_its_round_and_the_upserts_af
         job("jane@example.com", True, "https://x.io/5"),
     ]
     batcher = Batcher(send_batch, 100, 0)
-    placed = await asyncio.wait_for(asyncio.gather(*(batcher.submit(j.contact, j) for j in jane)), 5)
+    placed = await asyncio.wait_for(asyncio.gather(*(batcher.put(j.contact, j) for j in jane)), 5)
     assert [(p.result.operation, p.result.status) for p in placed] == [
         ("withdraw_consent", "delivered"),
         ("withdraw_consent", "dropped"),
