@@ -23,6 +23,10 @@ from typing import Any, Generic, TypeVar
 R = TypeVar("R")
 
 
+def finish_nothing(_results: list[Any]) -> None:
+    """A group's ``finish`` outside a batch being sent."""
+
+
 @dataclass(slots=True)
 class Group:
     """The coalesced events of one contact in one batch, in arrival order. ``finish(results)``
@@ -32,7 +36,7 @@ class Group:
     contact: str
     items: list[Any] = field(default_factory=list)
     futures: list[asyncio.Future[Any]] = field(default_factory=list)
-    finish: Callable[[list[Any]], None] = field(default=lambda _results: None, repr=False)
+    finish: Callable[[list[Any]], None] = field(default=finish_nothing, repr=False)
 
 
 SendBatch = Callable[[list[Group]], Awaitable[list[Any]]]
@@ -180,6 +184,8 @@ class Batcher:
                 raise
         finally:
             self._sending -= 1
+            for group in groups:  # the partial refers to its group: without this, a reference cycle
+                group.finish = finish_nothing  # that keeps the batch's jobs until a full collection
         if self._held:  # a batch is answered: the one held at its linger's end goes now
             self._flush()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 
 from signal_sync.engine.batcher import AGAIN, Batcher, Group
@@ -201,3 +203,29 @@ async def test_a_full_batch_goes_even_while_every_sending_slot_is_busy() -> None
     assert sent == [["a"], ["b", "c"]]
     answer.set()
     await asyncio.gather(*tasks)
+
+
+class Item:
+    """An item a weak reference can follow."""
+
+
+async def test_an_answered_batch_leaves_no_reference_cycle_behind() -> None:
+    """A sent group's ``finish`` refers to the group: it is reset once the batch is answered, so the
+    batch's items are freed as soon as nothing uses them, not at a later garbage collection."""
+
+    async def send_batch(groups: list[Group]) -> list[list[str]]:
+        return [["ok"] * len(group.items) for group in groups]
+
+    batcher = Batcher(send_batch, max_items=10, linger_s=0)
+    item = Item()
+    freed = weakref.ref(item)
+    gc.disable()
+    try:
+        future = batcher.put("a", item)
+        del item
+        assert (await asyncio.wait_for(future, 1)).result == "ok"
+        for _ in range(3):  # the send task ends and its done callback runs
+            await asyncio.sleep(0)
+        assert freed() is None
+    finally:
+        gc.enable()
