@@ -2,7 +2,8 @@
 
 Same Faust settings as ``signal_sync.runtime.create_runtime`` where they matter for
 throughput (acks=all, commit interval, earliest reset, fetch settings, eager hand-over of
-fetched records, raw bytes in and out), so the comparison measures the work per event and not
+fetched records, raw bytes in and out) and the worker's garbage-collector settings
+(``signal_sync.collector``), so the comparison measures the work per event and not
 a different client setup. Each app gets its config as a JSON file:
 ``python bench/<app>.py CONFIG.json``.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import faust
 
+from signal_sync import collector
 from signal_sync.config import KafkaSettings
 from signal_sync.streams.faust_fixes import deliver_fetched_records_eagerly, fetch_with
 
@@ -51,6 +53,7 @@ def make_app(config: dict[str, Any]) -> faust.App:
         table_standby_replicas=0,
     )
     deliver_fetched_records_eagerly()
+    collector.install(app)
     defaults = KafkaSettings.model_fields
     fetch_with(
         app,

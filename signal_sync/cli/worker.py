@@ -18,7 +18,7 @@ from typing import Any
 import faust
 import typer
 
-from signal_sync import observability
+from signal_sync import collector, observability
 from signal_sync.agents import attach_all
 from signal_sync.allocator import tune_allocator
 from signal_sync.cli.options import ConfigOption
@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
         runtime.outputs.connect()
         attach_all(runtime)
         observability.install(runtime)
+        collector.install(runtime.app)
         Worker(
             runtime.app,
             loglevel=settings.worker.log_level,
