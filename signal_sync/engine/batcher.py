@@ -184,8 +184,8 @@ class Batcher:
                 raise
         finally:
             self._sending -= 1
-            for group in groups:  # the partial refers to its group: without this, a reference cycle
-                group.finish = finish_nothing  # that keeps the batch's jobs until a full collection
+            for group in groups:  # ``finish`` refers to its group: a cycle that would keep the batch
+                group.finish = finish_nothing
         if self._held:  # a batch is answered: the one held at its linger's end goes now
             self._flush()
 
