@@ -199,6 +199,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def read_result(path: Path) -> dict[str, Any]:
+    """A ``bench/run.py`` result, with the path it was read from (``_path``) for the summary."""
     result = json.loads(path.read_text(encoding="utf-8"))
     result["_path"] = str(path)
     return result

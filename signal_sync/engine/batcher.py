@@ -30,8 +30,8 @@ def finish_nothing(_results: list[Any]) -> None:
 @dataclass(slots=True)
 class Group:
     """The coalesced events of one contact in one batch, in arrival order. ``finish(results)``
-    answers the group's items before the rest of the batch is done (set by the ``Batcher``; a
-    no-op on a group made elsewhere)."""
+    answers the group's items before the rest of the batch is done (set by the ``Batcher`` while
+    the batch is being sent; a no-op otherwise)."""
 
     contact: str
     items: list[Any] = field(default_factory=list)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -115,11 +117,11 @@ def test_existing_results_are_grouped_by_python_and_kind(targets: ModuleType) ->
 
 
 def test_every_interpreter_runs_the_standard_and_the_many_contacts_workload(
-    targets: ModuleType, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    targets: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, bool]] = []
 
-    def bench_run(python: str, args: list[str], results_dir: Any) -> dict[str, Any]:
+    def bench_run(python: str, args: list[str], results_dir: Path) -> dict[str, Any]:
         many = "--many-contacts" in args
         calls.append((python, many))
         run = many_contacts_run(200, 2, 100) if many else standard_run(1.5, 90, 200, 1.7, 2.5)
@@ -129,6 +131,6 @@ def test_every_interpreter_runs_the_standard_and_the_many_contacts_workload(
     assert targets.main(["--python", "py3.13", "--python", "py3.11", "--results-dir", str(tmp_path)]) == 0
     assert calls == [("py3.13", False), ("py3.13", True), ("py3.11", False), ("py3.11", True)]
     (summary_path,) = tmp_path.glob("*-targets.json")
-    summary = targets.json.loads(summary_path.read_text())
+    summary = json.loads(summary_path.read_text())
     for version in ("3.13", "3.11"):
         assert all(row["met"] for row in summary["pythons"][version]["targets"]), version
