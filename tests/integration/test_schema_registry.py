@@ -27,6 +27,7 @@ from joserfc.jwk import RSAKey
 
 from tests.support.raw_records import read_values
 from tests.support.registry_auth import REGISTRY_PASSWORD, REGISTRY_USER, bearer_token, secured_registry
+from tests.support.registry_clients import TOPIC_SUBJECTS, registry_client
 
 pytestmark = pytest.mark.integration
 
@@ -103,11 +104,11 @@ def registry_url(schema_registry) -> str:
 @pytest.fixture
 def fresh_client(registry_url: str) -> Callable[[], SchemaRegistryClient]:
     """A client with an empty cache, as a consumer that has seen nothing but the schema id."""
-    return lambda: SchemaRegistryClient({"url": registry_url})
+    return lambda: registry_client(registry_url)
 
 
 def test_registry_serves_the_confluent_api(registry_url: str, fresh_client) -> None:
-    client = SchemaRegistryClient({"url": registry_url})
+    client = registry_client(registry_url)
     subject = f"sr-smoke-{uuid.uuid4().hex[:10]}-value"
     schema = Schema(JSON_SCHEMA, "JSON")
 
@@ -142,15 +143,16 @@ def test_framed_record_round_trips_through_kafka(
 ) -> None:
     topic = kafka_topics(f"sr.{fmt}")
     ctx = SerializationContext(topic, MessageField.VALUE)
-    producer_client = SchemaRegistryClient({"url": registry_url})
+    producer_client = registry_client(registry_url)
     serialize: Any
     deserialize: Any
     if fmt == "avro":
-        serialize = AvroSerializer(producer_client, AVRO_SCHEMA)
-        deserialize = AvroDeserializer(fresh_client())  # writer schema from the registry only
+        serialize = AvroSerializer(producer_client, AVRO_SCHEMA, conf=TOPIC_SUBJECTS)
+        # The writer schema comes from the registry only.
+        deserialize = AvroDeserializer(fresh_client(), conf=TOPIC_SUBJECTS)
     else:
-        serialize = JSONSerializer(JSON_SCHEMA, producer_client)
-        deserialize = JSONDeserializer(None, schema_registry_client=fresh_client())
+        serialize = JSONSerializer(JSON_SCHEMA, producer_client, conf=TOPIC_SUBJECTS)
+        deserialize = JSONDeserializer(None, schema_registry_client=fresh_client(), conf=TOPIC_SUBJECTS)
 
     value = _through_topic(kafka_bootstrap, topic, serialize(EVENT, ctx))
 
@@ -166,7 +168,7 @@ def test_framed_protobuf_round_trips_through_kafka(
     event_class = _protobuf_event_class()
     topic = kafka_topics("sr.protobuf")
     ctx = SerializationContext(topic, MessageField.VALUE)
-    serialize = ProtobufSerializer(event_class, SchemaRegistryClient({"url": registry_url}))
+    serialize = ProtobufSerializer(event_class, registry_client(registry_url), conf=TOPIC_SUBJECTS)
 
     value = _through_topic(kafka_bootstrap, topic, serialize(event_class(**EVENT), ctx))
 
@@ -194,11 +196,11 @@ def test_protobuf_writer_schema_is_fetched_by_id(request: pytest.FixtureRequest,
     event_class = _protobuf_event_class()
     topic = f"sr.protobuf-by-id-{uuid.uuid4().hex[:10]}"  # subject name only: no record is sent
     ctx = SerializationContext(topic, MessageField.VALUE)
-    value = ProtobufSerializer(event_class, SchemaRegistryClient({"url": schema_registry.url}))(
+    value = ProtobufSerializer(event_class, registry_client(schema_registry.url), conf=TOPIC_SUBJECTS)(
         event_class(**EVENT), ctx
     )
-    no_retries = SchemaRegistryClient({"url": schema_registry.url, "max.retries": 0})  # a 500 is retried
-    deserialize = ProtobufDeserializer(event_class, {}, schema_registry_client=no_retries)
+    no_retries = registry_client(schema_registry.url, {"max.retries": 0})  # a 500 is retried
+    deserialize = ProtobufDeserializer(event_class, TOPIC_SUBJECTS, schema_registry_client=no_retries)
     assert deserialize(value, ctx) == event_class(**EVENT)
 
 
@@ -219,7 +221,7 @@ def test_local_registry_checks_basic_and_bearer_credentials(schema_registry, tmp
 
     def status_of(conf: dict[str, str]) -> int:
         try:
-            SchemaRegistryClient({"url": registry.url, **conf}).get_subjects()
+            registry_client(registry.url, conf).get_subjects()
         except SchemaRegistryError as exc:
             return exc.http_status_code
         return 200

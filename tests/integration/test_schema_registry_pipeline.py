@@ -28,7 +28,6 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import (
     Schema,
-    SchemaRegistryClient,
     topic_record_subject_name_strategy,
 )
 from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -49,6 +48,7 @@ from tests.integration.test_schema_registry import _protobuf_event_class
 from tests.support.outcomes import consume_outcomes
 from tests.support.raw_records import read_values
 from tests.support.registry_auth import REGISTRY_PASSWORD, REGISTRY_USER, bearer_token, secured_registry
+from tests.support.registry_clients import TOPIC_SUBJECTS, registry_client
 from tests.support.tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.integration
@@ -131,7 +131,7 @@ def identify(name: str, run: str) -> dict[str, Any]:
 
 def serializers(registry_url: str, topic: str) -> tuple[Any, Any]:
     """Frame like a producer of the shop would: confluent-kafka's serializers, schemas auto-registered."""
-    client = SchemaRegistryClient({"url": registry_url})
+    client = registry_client(registry_url)
     ctx = SerializationContext(topic, MessageField.VALUE)
     as_json = JSONSerializer(JSON_SCHEMA, client, conf=SERIALIZER_CONF)
     as_avro = AvroSerializer(client, AVRO_SCHEMA, conf=SERIALIZER_CONF)
@@ -143,7 +143,7 @@ def as_protobuf(registry_url: str, topic: str, message_id: str) -> bytes:
     its record name is the Avro schema's, and Apicurio keeps one schema type per subject)."""
     event_class = _protobuf_event_class()
     serialize = ProtobufSerializer(
-        event_class, SchemaRegistryClient({"url": registry_url}), conf={"use.deprecated.format": False}
+        event_class, registry_client(registry_url), conf={"use.deprecated.format": False, **TOPIC_SUBJECTS}
     )
     return serialize(
         event_class(type="identify", message_id=message_id), SerializationContext(topic, MessageField.VALUE)
@@ -304,14 +304,13 @@ def test_outcomes_framed_with_the_registered_outcome_schema(
     deliveries = pipeline_topics["deliveries"]
     values = read_values(kafka_bootstrap, deliveries, 4, timeout=120, check=worker.assert_alive)
     assert len(values) == 4, f"{len(values)} records on {deliveries}, not 4\n{worker.log_tail()}"
-    fresh = SchemaRegistryClient({"url": schema_registry.url})
+    fresh = registry_client(schema_registry.url)
     registered = fresh.get_latest_version(f"{deliveries}-value")
     assert registered.schema.schema_type == "JSON"
-    deserialize = JSONDeserializer(None, schema_registry_client=fresh)
+    deserialize = JSONDeserializer(None, schema_registry_client=fresh, conf=TOPIC_SUBJECTS)
     ctx = SerializationContext(deliveries, MessageField.VALUE)
-    serialize = JSONSerializer(
-        registered.schema, fresh, conf={"auto.register.schemas": False, "use.latest.version": True}
-    )
+    conf = {"auto.register.schemas": False, "use.latest.version": True, **TOPIC_SUBJECTS}
+    serialize = JSONSerializer(registered.schema, fresh, conf=conf)
     outcomes = []
     for value in values:
         assert value is not None and value[:5] == frame_prefix(registered.schema_id)
@@ -326,7 +325,7 @@ def test_a_registry_that_refuses_the_outcome_schema_fails_the_start_naming_the_s
     pipeline_topics, schema_registry, start_worker
 ):
     subject = f"{pipeline_topics['deliveries']}-value"
-    client = SchemaRegistryClient({"url": schema_registry.url})
+    client = registry_client(schema_registry.url)
     incompatible = {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
@@ -350,7 +349,7 @@ def test_a_registry_that_refuses_the_outcome_schema_fails_the_start_naming_the_s
 
 @pytest.fixture(scope="module")
 def registered_ids(schema_registry) -> dict[str, int]:
-    client = SchemaRegistryClient({"url": schema_registry.url})
+    client = registry_client(schema_registry.url)
     subject = f"sr-fuzz-{uuid.uuid4().hex[:8]}"
     return {
         "json": client.register_schema(f"{subject}-json", Schema(JSON_SCHEMA, "JSON")),
@@ -396,9 +395,8 @@ def test_the_decoder_authenticates_with_basic_credentials_or_a_bearer_token(
             await decoder.close()
 
     with secured_registry(tmp_path, key) as registry:
-        admin = SchemaRegistryClient(
-            {"url": registry.url, "basic.auth.user.info": f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"}
-        )
+        credentials = {"basic.auth.user.info": f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"}
+        admin = registry_client(registry.url, credentials)
         raw = frame_prefix(admin.register_schema("auth-value", Schema(JSON_SCHEMA, "JSON"))) + orjson.dumps(
             event
         )
