@@ -348,6 +348,19 @@ def timeline(ts_ms: np.ndarray, latency_ms: np.ndarray, per_event: int) -> dict[
 # ------------------------------------------------------------------------------- variants
 
 
+def listening_pid(bootstrap: str) -> int | None:
+    """The process on this machine that listens on the first bootstrap server's port (the broker,
+    when it runs here; None for a remote one), so its CPU can be counted beside the worker's."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0", ""):
+        return None
+    with contextlib.suppress(psutil.Error, ValueError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == int(port):
+                return conn.pid
+    return None
+
+
 @dataclass
 class Context:
     args: argparse.Namespace
@@ -360,6 +373,8 @@ class Context:
     work: Path
     run_id: str
     results_prefix: Path
+    broker_pid: int | None = None
+    """The broker's process when it runs on this machine: its CPU is reported per variant."""
     created_topics: list[str] = field(default_factory=list)
 
 
@@ -589,6 +604,7 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
     sampler = ResourceSampler(launched.pids)
     sampler.start()
     emulator_sampler = ResourceSampler([ctx.mautic.proc.pid, ctx.mailgun.proc.pid])
+    broker_sampler = ResourceSampler([ctx.broker_pid]) if ctx.broker_pid is not None else None
     profiler: subprocess.Popen[bytes] | None = None
     profile_path = Path(f"{ctx.results_prefix}-{plan.label}.pyspy.txt")
     try:
@@ -606,11 +622,13 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
             profiler = start_profiler(launched.pids[0], profile_path)
         cpu_start = sampler.cpu_seconds()
         emulator_cpu_start = emulator_sampler.cpu_seconds()
+        broker_cpu_start = broker_sampler.cpu_seconds() if broker_sampler is not None else 0.0
         produce_s = produce(ctx.bootstrap, topics["source"], plan.records, produced_ms, plan.rate)
         log(f"{plan.name}: produced in {produce_s:.1f}s; waiting for outcomes")
         stalled = wait_for_outcomes(ctx, plan, collector, launched)
         cpu_s = sampler.cpu_seconds() - cpu_start
         emulator_cpu_s = emulator_sampler.cpu_seconds() - emulator_cpu_start
+        broker_cpu_s = broker_sampler.cpu_seconds() - broker_cpu_start if broker_sampler is not None else None
         http_requests = {"mautic": ctx.mautic.api_requests(), "mailgun": ctx.mailgun.api_requests()}
         restart = measure_restart(ctx, launched, topics, events) if plan.restart and not stalled else None
     finally:
@@ -627,6 +645,7 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
                 log(f"{plan.name}: cleanup step failed: {exc}")
     result = summarize(ctx, plan, collector, sampler, cpu_s, startup_s, produce_s, stalled)
     result["emulator_cpu_s"] = round(emulator_cpu_s, 2)
+    result["broker_cpu_s"] = round(broker_cpu_s, 2) if broker_cpu_s is not None else None
     result["http_requests"] = http_requests
     if restart is not None:
         result["restart"] = restart
@@ -1028,6 +1047,7 @@ def run_all(
         admin = AdminClient({"bootstrap.servers": bootstrap, "logger": QUIET})
         prefix = args.results_dir / stamp
         ctx = Context(args, bootstrap, admin, workload, expected, mautic, mailgun, work, run_id, prefix)
+        ctx.broker_pid = listening_pid(bootstrap)
         del admin
         # Drop the admin client while the broker still runs: librdkafka's destroy waits on a
         # broker that is gone. The stack runs this before it stops the broker.

@@ -40,6 +40,7 @@ VARIANT_FIELDS = {
     "matches_expected",
     "http_requests",
     "emulator_cpu_s",
+    "broker_cpu_s",
     "timeline",
 }
 
@@ -78,6 +79,7 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
     expected = saved["workload"]["expected"]["statuses"]
     assert sum(expected["mautic-main"].values()) == sum(expected["mailgun-news"].values()) == events
 
+    broker_here = kafka_bootstrap.split(",")[0].rpartition(":")[0] in ("127.0.0.1", "localhost")
     for name, per_event in (("faust_floor", 1), ("passthrough", 1), ("naive", 2), ("signal_sync", 2)):
         run = saved["variants"][name]
         assert VARIANT_FIELDS <= set(run), (name, VARIANT_FIELDS - set(run))
@@ -86,6 +88,8 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
         assert run["outcomes_per_event"] == per_event and run["duplicates"] == 0, name
         assert run["matches_expected"] is True, (name, run["statuses"])
         assert run["events_per_s"] > 0 and run["peak_rss_mb"] > 0 and run["cpu_s_per_1k_events"] > 0
+        # The broker's CPU is counted when it runs on this machine (the fixture's does).
+        assert (run["broker_cpu_s"] > 0) if broker_here else (run["broker_cpu_s"] is None), name
         delivered_outcomes = sum(counts.get("delivered", 0) for counts in run["statuses"].values())
         # Both rates share one (rounded) duration: compare them with each other, not with it.
         assert run["delivered_per_s"] / run["events_per_s"] == pytest.approx(
