@@ -72,10 +72,18 @@ class WorkerProcess:
         return self.proc.returncode
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    """Produce keyed records and fail unless every one is acknowledged."""
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes | None, bytes]],
+    config: dict[str, str | int] | None = None,
+) -> None:
+    """Produce keyed records and fail unless every one is acknowledged. ``config``: more producer
+    properties (``compression.type``, ...)."""
     errors: list[str] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, **(config or {})}
+    )
     for key, value in records:
         producer.produce(
             topic,

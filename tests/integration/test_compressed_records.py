@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from confluent_kafka import Producer
+from harness import produce
 
 from tests.support.outcomes import consume_outcomes
 from tests.support.scenario import build_scenario
@@ -24,30 +24,6 @@ from tests.support.scenario import build_scenario
 pytestmark = pytest.mark.integration
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
-
-
-def produce_compressed(
-    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], codec: str
-) -> None:
-    """Produce ``records`` in batches compressed with ``codec``; fail unless every one is acknowledged."""
-    errors: list[str] = []
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "compression.type": codec,
-            "linger.ms": 20,
-        }
-    )
-    for key, value in records:
-        producer.produce(
-            topic,
-            key=key,
-            value=value,
-            on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
-        )
-    assert producer.flush(30) == 0, "records not flushed"
-    assert not errors, errors[:3]
 
 
 @pytest.fixture
@@ -60,9 +36,8 @@ def test_every_codec_is_read_and_every_record_gets_its_outcomes(kafka_bootstrap,
     records = scenario.records
     size = -(-len(records) // len(CODECS))
     for index, codec in enumerate(CODECS):  # in order: a contact's events stay in order across runs
-        produce_compressed(
-            kafka_bootstrap, pipeline_topics["source"], records[index * size : (index + 1) * size], codec
-        )
+        chunk = records[index * size : (index + 1) * size]
+        produce(kafka_bootstrap, pipeline_topics["source"], chunk, {"compression.type": codec})
     expected_total = len(scenario.expected) + 2 * scenario.invalid_count
 
     outcomes = consume_outcomes(
