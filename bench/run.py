@@ -604,7 +604,7 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
     sampler = ResourceSampler(launched.pids)
     sampler.start()
     emulator_sampler = ResourceSampler([ctx.mautic.proc.pid, ctx.mailgun.proc.pid])
-    broker_sampler = ResourceSampler([ctx.broker_pid]) if ctx.broker_pid is not None else None
+    broker_sampler = ResourceSampler([ctx.broker_pid] if ctx.broker_pid is not None else [])
     profiler: subprocess.Popen[bytes] | None = None
     profile_path = Path(f"{ctx.results_prefix}-{plan.label}.pyspy.txt")
     try:
@@ -622,13 +622,13 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
             profiler = start_profiler(launched.pids[0], profile_path)
         cpu_start = sampler.cpu_seconds()
         emulator_cpu_start = emulator_sampler.cpu_seconds()
-        broker_cpu_start = broker_sampler.cpu_seconds() if broker_sampler is not None else 0.0
+        broker_cpu_start = broker_sampler.cpu_seconds()
         produce_s = produce(ctx.bootstrap, topics["source"], plan.records, produced_ms, plan.rate)
         log(f"{plan.name}: produced in {produce_s:.1f}s; waiting for outcomes")
         stalled = wait_for_outcomes(ctx, plan, collector, launched)
         cpu_s = sampler.cpu_seconds() - cpu_start
         emulator_cpu_s = emulator_sampler.cpu_seconds() - emulator_cpu_start
-        broker_cpu_s = broker_sampler.cpu_seconds() - broker_cpu_start if broker_sampler is not None else None
+        broker_cpu_s = broker_sampler.cpu_seconds() - broker_cpu_start
         http_requests = {"mautic": ctx.mautic.api_requests(), "mailgun": ctx.mailgun.api_requests()}
         restart = measure_restart(ctx, launched, topics, events) if plan.restart and not stalled else None
     finally:
@@ -645,7 +645,7 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
                 log(f"{plan.name}: cleanup step failed: {exc}")
     result = summarize(ctx, plan, collector, sampler, cpu_s, startup_s, produce_s, stalled)
     result["emulator_cpu_s"] = round(emulator_cpu_s, 2)
-    result["broker_cpu_s"] = round(broker_cpu_s, 2) if broker_cpu_s is not None else None
+    result["broker_cpu_s"] = round(broker_cpu_s, 2) if ctx.broker_pid is not None else None
     result["http_requests"] = http_requests
     if restart is not None:
         result["restart"] = restart
