@@ -156,7 +156,7 @@ class Metrics(DeliveryHooks):
         )
         self.batch_size = Histogram(
             f"{PREFIX}_delivery_batch_size",
-            "Contacts carried by one HTTP request, by integration (1 until batching lands).",
+            "Entries carried by one HTTP request, by integration (1 for a single call; a bulk call's items).",
             ["integration"],
             buckets=BATCH_BUCKETS,
             registry=r,
