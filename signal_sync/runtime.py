@@ -211,11 +211,16 @@ def table_memory(worker: WorkerSettings) -> RocksMemory | None:
 
 
 def create_runtime(
-    settings: Settings, partitions: int, topic_limits: Mapping[str, int] | None = None
+    settings: Settings,
+    partitions: int,
+    topic_limits: Mapping[str, int] | None = None,
+    tombstones_kept_ms: Mapping[str, int] | None = None,
 ) -> Runtime:
     """Build the Faust app, topics and tables; agents are attached by ``signal_sync.agents``.
     ``topic_limits``: ``max.message.bytes`` of the topics the worker writes, as read at start
-    (``streams.topics.max_message_bytes``); every record is bounded by them."""
+    (``streams.topics.max_message_bytes``); every record is bounded by them.
+    ``tombstones_kept_ms``: ``delete.retention.ms`` of the changelogs, as read at start
+    (``streams.topics.delete_retention_ms``); a kept rocksdb:// partition is trusted by it."""
     codec = orjson_codec.register()
     never_commit_past_unread_offsets()
     deliver_fetched_records_eagerly()
@@ -254,7 +259,12 @@ def create_runtime(
     # Faust serializes table keys and values by key_type/value_type (not the schema): JSON keys,
     # raw values (JSON bytes that ``JsonValues`` encodes and decodes). With rocksdb:// both tables
     # share one memory budget (``streams/rocksdb_store.py``).
-    table: dict[str, Any] = {"partitions": partitions, "value_type": bytes, "rocks": table_memory(worker)}
+    table: dict[str, Any] = {
+        "partitions": partitions,
+        "value_type": bytes,
+        "rocks": table_memory(worker),
+        "tombstones_kept_ms": tombstones_kept_ms,
+    }
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     # Each internal record carries many events: its stream buffer is bounded in events, not records.
     read_ahead = delivery_read_ahead(

@@ -25,8 +25,8 @@ from signal_sync.cli.options import ConfigOption
 from signal_sync.config import load_settings
 from signal_sync.observability import logs
 from signal_sync.runtime import create_runtime
-from signal_sync.streams.internal import ensure_internal_topics, written_topics
-from signal_sync.streams.topics import check_topics, max_message_bytes
+from signal_sync.streams.internal import changelog_topics, ensure_internal_topics, written_topics
+from signal_sync.streams.topics import check_topics, delete_retention_ms, max_message_bytes
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,10 @@ def register(app: typer.Typer) -> None:
         integration_ids = [i.id for i in settings.integrations]
         ensure_internal_topics(settings.kafka, integration_ids, partitions)
         limits = max_message_bytes(settings.kafka, written_topics(settings.kafka, integration_ids))
-        runtime = create_runtime(settings, partitions, limits)
+        kept = None
+        if settings.worker.store == "rocksdb://":  # memory:// keeps nothing between starts
+            kept = delete_retention_ms(settings.kafka, changelog_topics(settings.kafka))
+        runtime = create_runtime(settings, partitions, limits, kept)
         runtime.outputs.connect()
         attach_all(runtime)
         observability.install(runtime)

@@ -13,7 +13,7 @@ for this producer too (``flush_with_faust``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,22 +66,35 @@ class OutputChangelogTable(faust.Table):
     ``rocksdb://`` its store is ``PartitionedRocksStore`` within the worker's ``RocksMemory``."""
 
     def __init__(
-        self, app: faust.App, *, outputs: OutputProducer, rocks: RocksMemory | None = None, **kwargs: Any
+        self,
+        app: faust.App,
+        *,
+        outputs: OutputProducer,
+        rocks: RocksMemory | None = None,
+        tombstones_kept_ms: Mapping[str, int] | None = None,
+        **kwargs: Any,
     ) -> None:
         self.rocks = rocks
+        self.tombstones_kept_ms = tombstones_kept_ms or {}
+        """``delete.retention.ms`` by changelog topic, as read at start (Kafka's default if absent)."""
         super().__init__(app, **kwargs)
         self.outputs = outputs
 
     def _new_store_by_url(self, url: Any) -> StoreT:
         if self.rocks is None or str(url).partition(":")[0] != "rocksdb":
             return super()._new_store_by_url(url)
-        from signal_sync.streams.rocksdb_store import PartitionedRocksStore  # imports this module
+        from signal_sync.streams.rocksdb_store import (  # imports this module
+            KAFKA_DELETE_RETENTION_MS,
+            PartitionedRocksStore,
+        )
 
+        changelog = self.changelog_topic.get_topic_name()
         return PartitionedRocksStore(
             url,
             self.app,
             self,
             memory=self.rocks,
+            tombstones_kept_ms=self.tombstones_kept_ms.get(changelog, KAFKA_DELETE_RETENTION_MS),
             table_name=self.name,
             key_type=self.key_type,
             key_serializer=self.key_serializer,
@@ -127,11 +140,19 @@ def output_changelog_table(
     outputs: OutputProducer,
     name: str,
     rocks: RocksMemory | None = None,
+    tombstones_kept_ms: Mapping[str, int] | None = None,
     **kwargs: Any,
 ) -> faust.Table:
     """Declare a table as ``app.Table(name, **kwargs)`` would, with its changelog through ``outputs``
-    (and, with ``rocksdb://``, its store within ``rocks``)."""
+    (and, with ``rocksdb://``, its store within ``rocks``, trusting a kept partition by its
+    changelog's ``delete.retention.ms`` in ``tombstones_kept_ms``)."""
     table = OutputChangelogTable(
-        app, outputs=outputs, rocks=rocks, name=name, beacon=app.tables.beacon, **kwargs
+        app,
+        outputs=outputs,
+        rocks=rocks,
+        tombstones_kept_ms=tombstones_kept_ms,
+        name=name,
+        beacon=app.tables.beacon,
+        **kwargs,
     )
     return app.tables.add(table)

@@ -56,9 +56,12 @@ def internal_topic_configs(kafka: KafkaSettings, integration_ids: list[str]) -> 
     compacted = {"cleanup.policy": "compact"}
     bounded = {"cleanup.policy": "delete", "retention.ms": str(kafka.retention_ms)}
     topics: dict[str, dict[str, str]] = {delivery_topic(kafka.app_id, i): bounded for i in integration_ids}
-    topics[f"{kafka.app_id}-{IDENTITIES_TABLE}-changelog"] = compacted
-    topics[f"{kafka.app_id}-{DESTINATION_STATE_TABLE}-changelog"] = compacted
-    return topics
+    return topics | dict.fromkeys(changelog_topics(kafka), compacted)
+
+
+def changelog_topics(kafka: KafkaSettings) -> list[str]:
+    """The tables' changelog topics (Faust's names: ``{app_id}-{table}-changelog``)."""
+    return [f"{kafka.app_id}-{table}-changelog" for table in (IDENTITIES_TABLE, DESTINATION_STATE_TABLE)]
 
 
 def written_topics(kafka: KafkaSettings, integration_ids: list[str]) -> list[str]:

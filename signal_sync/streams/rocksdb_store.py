@@ -29,9 +29,21 @@ to) is a key of its own, written once its changelog record is acknowledged, its 
 stored before the record was sent; recovery writes a batch's values and offsets in one atomic
 write. A restart over a kept ``state_dir`` then reads only the changelog written since.
 
-A state folder in Faust's layout (``{table}-{partition}.db``, written by an older worker) is moved
-into the one database at the first start (``migrate_partition_dbs``, a copy of every key: seconds
-per million), offsets kept, so the upgrade replays no changelog. One worker process uses a
+A partition's values on disk are only as complete as the changelog that brought them up to date:
+a partition held by another worker meanwhile gets its changes from the records written since the
+persisted offset, and a deletion among them (an erasure's tombstone) is in the changelog only until
+the broker's compaction removes it, ``delete.retention.ms`` after compaction reached it (one day by
+Kafka's default). So each partition also keeps the wall-clock time it was last held with its
+recovery complete (refreshed with the offsets, at a revoke and at a stop): every record written
+after that time is after the persisted offset and is still in the changelog for at least
+``delete.retention.ms``. A partition taken up again (assigned, or read as a standby) more than half
+that long after, or whose recovery never completed, is forgotten first: its values and offset are
+deleted and recovery reads its whole changelog, so an erased contact's data cannot come back from a
+kept state folder.
+
+A state folder in Faust's layout (``{table}-{partition}.db``, written by an older worker) holds no
+held times, so its partitions could not be trusted: those databases are removed at the first start
+(``remove_partition_dbs``) and the partitions' changelogs are read. One worker process uses a
 ``state_dir`` at a time (RocksDB locks the database).
 """
 
@@ -45,7 +57,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import monotonic
+from time import monotonic, time
 from typing import Any
 
 import rocksdict
@@ -63,7 +75,11 @@ TAG_BYTES = 2
 """A stored value's first bytes: the partition it was stored for (big-endian)."""
 OFFSET_KEY = faust_rocksdb.Store.offset_key
 """Faust's key of a database's persisted offset; a partition's is this key and its number."""
-MIGRATE_BATCH = 10_000
+HELD_KEY = OFFSET_KEY + b"held:"
+"""A partition's key ``HELD_KEY`` and its number holds when (ms since the epoch) the worker last
+held it with its recovery complete."""
+KAFKA_DELETE_RETENTION_MS = 86_400_000
+"""Kafka's default ``delete.retention.ms``: assumed when a changelog's own cannot be read."""
 OFFSET_WRITE_INTERVAL_S = 1.0
 """Most seconds a persisted offset waits to be written: a crash replays at most this much more of
 the changelog, and a record's own write of its offset (a RocksDB put per record) is saved."""
@@ -149,8 +165,19 @@ class PartitionedRocksStore(faust_rocksdb.Store):
     """Faust's RocksDB store as one database per table within a ``RocksMemory`` budget, each value
     tagged with its changelog's partition (see the module's docstring)."""
 
-    def __init__(self, url: Any, app: Any, table: Any, *, memory: RocksMemory, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: Any,
+        app: Any,
+        table: Any,
+        *,
+        memory: RocksMemory,
+        tombstones_kept_ms: int = KAFKA_DELETE_RETENTION_MS,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(url, app, table, driver="rocksdict", **kwargs)
+        self.tombstones_kept_ms = tombstones_kept_ms
+        """The changelog's ``delete.retention.ms``: a partition held within half of it is trusted."""
         self.rocksdb_options = BoundedRocksDBOptions(memory)
         self._db: rocksdict.Rdict | None = None
         self.generation = 0
@@ -159,6 +186,8 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         self._offsets: dict[int, int] = {}
         """Persisted offsets by partition not yet written (``set_persisted_offset``)."""
         self._offsets_due = 0.0
+        self._complete: set[int] = set()
+        """Partitions held now whose recovery completed: their held time is refreshed."""
 
     @property
     def db_path(self) -> Path:
@@ -167,18 +196,57 @@ class PartitionedRocksStore(faust_rocksdb.Store):
 
     def _open(self) -> rocksdict.Rdict:
         if self._db is None:
-            migrate_partition_dbs(self.path, str(self.basename), self.db_path, self.rocksdb_options)
+            remove_partition_dbs(self.path, str(self.basename))
             self._db = self.rocksdb_options.open(self.db_path)
         return self._db
 
     def _db_for_partition(self, partition: int) -> rocksdict.Rdict:
         """The table's database, with ``partition``'s values visible from now on (Faust opens a
-        partition's database on assignment, recovery and a write)."""
+        partition's database on assignment, recovery and a write); a partition taken up whose
+        values may miss deletions is forgotten first."""
         db = self._dbs.get(partition)
         if db is None:
-            db = self._dbs[partition] = self._open()
+            db = self._open()
+            if not self._trusted(db, partition):
+                self._forget(db, partition)
+            self._dbs[partition] = db
             self.generation += 1
         return db
+
+    def _trusted(self, db: rocksdict.Rdict, partition: int) -> bool:
+        """Whether the changelog still holds every deletion since ``partition``'s persisted offset:
+        none kept, or held with its recovery complete within half of ``delete.retention.ms``."""
+        if db.get(offset_key(partition)) is None:
+            return True  # nothing kept: recovery reads the whole changelog
+        held = db.get(held_key(partition))
+        return held is not None and wall_ms() - int(held) < self.tombstones_kept_ms / 2
+
+    def _forget(self, db: rocksdict.Rdict, partition: int) -> None:
+        """Delete ``partition``'s values, persisted offset and held time (one pass over the table)."""
+        started, forgotten = monotonic(), 0
+        write = rocksdict.WriteBatch(raw_mode=True)
+        for key, raw in db.items():
+            if not key.startswith(OFFSET_KEY) and tagged_partition(raw) == partition:
+                write.delete(key)
+                forgotten += 1
+        write.delete(offset_key(partition))
+        write.delete(held_key(partition))
+        db.write(write)
+        log.warning(
+            "table %s: partition %d was last held too long ago for its changelog to hold every "
+            "deletion since (or its recovery did not complete); %d values dropped in %.1f s, its "
+            "whole changelog is read",
+            self.table_name,
+            partition,
+            forgotten,
+            monotonic() - started,
+            extra={"table": self.table_name, "partition": partition, "forgotten": forgotten},
+        )
+
+    async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
+        """From now on the active partitions' held time is refreshed."""
+        self._complete |= {tp.partition for tp in active_tps if tp.topic in self.table.changelog_topic.topics}
+        self._write_offsets()
 
     @staticmethod
     def _partition() -> int | None:
@@ -251,11 +319,15 @@ class PartitionedRocksStore(faust_rocksdb.Store):
             self._write_offsets()
 
     def _write_offsets(self) -> None:
+        """Write the offsets waiting and, with them, now as the held time of every complete partition."""
         offsets, self._offsets = self._offsets, {}
         self._offsets_due = monotonic() + OFFSET_WRITE_INTERVAL_S
-        if offsets:
+        if offsets or self._complete:
             write = rocksdict.WriteBatch(raw_mode=True)
             put_offsets(write, offsets)
+            now = b"%d" % wall_ms()
+            for partition in self._complete:
+                write.put(held_key(partition), now)
             self._open().write(write)
 
     def _items(self) -> Iterator[tuple[bytes, bytes]]:
@@ -286,6 +358,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         self._write_offsets()
         for tp in tps:
             if tp.topic in table.changelog_topic.topics and self._dbs.pop(tp.partition, None) is not None:
+                self._complete.discard(tp.partition)
                 self.generation += 1
 
     def reset_state(self) -> None:
@@ -297,6 +370,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         self._write_offsets()
         db, self._db = self._db, None
         self._dbs.clear()
+        self._complete.clear()
         self.generation += 1
         if db is not None:
             db.close()
@@ -322,6 +396,16 @@ def offset_key(partition: int) -> bytes:
     return OFFSET_KEY + b"%d" % partition
 
 
+def held_key(partition: int) -> bytes:
+    """Where the database keeps when ``partition`` was last held with its recovery complete."""
+    return HELD_KEY + b"%d" % partition
+
+
+def wall_ms() -> int:
+    """Milliseconds since the epoch: held times outlive the process."""
+    return int(time() * 1000)
+
+
 def put_offsets(write: rocksdict.WriteBatch, offsets: dict[int, int]) -> None:
     """Add each partition's persisted offset to ``write``."""
     for partition, offset in offsets.items():
@@ -338,45 +422,17 @@ def partition_db_paths(tabledir: Path, table: str) -> dict[int, Path]:
     return found
 
 
-def migrate_partition_dbs(tabledir: Path, table: str, path: Path, options: BoundedRocksDBOptions) -> None:
-    """Move a table's databases in Faust's layout (one per partition) into its one database at
-    ``path``, values tagged and persisted offsets kept, so a worker upgraded over a kept state folder
-    recovers only the changelog written since. The copy is made aside and renamed into place before
-    the old databases are removed: a start cut short copies again. A database at ``path`` beside
-    old ones (a copy cut short after the rename, or state an older worker kept since) is replaced."""
+def remove_partition_dbs(tabledir: Path, table: str) -> None:
+    """Remove a table's databases in Faust's layout (one per partition, no held times): their
+    partitions are recovered from their changelogs."""
     olds = partition_db_paths(tabledir, table)
-    if not olds:
-        return
-    log.warning(
-        "table %s: moving %d partition databases into %s (once, on the first start over a state folder "
-        "written by an older worker)",
-        table,
-        len(olds),
-        path,
-    )
-    staging = path.with_name(path.name + ".migrating")
-    for stale in (staging, path):
-        shutil.rmtree(stale, ignore_errors=True)
-    target = options.open(staging)
-    try:
-        for partition, old_path in sorted(olds.items()):
-            old = options.open(old_path)
-            try:
-                tag, write = partition_tag(partition), rocksdict.WriteBatch(raw_mode=True)
-                for key, value in old.items():
-                    if key == OFFSET_KEY:
-                        write.put(offset_key(partition), value)
-                    else:
-                        write.put(key, tag + value)
-                    if write.len() >= MIGRATE_BATCH:
-                        target.write(write)
-                        write = rocksdict.WriteBatch(raw_mode=True)
-                target.write(write)
-            finally:
-                old.close()
-    finally:
-        target.close()
-    staging.rename(path)
+    if olds:
+        log.warning(
+            "table %s: removing %d partition databases written by an older worker; their changelogs "
+            "are read instead",
+            table,
+            len(olds),
+        )
     for old_path in olds.values():
         shutil.rmtree(old_path, ignore_errors=True)
 

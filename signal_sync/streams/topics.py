@@ -29,6 +29,7 @@ ADMIN_TIMEOUT_S = 15.0
 METADATA_ATTEMPT_S = 0.5
 """Metadata requests are made in slices this long, so refused credentials end the wait at once."""
 MAX_MESSAGE_BYTES = "max.message.bytes"
+DELETE_RETENTION_MS = "delete.retention.ms"
 log = logging.getLogger(__name__)
 
 
@@ -143,21 +144,38 @@ def create_topics(kafka: KafkaSettings, partitions: int, replication_factor: int
 
 def max_message_bytes(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
     """``max.message.bytes`` of each topic as the broker has it (its default or the topic's own):
-    the largest record batch it accepts. A topic whose config cannot be read (missing, or no
-    DescribeConfigs permission) is left out, with a warning: the producer's own limit applies."""
+    the largest record batch it accepts. A topic whose config cannot be read is left out, with a
+    warning: the producer's own limit applies."""
+    return topic_config_ints(
+        kafka, topics, MAX_MESSAGE_BYTES, "records for it are bounded by the producer's limit"
+    )
+
+
+def delete_retention_ms(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
+    """``delete.retention.ms`` of each (compacted) topic: how long the broker keeps a tombstone after
+    compaction reached it. A topic whose config cannot be read is left out, with a warning."""
+    return topic_config_ints(kafka, topics, DELETE_RETENTION_MS, "Kafka's default of one day is assumed")
+
+
+def topic_config_ints(
+    kafka: KafkaSettings, topics: Iterable[str], name: str, otherwise: str
+) -> dict[str, int]:
+    """The integer config ``name`` of each topic as the broker has it (its default or the topic's
+    own). A topic whose config cannot be read (missing, or no DescribeConfigs permission) is left
+    out, with a warning that ends in ``otherwise`` (what applies instead)."""
     admin = admin_client(kafka)  # keep a reference: the futures die with the client
-    resources = [ConfigResource(ResourceType.TOPIC, name) for name in dict.fromkeys(topics)]
-    limits: dict[str, int] = {}
+    resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in dict.fromkeys(topics)]
+    values: dict[str, int] = {}
     for resource, future in admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_S).items():
         try:
-            entry = future.result(timeout=ADMIN_TIMEOUT_S)[MAX_MESSAGE_BYTES]
-            limits[resource.name] = int(entry.value)
+            values[resource.name] = int(future.result(timeout=ADMIN_TIMEOUT_S)[name].value)
         except (KafkaException, KeyError, TimeoutError, TypeError, ValueError) as exc:
             log.warning(
-                "cannot read %s of topic %r (%s); records for it are bounded by the producer's limit",
-                MAX_MESSAGE_BYTES,
+                "cannot read %s of topic %r (%s); %s",
+                name,
                 resource.name,
                 exc,
+                otherwise,
                 extra={"topic": resource.name},
             )
-    return limits
+    return values

@@ -7,11 +7,17 @@ persisted offset, which recovery starts from), and the changelogs' records are d
 started over the same ``state_dir``, can only know what the first one learned from its RocksDB
 files. It stitches a trait-less event with the email learned before, and drops the withdrawn
 person's next event as already withdrawn, with no call to either destination.
+
+What the folder holds is trusted only while the changelog still holds every deletion since (half of
+its ``delete.retention.ms`` after the first worker stopped): a second worker that starts later
+knows nothing of what the first one learned (the records it would need were deleted, as compaction
+deletes an erasure's tombstone).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 120
 OFFSET_KEY = b"__faust\0offset__"
+HELD_KEY = OFFSET_KEY + b"held:"  # then the partition: when it was last held, recovered
 
 
 def record(message_id: str, anonymous_id: str, granted: bool, **fields: Any) -> tuple[bytes, bytes]:
@@ -58,7 +65,7 @@ def persisted_offsets(state_dir: Path, table: str) -> dict[int, int]:
         return {
             int(key.removeprefix(OFFSET_KEY)): int(raw)
             for key, raw in db.items(from_key=OFFSET_KEY)
-            if key.startswith(OFFSET_KEY)
+            if key.startswith(OFFSET_KEY) and not key.startswith(HELD_KEY)
         }
     finally:
         db.close()
@@ -81,15 +88,19 @@ def changelog_ends(admin: AdminClient, bootstrap: str, topic: str) -> dict[int, 
         consumer.close()
 
 
-def delete_records(admin: AdminClient, topic: str, ends: dict[int, int]) -> None:
+def delete_records(admin: AdminClient, topic: str, ends: dict[int, int], **configs: str) -> None:
     """Delete every record of the changelog: a worker can no longer replay it. (Kafka deletes
     records only from a topic with the delete policy; the worker leaves an existing topic's
-    configuration as it is.)"""
+    configuration as it is.) ``configs``: more topic configs to set, dots as underscores."""
+    settings = {"cleanup.policy": "delete"} | {
+        name.replace("_", "."): value for name, value in configs.items()
+    }
     policy = ConfigResource(
         ResourceType.TOPIC,
         topic,
         incremental_configs=[
-            ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SET)
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+            for name, value in settings.items()
         ],
     )
     for future in admin.incremental_alter_configs([policy]).values():
@@ -99,14 +110,8 @@ def delete_records(admin: AdminClient, topic: str, ends: dict[int, int]) -> None
         future.result(30)
 
 
-def test_tables_come_back_from_the_state_folder(
-    tmp_path: Path, kafka_bootstrap, pipeline_topics, sandboxes, worker_config, worker
-):
-    crm, mg = sandboxes
-    config = yaml.safe_load(worker_config.read_text())
-    assert config["worker"].get("store") is None, "the default store is under test"
-    app_id = config["kafka"]["app_id"]
-    state_dir = Path(config["worker"]["state_dir"])
+def first_worker_learns_and_stops(kafka_bootstrap: str, pipeline_topics: dict[str, str], worker: Any) -> None:
+    """The first worker learns Rita's identity and Sam's withdrawal, then stops cleanly."""
     source = pipeline_topics["source"]
     traits = {"email": "Rita@Example.com", "firstName": "Rita", "lastName": "Start"}
     produce(
@@ -137,6 +142,11 @@ def test_tables_come_back_from_the_state_folder(
     }
     assert worker.stop() == 0
 
+
+def delete_changelogs(kafka_bootstrap: str, config: dict[str, Any], **configs: str) -> None:
+    """Check that each table's database holds its changelog up to its end, then delete the records."""
+    app_id = config["kafka"]["app_id"]
+    state_dir = Path(config["worker"]["state_dir"])
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     for table in (IDENTITIES_TABLE, DESTINATION_STATE_TABLE):
         topic = f"{app_id}-{table}-changelog"
@@ -144,14 +154,15 @@ def test_tables_come_back_from_the_state_folder(
         assert ends, f"{topic} has records"
         # Recovery starts after these offsets: nothing of the changelog is read again.
         assert persisted_offsets(state_dir, table) == ends
-        delete_records(admin, topic, ends)
-    calls_before = len(get(f"{crm.url}/_sandbox/requests")["requests"])
+        delete_records(admin, topic, ends, **configs)
 
-    second = WorkerProcess(worker_config, tmp_path / "worker-2.log").start()
+
+def later_events(kafka_bootstrap: str, pipeline_topics: dict[str, str], second: WorkerProcess) -> dict:
+    """Rita's event with only her user id, Sam's next one: their outcomes by (message, integration)."""
     try:
         produce(
             kafka_bootstrap,
-            source,
+            pipeline_topics["source"],
             [
                 record("k-4", "anon-other-device", True, userId="u-rita", type="track", event="Signed Up"),
                 record("k-5", "anon-sam", False),
@@ -166,7 +177,22 @@ def test_tables_come_back_from_the_state_folder(
         )
     finally:
         assert second.stop() == 0
-    late = {(o["message_id"], o["integration"]): o for o in outcomes if o["message_id"] in ("k-4", "k-5")}
+    return {(o["message_id"], o["integration"]): o for o in outcomes if o["message_id"] in ("k-4", "k-5")}
+
+
+def test_tables_come_back_from_the_state_folder(
+    tmp_path: Path, kafka_bootstrap, pipeline_topics, sandboxes, worker_config, worker
+):
+    crm, mg = sandboxes
+    config = yaml.safe_load(worker_config.read_text())
+    assert config["worker"].get("store") is None, "the default store is under test"
+    first_worker_learns_and_stops(kafka_bootstrap, pipeline_topics, worker)
+    delete_changelogs(kafka_bootstrap, config)
+    calls_before = len(get(f"{crm.url}/_sandbox/requests")["requests"])
+
+    late = later_events(
+        kafka_bootstrap, pipeline_topics, WorkerProcess(worker_config, tmp_path / "w2.log").start()
+    )
     # Rita's email came from the kept identities table (k-4 carries only her user id).
     assert {key: o["status"] for key, o in late.items() if key[0] == "k-4"} == {
         ("k-4", "mautic-main"): "delivered",
@@ -186,3 +212,29 @@ def test_tables_come_back_from_the_state_folder(
         for m in get(f"{mg.url}/_sandbox/members")["members"]["newsletter@mg.example.com"]
         if m["address"] == "sam@example.org"
     ][0]["subscribed"] is False
+
+
+def test_a_folder_kept_longer_than_the_changelog_keeps_deletions_is_not_trusted(
+    tmp_path: Path, kafka_bootstrap, pipeline_topics, sandboxes, worker_config, worker
+):
+    crm, _ = sandboxes
+    config = yaml.safe_load(worker_config.read_text())
+    first_worker_learns_and_stops(kafka_bootstrap, pipeline_topics, worker)
+    stopped = time.time()
+    # Tombstones now stay 2 s after compaction: the folder is trusted for 1 s after the stop.
+    delete_changelogs(kafka_bootstrap, config, delete_retention_ms="2000")
+    while time.time() < stopped + 1.5:
+        time.sleep(0.1)  # a wait for the clock, not for something to happen
+    calls_before = len(get(f"{crm.url}/_sandbox/requests")["requests"])
+
+    late = later_events(
+        kafka_bootstrap, pipeline_topics, WorkerProcess(worker_config, tmp_path / "w2.log").start()
+    )
+    # Both tables were read anew from their (now empty) changelogs: neither Rita's email nor Sam's
+    # withdrawal is known any more, so both events have no email.
+    assert {key: (o["status"], o["reason"]) for key, o in late.items()} == {
+        (message, integration): ("dropped", "no_email")
+        for message in ("k-4", "k-5")
+        for integration in ("mautic-main", "mailgun-news")
+    }
+    assert get(f"{crm.url}/_sandbox/requests")["requests"][calls_before:] == []

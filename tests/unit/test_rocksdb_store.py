@@ -139,25 +139,107 @@ def write_partition_db(path: Path, values: dict[bytes, bytes], offset: int) -> N
     db.close()
 
 
-async def test_a_state_folder_in_fausts_layout_is_moved_into_one_database(tmp_path: Path, memory) -> None:
+async def test_a_state_folder_in_fausts_layout_is_removed(tmp_path: Path, memory) -> None:
     tables = tmp_path / "v1" / "tables"
     tables.mkdir(parents=True)
     write_partition_db(tables / "identities-0.db", {b'"a"': b'{"n":1}'}, 10)
-    write_partition_db(tables / "identities-3.db", {b'"b"': b'{"n":2}', b'"c"': b"{}"}, 42)
+    write_partition_db(tables / "identities-3.db", {b'"b"': b'{"n":2}'}, 42)
     write_partition_db(tables / "identities-extra-3.db", {b'"x"': b"{}"}, 7)  # another table's
-    (tables / "identities.db.migrating").mkdir()  # a copy cut short before
     table, _ = rocks_table(tmp_path, memory)
     store = table.data
-    assert store.persisted_offset(TP(CHANGELOG, 3)) == 42  # recovery reads on from offset 43
-    assert store.persisted_offset(TP(CHANGELOG, 0)) == 10
-    assert (store.get("a"), store.get("b"), store.get("c")) == (b'{"n":1}', b'{"n":2}', b"{}")
-    assert sorted(path.name for path in tables.glob("*.db*")) == ["identities-extra-3.db", "identities.db"]
+    assert store.persisted_offset(TP(CHANGELOG, 3)) is None  # no held time: the changelog is read
+    assert (store.get("a"), store.get("b")) == (None, None)
+    assert sorted(path.name for path in tables.glob("*.db")) == ["identities-extra-3.db", "identities.db"]
     await store.stop()
 
-    again, _ = rocks_table(tmp_path, memory)  # moved once: a later start opens the one database
-    assert again.data.persisted_offset(TP(CHANGELOG, 3)) == 42
-    assert again.data.get("b") == b'{"n":2}'
-    await again.data.stop()
+
+def kept_folder(tmp_path: Path, memory: RocksMemory, now_ms: list[int], complete: bool = True) -> None:
+    """A stopped worker's folder: partitions 1 and 2 with a value each and a persisted offset, their
+    recovery completed (or not) at ``now_ms``."""
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    for partition in (1, 2):
+        with writes_to_partition(partition):
+            table.data[f"k{partition}"] = b"v%d" % partition
+        store.set_persisted_offset(TP(CHANGELOG, partition), 10 * partition)
+    if complete:
+        asyncio.run(store.on_recovery_completed({TP(CHANGELOG, 1), TP(CHANGELOG, 2)}, set()))
+    asyncio.run(store.stop())
+
+
+@pytest.mark.parametrize(
+    ("away_ms", "kept"), [(0, True), (43_199_000, True), (43_200_001, False), (10**10, False)]
+)
+def test_a_partition_is_trusted_for_half_the_changelogs_delete_retention(
+    tmp_path: Path, memory, monkeypatch, away_ms: int, kept: bool
+) -> None:
+    """An erasure's tombstone written while another worker held the partition is in the changelog
+    for at least ``delete.retention.ms``: a partition taken up later than half of it is read anew."""
+    from signal_sync.streams import rocksdb_store
+
+    now_ms = [1_700_000_000_000]
+    monkeypatch.setattr(rocksdb_store, "wall_ms", lambda: now_ms[0])
+    kept_folder(tmp_path, memory, now_ms)
+    now_ms[0] += away_ms
+    app = faust.App("rocks-unit", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    table = output_changelog_table(
+        app,
+        RecordingOutputs(),
+        "identities",
+        rocks=memory,
+        tombstones_kept_ms={CHANGELOG: 86_400_000},
+        partitions=4,
+        value_type=bytes,
+    )  # type: ignore[arg-type]
+    store = table.data
+    assert store.tombstones_kept_ms == 86_400_000
+    assert store.persisted_offset(TP(CHANGELOG, 2)) == (20 if kept else None)
+    with writes_to_partition(2):
+        assert store.get("k2") == (b"v2" if kept else None)
+    assert store.persisted_offset(TP(CHANGELOG, 1)) == (10 if kept else None)  # each partition by itself
+    assert store.get("k1") == (b"v1" if kept else None)
+    asyncio.run(store.stop())
+
+
+def test_a_partition_whose_recovery_never_completed_is_read_anew(tmp_path: Path, memory, monkeypatch) -> None:
+    from signal_sync.streams import rocksdb_store
+
+    now_ms = [1_700_000_000_000]
+    monkeypatch.setattr(rocksdb_store, "wall_ms", lambda: now_ms[0])
+    kept_folder(tmp_path, memory, now_ms, complete=False)
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    assert store.persisted_offset(TP(CHANGELOG, 1)) is None
+    assert store.get("k1") is None
+    asyncio.run(store.stop())
+
+
+async def test_a_held_partition_keeps_its_time_fresh_and_a_revoked_one_its_last(
+    tmp_path: Path, memory, monkeypatch
+) -> None:
+    from signal_sync.streams import rocksdb_store
+
+    now_ms = [1_700_000_000_000]
+    monkeypatch.setattr(rocksdb_store, "wall_ms", lambda: now_ms[0])
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    for partition in (0, 1):
+        with writes_to_partition(partition):
+            table.data[f"k{partition}"] = b"v"
+        store.set_persisted_offset(TP(CHANGELOG, partition), 5)
+    await store.on_recovery_completed({TP(CHANGELOG, 0), TP(CHANGELOG, 1)}, set())
+    now_ms[0] += 60_000
+    store.revoke_partitions(table, {TP(CHANGELOG, 1)})  # held until now
+    now_ms[0] += 30_000
+    store.set_persisted_offset(TP(CHANGELOG, 0), 6)
+    now_ms[0] += 30_000
+    await store.stop()  # partition 0 held until the stop
+    db = rocksdict.Rdict(str(store.db_path), options=rocksdict.Options(raw_mode=True))
+    try:
+        held = {p: int(db[rocksdb_store.held_key(p)]) for p in (0, 1)}
+    finally:
+        db.close()
+    assert held == {0: 1_700_000_120_000, 1: 1_700_000_060_000}
 
 
 async def test_reset_state_removes_only_its_tables_database(tmp_path: Path, memory) -> None:
@@ -185,6 +267,7 @@ async def test_a_kept_folder_gives_back_values_and_the_persisted_offset(tmp_path
         table.data["anon-1"] = b'{"plan":"pro"}'
     tp = faust.types.TP("rocks-unit-identities-changelog", 2)
     table.data.set_persisted_offset(tp, 41)
+    await table.data.on_recovery_completed({tp}, set())
     await table.data.stop()
 
     again, _ = rocks_table(tmp_path, memory)
@@ -253,6 +336,7 @@ async def test_persisted_offsets_are_written_together_lagging_never_leading(
     store = table.data
     written = store._db_for_partition(0).get
     store.set_persisted_offset(TP(CHANGELOG, 0), 5)  # the first one is written at once
+    await store.on_recovery_completed({TP(CHANGELOG, partition) for partition in range(3)}, set())
     store.set_persisted_offset(TP(CHANGELOG, 0), 6)
     store.set_persisted_offset(TP(CHANGELOG, 1), 3)
     assert (written(offset_key(0)), written(offset_key(1))) == (b"5", None)  # lagging
