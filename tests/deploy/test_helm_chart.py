@@ -85,7 +85,9 @@ CORE_KINDS = {
     "Secret",
     "Service",
     "ServiceAccount",
+    "StatefulSet",
 }
+WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication", "PrometheusRule"}
 
 # Worker-config fields the chart sets itself (values.schema.json must not offer them).
@@ -180,12 +182,19 @@ class Rendered:
         return sorted(d["kind"] for d in self.docs)
 
     @property
-    def deployment(self) -> dict[str, Any]:
-        return self.one("Deployment", FULLNAME)
+    def workload(self) -> dict[str, Any]:
+        """The worker pods' controller: the StatefulSet (persistence) or the Deployment."""
+        (found,) = [d for d in self.docs if d["kind"] in WORKLOAD_KINDS and d["metadata"]["name"] == FULLNAME]
+        return found
 
     @property
     def pod(self) -> dict[str, Any]:
-        return self.deployment["spec"]["template"]["spec"]
+        """A worker pod's spec; a StatefulSet's pods also get a volume per claim template (pod 0's)."""
+        spec = self.workload["spec"]
+        pod = dict(spec["template"]["spec"])
+        claims = [c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])]
+        claimed = [{"name": c, "persistentVolumeClaim": {"claimName": f"{c}-{FULLNAME}-0"}} for c in claims]
+        return pod | {"volumes": [*pod["volumes"], *claimed]}
 
     @property
     def container(self) -> dict[str, Any]:
@@ -310,7 +319,8 @@ def test_rendered_objects_match_kubernetes_schemas(
     render: Callable[..., Rendered], kubernetes_validate: Any, values: Path
 ) -> None:
     rendered = render(values)
-    assert {"Deployment", "ConfigMap", "Service", "ServiceAccount"} <= set(rendered.kinds())
+    assert {"ConfigMap", "Service", "ServiceAccount"} <= set(rendered.kinds())
+    assert rendered.workload["kind"] in WORKLOAD_KINDS
     problems = []
     for doc in rendered.docs:
         kind = doc["kind"]
@@ -373,7 +383,7 @@ def test_no_secret_in_configmaps_or_pod_spec(render: Callable[..., Rendered], va
         secrets |= set(rendered.secret_data(FULLNAME).values())
     assert all(len(s) >= 8 for s in secrets), "test secrets must be long enough to search for"
     public = [yaml.safe_dump(cm) for cm in rendered.all("ConfigMap")]
-    public.append(yaml.safe_dump(rendered.deployment))
+    public.append(yaml.safe_dump(rendered.workload))
     for text in public:
         for secret in secrets:
             assert secret not in text
@@ -531,7 +541,7 @@ def test_probes_hit_health_and_ready(render: Callable[..., Rendered], values: Pa
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert (
         service["spec"]["selector"].items()
-        <= rendered.deployment["spec"]["template"]["metadata"]["labels"].items()
+        <= rendered.workload["spec"]["template"]["metadata"]["labels"].items()
     )
 
 
@@ -550,10 +560,12 @@ def test_security_context_is_locked_down(render: Callable[..., Rendered], values
     assert "add" not in sc["capabilities"]
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert rendered.pod["automountServiceAccountToken"] is False
-    # writable places on a read-only root: the state dir and /tmp, both emptyDirs
+    # writable places on a read-only root: the state dir (a claim, or an emptyDir) and /tmp
     volumes = {v["name"]: v for v in rendered.pod["volumes"]}
     writable = {
-        m["mountPath"] for m in rendered.container["volumeMounts"] if "emptyDir" in volumes[m["name"]]
+        m["mountPath"]
+        for m in rendered.container["volumeMounts"]
+        if {"emptyDir", "persistentVolumeClaim"} & volumes[m["name"]].keys()
     }
     assert writable == {rendered.config["worker"]["state_dir"], "/tmp"}
 
@@ -568,8 +580,8 @@ def test_termination_grace_exceeds_worker_grace(render: Callable[..., Rendered],
 @ci_values
 def test_pods_spread_and_disruption_budget(render: Callable[..., Rendered], values: Path) -> None:
     rendered = render(values)
-    selector = rendered.deployment["spec"]["selector"]["matchLabels"]
-    pod_labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
+    selector = rendered.workload["spec"]["selector"]["matchLabels"]
+    pod_labels = rendered.workload["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= pod_labels.items()
     anti = rendered.pod["affinity"]["podAntiAffinity"]
     terms = [t.get("podAffinityTerm", t) for terms in anti.values() for t in terms]
@@ -583,7 +595,7 @@ def test_pods_spread_and_disruption_budget(render: Callable[..., Rendered], valu
 
 def test_checksum_annotations_roll_pods_on_change(render: Callable[..., Rendered]) -> None:
     def annotations(*extra: str) -> dict[str, str]:
-        return render(MINIMAL, *extra).deployment["spec"]["template"]["metadata"]["annotations"]
+        return render(MINIMAL, *extra).workload["spec"]["template"]["metadata"]["annotations"]
 
     base = annotations()
     assert re.fullmatch(r"[0-9a-f]{64}", base["checksum/config"])
@@ -600,6 +612,38 @@ def test_checksum_annotations_roll_pods_on_change(render: Callable[..., Rendered
     assert unrelated["checksum/config"] == base["checksum/config"]
 
 
+def test_persistence_gives_each_pod_a_claim_for_the_state_folder(render: Callable[..., Rendered]) -> None:
+    rendered = render(MINIMAL)
+    workload = rendered.workload
+    assert workload["kind"] == "StatefulSet"
+    spec = workload["spec"]
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}
+    mounts = {m["name"]: m["mountPath"] for m in rendered.container["volumeMounts"]}
+    assert mounts["state"] == rendered.config["worker"]["state_dir"]
+    assert "state" not in {v["name"] for v in spec["template"]["spec"]["volumes"]}  # the claim is
+    assert rendered.one("Service", spec["serviceName"])
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert "strategy" not in spec
+    sized = render(MINIMAL, "--set", "persistence.storageClass=fast-ssd", "--set", "persistence.size=10Gi")
+    (claim,) = sized.workload["spec"]["volumeClaimTemplates"]
+    assert (claim["spec"]["storageClassName"], claim["spec"]["resources"]["requests"]["storage"]) == (
+        "fast-ssd",
+        "10Gi",
+    )
+
+
+def test_without_persistence_the_state_folder_is_an_emptydir(render: Callable[..., Rendered]) -> None:
+    rendered = render(MINIMAL, "--set", "persistence.enabled=false")
+    spec = rendered.workload["spec"]
+    assert rendered.workload["kind"] == "Deployment"
+    assert "volumeClaimTemplates" not in spec
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+    assert volumes["state"] == {"name": "state", "emptyDir": {"sizeLimit": "1Gi"}}
+
+
 def test_existing_secret_replaces_the_chart_secret(render: Callable[..., Rendered]) -> None:
     rendered = render(EXISTING)
     assert rendered.all("Secret") == []
@@ -609,20 +653,24 @@ def test_existing_secret_replaces_the_chart_secret(render: Callable[..., Rendere
     keys = {i["key"] for i in volumes["credentials"]["secret"]["items"]}
     ids = {i["id"] for i in _load_yaml(EXISTING)["integrations"]}
     assert keys == ids | {"kafka-sasl-password"}
-    annotations = rendered.deployment["spec"]["template"]["metadata"]["annotations"]
+    annotations = rendered.workload["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/secret" not in annotations
     assert "checksum/config" in annotations
     # this example also uses the HPA: replicas are left to it
     assert rendered.get("HorizontalPodAutoscaler", FULLNAME) is not None
-    assert "replicas" not in rendered.deployment["spec"]
+    assert "replicas" not in rendered.workload["spec"]
 
 
-def test_hpa_scales_the_deployment_on_cpu(render: Callable[..., Rendered]) -> None:
+def test_hpa_scales_the_worker_pods_on_cpu(render: Callable[..., Rendered]) -> None:
     rendered = render(EXISTING)
     autoscaling = _load_yaml(EXISTING)["autoscaling"]
     hpa = rendered.one("HorizontalPodAutoscaler", FULLNAME)
     spec = hpa["spec"]
-    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": rendered.workload["kind"],
+        "name": FULLNAME,
+    }
     assert (spec["minReplicas"], spec["maxReplicas"]) == (
         autoscaling["minReplicas"],
         autoscaling["maxReplicas"],
@@ -631,7 +679,7 @@ def test_hpa_scales_the_deployment_on_cpu(render: Callable[..., Rendered]) -> No
     assert metric["resource"]["name"] == "cpu"
     assert metric["resource"]["target"]["averageUtilization"] == autoscaling["targetCPUUtilizationPercentage"]
     assert rendered.get("ScaledObject") is None
-    assert render(MINIMAL).deployment["spec"]["replicas"] == 2
+    assert render(MINIMAL).workload["spec"]["replicas"] == 2
 
 
 def test_existing_secret_with_keda_points_the_password_at_it(render: Callable[..., Rendered]) -> None:
@@ -759,7 +807,11 @@ def test_keda_scales_on_consumer_lag(render: Callable[..., Rendered]) -> None:
     scaled = rendered.one("ScaledObject", FULLNAME)
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
     spec = scaled["spec"]
-    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": rendered.workload["kind"],
+        "name": FULLNAME,
+    }
     assert spec["minReplicaCount"] == values["keda"]["minReplicaCount"]
     assert spec["maxReplicaCount"] == values["keda"]["maxReplicaCount"]
     assert spec["advanced"] == values["keda"]["advanced"]
@@ -779,7 +831,7 @@ def test_keda_scales_on_consumer_lag(render: Callable[..., Rendered]) -> None:
     ]
     assert all(t["authenticationRef"] == trigger["authenticationRef"] for t in triggers)
     # autoscaled: the Deployment leaves replicas to KEDA's HPA, and the chart makes no HPA itself
-    assert "replicas" not in rendered.deployment["spec"]
+    assert "replicas" not in rendered.workload["spec"]
     assert rendered.get("HorizontalPodAutoscaler") is None
 
     auth = rendered.one("TriggerAuthentication")
@@ -1228,7 +1280,8 @@ def test_notes_render(helm: Helm, values: Path, tmp_path: Path) -> None:
         chart=chart,
     )
     notes = yaml.safe_load(out)["data"]["notes"]
-    assert f"deployment/{FULLNAME}" in notes
+    persistent = (_load_yaml(values).get("persistence") or {}).get("enabled", True)
+    assert f"rollout status {'statefulset' if persistent else 'deployment'}/{FULLNAME}" in notes
     assert "/debugger" in notes
     for integration in _load_yaml(values)["integrations"]:
         assert integration["id"] in notes
@@ -1331,7 +1384,7 @@ def test_network_policy_admits_only_the_named_peers_to_the_web_port(render: Call
     rendered = render(EXPOSURE)
     values = _load_yaml(EXPOSURE)["networkPolicy"]
     policy = rendered.one("NetworkPolicy", FULLNAME)["spec"]
-    assert policy["podSelector"]["matchLabels"] == rendered.deployment["spec"]["selector"]["matchLabels"]
+    assert policy["podSelector"]["matchLabels"] == rendered.workload["spec"]["selector"]["matchLabels"]
     assert policy["policyTypes"] == ["Ingress"]
     (rule,) = policy["ingress"]
     assert rule["from"] == values["ingressFrom"]
@@ -1553,12 +1606,14 @@ def test_helm_test_pod_runs_test_connection_with_the_worker_files(
     assert spec["automountServiceAccountToken"] is False
     # the same mounts and env as the worker: the same config, credentials and CA resolve
     assert container["volumeMounts"] == rendered.container["volumeMounts"]
-    assert spec["volumes"] == rendered.pod["volumes"]
+    # the worker's volumes, but the state folder: an emptyDir (the test pod keeps no state)
+    state = {"name": "state", "emptyDir": {"sizeLimit": "1Gi"}}
+    assert spec["volumes"] == [v if v["name"] != "state" else state for v in rendered.pod["volumes"]]
     assert container["env"] == rendered.container["env"]
     settings, _ = _load_config_as_pod_sees_it(rendered, tmp_path, spec, container)
     worker, _ = _load_config_as_pod_sees_it(rendered, tmp_path / "worker", rendered.pod, rendered.container)
     assert [i.secret() for i in settings.integrations] == [i.secret() for i in worker.integrations]
-    selector = rendered.deployment["spec"]["selector"]["matchLabels"]
+    selector = rendered.workload["spec"]["selector"]["matchLabels"]
     assert not selector.items() <= pod["metadata"]["labels"].items(), "not counted as a worker"
 
     assert render(values, "--set", "tests.connection.enabled=false").test_pod is None

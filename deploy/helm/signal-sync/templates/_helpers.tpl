@@ -60,6 +60,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "signal-sync.kafkaCaDir" -}}/var/run/secrets/signal-sync/kafka-ca{{- end }}
 {{- define "signal-sync.kafkaCaPath" -}}/var/run/secrets/signal-sync/kafka-ca/ca.crt{{- end }}
 {{- define "signal-sync.stateDir" -}}/var/lib/signal-sync{{- end }}
+{{/* The worker pods' controller: a StatefulSet when each pod keeps its state on a claim of its own. */}}
+{{- define "signal-sync.workloadKind" -}}{{ if .Values.persistence.enabled }}StatefulSet{{ else }}Deployment{{ end }}{{- end }}
 {{- define "signal-sync.debuggerTokenDir" -}}/var/run/secrets/signal-sync/debugger{{- end }}
 {{- define "signal-sync.debuggerTokenPath" -}}/var/run/secrets/signal-sync/debugger/token{{- end }}
 {{/* File name of the Kafka SASL password in the credentials dir. */}}
@@ -248,7 +250,7 @@ depends on them, so `helm template` fails with one clear message.
 {{- $ids = append $ids .id }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
-{{- fail "autoscaling.enabled and keda.enabled are exclusive: both would drive the Deployment's replicas" }}
+{{- fail "autoscaling.enabled and keda.enabled are exclusive: both would drive the worker pods' replicas" }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (not (or .Values.autoscaling.targetCPUUtilizationPercentage .Values.autoscaling.targetMemoryUtilizationPercentage)) }}
 {{- fail "autoscaling.enabled: set targetCPUUtilizationPercentage and/or targetMemoryUtilizationPercentage" }}
@@ -395,6 +397,12 @@ the `helm test` pod, which must see the same config, secrets and CA.
 {{- end }}
 {{- end }}
 
+{{/* The state folder as an emptyDir: the worker pods' without persistence, the test pod's always. */}}
+{{- define "signal-sync.stateEmptyDir" -}}
+- name: state
+  emptyDir: {{ with .Values.stateDirSizeLimit }}{ sizeLimit: {{ . }} }{{ else }}{}{{ end }}
+{{- end }}
+
 {{- define "signal-sync.volumes" -}}
 {{- $secretItems := (include "signal-sync.secretItems" . | fromYaml).items -}}
 - name: config
@@ -474,8 +482,6 @@ the `helm test` pod, which must see the same config, secrets and CA.
       - key: {{ .Values.debugger.tokenSecret.key }}
         path: token
 {{- end }}
-- name: state
-  emptyDir: {{ with .Values.stateDirSizeLimit }}{ sizeLimit: {{ . }} }{{ else }}{}{{ end }}
 - name: tmp
   emptyDir: {{ with .Values.tmpDirSizeLimit }}{ sizeLimit: {{ . }} }{{ else }}{}{{ end }}
 {{- with .Values.extraVolumes }}
