@@ -246,6 +246,18 @@ class KafkaSettings(_Strict):
         "signal-sync",
         description="Faust app id: the consumer group and the prefix of internal topics and changelogs.",
     )
+    group_instance_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=249,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Static group membership (group.instance.id): a name that stays the worker's across "
+        "restarts and is unique in the group (the Helm chart sets the StatefulSet pod's name). A worker that "
+        "is back within the consumer's 60 s session timeout gets its partitions again without a rebalance, "
+        "so the other workers go on and its kept state folder stays current; one that does not come back "
+        "leaves its partitions unread until the timeout ends. Unset: every start joins as a new member.",
+        examples=["signal-sync-0"],
+    )
     replication_factor: int = Field(
         1, ge=1, description="Replication of internal topics and changelogs; use 3 on a production cluster."
     )

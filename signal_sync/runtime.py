@@ -248,6 +248,7 @@ def create_runtime(
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         table_standby_replicas=0,
+        consumer_group_instance_id=kafka.group_instance_id,
     )
     fetch_with(app, kafka.consumer_fetch_min_bytes, kafka.consumer_fetch_max_wait_ms)
     registry = kafka.schema_registry

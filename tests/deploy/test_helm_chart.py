@@ -99,6 +99,7 @@ CHART_MANAGED = {
         "ssl_key_file",
         "ssl_key_password_file",
         "sasl_oauthbearer_client_secret_file",
+        "group_instance_id",  # the StatefulSet pod's name
     },
     "worker": {"web_bind", "state_dir"},
     "outcomes": {"contact_id_key_file"},  # from keyedContactId and the credentials Secret
@@ -632,6 +633,22 @@ def test_persistence_gives_each_pod_a_claim_for_the_state_folder(render: Callabl
         "fast-ssd",
         "10Gi",
     )
+
+
+def test_statefulset_pods_are_static_group_members_named_after_themselves(
+    render: Callable[..., Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = render(MINIMAL)
+    env = {e["name"]: e for e in rendered.container["env"]}
+    instance = env["SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID"]
+    assert instance["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    monkeypatch.setenv("SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID", f"{FULLNAME}-0")  # what the kubelet sets
+    settings, _ = _load_config_as_pod_sees_it(rendered, tmp_path, rendered.pod, rendered.container)
+    assert settings.kafka.group_instance_id == f"{FULLNAME}-0"
+    # a Deployment's pods get new names on every rollout: each would hold its partitions unread
+    # for the session timeout after it is gone, so they join as new members
+    ephemeral = render(MINIMAL, "--set", "persistence.enabled=false")
+    assert "SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID" not in {e["name"] for e in ephemeral.container["env"]}
 
 
 def test_without_persistence_the_state_folder_is_an_emptydir(render: Callable[..., Rendered]) -> None:

@@ -354,6 +354,14 @@ the `helm test` pod, which must see the same config, secrets and CA.
   value: /tmp
 - name: PYTHONDONTWRITEBYTECODE
   value: "1"
+{{- if .Values.persistence.enabled }}
+# Static group membership: a StatefulSet pod keeps its name, so a restarted pod gets its
+# partitions (and its kept state) back without a rebalance of the group.
+- name: SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
