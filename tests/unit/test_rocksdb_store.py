@@ -18,12 +18,14 @@ from faust.types import TP
 
 from signal_sync.config import WorkerSettings, load_settings
 from signal_sync.errors import ConfigError
+from signal_sync.streams import rocksdb_store
 from signal_sync.streams.changelog import output_changelog_table, writes_to_partition
 from signal_sync.streams.rocksdb_store import (
     MIB,
     OFFSET_KEY,
     PartitionedRocksStore,
     RocksMemory,
+    held_key,
     offset_key,
     prepare_state_dir,
     rocks_memory,
@@ -153,9 +155,17 @@ async def test_a_state_folder_in_fausts_layout_is_removed(tmp_path: Path, memory
     await store.stop()
 
 
-def kept_folder(tmp_path: Path, memory: RocksMemory, now_ms: list[int], complete: bool = True) -> None:
+@pytest.fixture
+def wall_clock(monkeypatch) -> list[int]:
+    """The store's wall clock in ms since the epoch: the test moves it."""
+    now_ms = [1_700_000_000_000]
+    monkeypatch.setattr(rocksdb_store, "wall_ms", lambda: now_ms[0])
+    return now_ms
+
+
+def kept_folder(tmp_path: Path, memory: RocksMemory, complete: bool = True) -> None:
     """A stopped worker's folder: partitions 1 and 2 with a value each and a persisted offset, their
-    recovery completed (or not) at ``now_ms``."""
+    recovery completed (or not) now."""
     table, _ = rocks_table(tmp_path, memory)
     store = table.data
     for partition in (1, 2):
@@ -171,16 +181,12 @@ def kept_folder(tmp_path: Path, memory: RocksMemory, now_ms: list[int], complete
     ("away_ms", "kept"), [(0, True), (43_199_000, True), (43_200_001, False), (10**10, False)]
 )
 def test_a_partition_is_trusted_for_half_the_changelogs_delete_retention(
-    tmp_path: Path, memory, monkeypatch, away_ms: int, kept: bool
+    tmp_path: Path, memory, wall_clock, away_ms: int, kept: bool
 ) -> None:
     """An erasure's tombstone written while another worker held the partition is in the changelog
     for at least ``delete.retention.ms``: a partition taken up later than half of it is read anew."""
-    from signal_sync.streams import rocksdb_store
-
-    now_ms = [1_700_000_000_000]
-    monkeypatch.setattr(rocksdb_store, "wall_ms", lambda: now_ms[0])
-    kept_folder(tmp_path, memory, now_ms)
-    now_ms[0] += away_ms
+    kept_folder(tmp_path, memory)
+    wall_clock[0] += away_ms
     app = faust.App("rocks-unit", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
     table = output_changelog_table(
         app,
@@ -201,12 +207,8 @@ def test_a_partition_is_trusted_for_half_the_changelogs_delete_retention(
     asyncio.run(store.stop())
 
 
-def test_a_partition_whose_recovery_never_completed_is_read_anew(tmp_path: Path, memory, monkeypatch) -> None:
-    from signal_sync.streams import rocksdb_store
-
-    now_ms = [1_700_000_000_000]
-    monkeypatch.setattr(rocksdb_store, "wall_ms", lambda: now_ms[0])
-    kept_folder(tmp_path, memory, now_ms, complete=False)
+def test_a_partition_whose_recovery_never_completed_is_read_anew(tmp_path: Path, memory, wall_clock) -> None:
+    kept_folder(tmp_path, memory, complete=False)
     table, _ = rocks_table(tmp_path, memory)
     store = table.data
     assert store.persisted_offset(TP(CHANGELOG, 1)) is None
@@ -215,12 +217,8 @@ def test_a_partition_whose_recovery_never_completed_is_read_anew(tmp_path: Path,
 
 
 async def test_a_held_partition_keeps_its_time_fresh_and_a_revoked_one_its_last(
-    tmp_path: Path, memory, monkeypatch
+    tmp_path: Path, memory, wall_clock
 ) -> None:
-    from signal_sync.streams import rocksdb_store
-
-    now_ms = [1_700_000_000_000]
-    monkeypatch.setattr(rocksdb_store, "wall_ms", lambda: now_ms[0])
     table, _ = rocks_table(tmp_path, memory)
     store = table.data
     for partition in (0, 1):
@@ -228,15 +226,15 @@ async def test_a_held_partition_keeps_its_time_fresh_and_a_revoked_one_its_last(
             table.data[f"k{partition}"] = b"v"
         store.set_persisted_offset(TP(CHANGELOG, partition), 5)
     await store.on_recovery_completed({TP(CHANGELOG, 0), TP(CHANGELOG, 1)}, set())
-    now_ms[0] += 60_000
+    wall_clock[0] += 60_000
     store.revoke_partitions(table, {TP(CHANGELOG, 1)})  # held until now
-    now_ms[0] += 30_000
+    wall_clock[0] += 30_000
     store.set_persisted_offset(TP(CHANGELOG, 0), 6)
-    now_ms[0] += 30_000
+    wall_clock[0] += 30_000
     await store.stop()  # partition 0 held until the stop
     db = rocksdict.Rdict(str(store.db_path), options=rocksdict.Options(raw_mode=True))
     try:
-        held = {p: int(db[rocksdb_store.held_key(p)]) for p in (0, 1)}
+        held = {p: int(db[held_key(p)]) for p in (0, 1)}
     finally:
         db.close()
     assert held == {0: 1_700_000_120_000, 1: 1_700_000_060_000}
@@ -328,8 +326,6 @@ def test_rocksdb_is_the_default_store() -> None:
 async def test_persisted_offsets_are_written_together_lagging_never_leading(
     tmp_path: Path, memory, monkeypatch
 ) -> None:
-    from signal_sync.streams import rocksdb_store
-
     now = [100.0]
     monkeypatch.setattr(rocksdb_store, "monotonic", lambda: now[0])
     table, _ = rocks_table(tmp_path, memory)
