@@ -505,6 +505,15 @@ class WorkerSettings(_Strict):
     rocksdb: RocksDBSettings = Field(
         default_factory=RocksDBSettings, description="Memory budget of the rocksdb:// store."
     )
+    standby_replicas: int = Field(
+        0,
+        ge=0,
+        le=3,
+        description="Warm copies of each table partition kept by other workers (Faust's standby "
+        "replicas): they read the changelogs of partitions they do not own, so a worker that takes "
+        "over a partition from one that is gone reads only the records its copy lacks instead of the "
+        "whole changelog. Each copy costs its worker a changelog read and disk (rocksdb://) or memory.",
+    )
     web_bind: str = Field("127.0.0.1", description="Address of the worker's web server (health, metrics).")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the worker's web server.")
     commit_interval_s: float = Field(1.0, gt=0, description="How often consumed offsets are committed.")

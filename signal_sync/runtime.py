@@ -247,7 +247,7 @@ def create_runtime(
         consumer_max_fetch_size=kafka.consumer_max_fetch_bytes,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        table_standby_replicas=0,
+        table_standby_replicas=worker.standby_replicas,
         consumer_group_instance_id=kafka.group_instance_id,
     )
     fetch_with(app, kafka.consumer_fetch_min_bytes, kafka.consumer_fetch_max_wait_ms)
@@ -260,11 +260,15 @@ def create_runtime(
     # Faust serializes table keys and values by key_type/value_type (not the schema): JSON keys,
     # raw values (JSON bytes that ``JsonValues`` encodes and decodes). With rocksdb:// both tables
     # share one memory budget (``streams/rocksdb_store.py``).
+    # A standby copy (worker.standby_replicas) applies each changelog record as it arrives, rather
+    # than Faust's 1,000 at a time: the copy on disk is then as current as its fetch, so a takeover
+    # or a restart of its worker reads only what it has not fetched yet.
     table: dict[str, Any] = {
         "partitions": partitions,
         "value_type": bytes,
         "rocks": table_memory(worker),
         "tombstones_kept_ms": tombstones_kept_ms,
+        "standby_buffer_size": 1,
     }
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     # Each internal record carries many events: its stream buffer is bounded in events, not records.

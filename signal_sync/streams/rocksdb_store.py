@@ -37,7 +37,8 @@ Kafka's default). So each partition also keeps the wall-clock time it was last h
 recovery complete (refreshed with the offsets, at a revoke and at a stop): every record written
 after that time is after the persisted offset and is still in the changelog for at least
 ``delete.retention.ms``. A partition taken up again (assigned, or read as a standby) more than half
-that long after, or whose recovery never completed, is forgotten first: its values and offset are
+that long after, or whose recovery never completed (a standby copy counts once it is being read),
+is forgotten first: its values and offset are
 deleted and recovery reads its whole changelog, so an erased contact's data cannot come back from a
 kept state folder.
 
@@ -244,8 +245,11 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         )
 
     async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
-        """From now on the active partitions' held time is refreshed."""
-        self._complete |= {tp.partition for tp in active_tps if tp.topic in self.table.changelog_topic.topics}
+        """From now on the held time of these partitions is refreshed: the active ones are complete,
+        and a standby copy applies each record as it is fetched (its lag behind the changelog must
+        stay under half of ``delete.retention.ms``, hours against its usual milliseconds)."""
+        changelogs = self.table.changelog_topic.topics
+        self._complete |= {tp.partition for tp in (*active_tps, *standby_tps) if tp.topic in changelogs}
         self._write_offsets()
 
     @staticmethod

@@ -26,11 +26,11 @@ import orjson
 import pytest
 import rocksdict
 import yaml
-from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient
 from harness import WorkerProcess, consume_until, produce
 
 from signal_sync.streams.internal import DESTINATION_STATE_TABLE, IDENTITIES_TABLE
+from tests.support.changelogs import changelog_ends, delete_records
 
 pytestmark = pytest.mark.integration
 
@@ -69,45 +69,6 @@ def persisted_offsets(state_dir: Path, table: str) -> dict[int, int]:
         }
     finally:
         db.close()
-
-
-def changelog_ends(admin: AdminClient, bootstrap: str, topic: str) -> dict[int, int]:
-    """Partition → offset of the last record, for the partitions that have records."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "rocksdb-state-probe"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {}
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > low:
-                ends[partition] = high - 1
-        return ends
-    finally:
-        consumer.close()
-
-
-def delete_records(admin: AdminClient, topic: str, ends: dict[int, int], **configs: str) -> None:
-    """Delete every record of the changelog: a worker can no longer replay it. (Kafka deletes
-    records only from a topic with the delete policy; the worker leaves an existing topic's
-    configuration as it is.) ``configs``: more topic configs to set, dots as underscores."""
-    settings = {"cleanup.policy": "delete"} | {
-        name.replace("_", "."): value for name, value in configs.items()
-    }
-    policy = ConfigResource(
-        ResourceType.TOPIC,
-        topic,
-        incremental_configs=[
-            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
-            for name, value in settings.items()
-        ],
-    )
-    for future in admin.incremental_alter_configs([policy]).values():
-        future.result(30)
-    futures = admin.delete_records([TopicPartition(topic, p, end + 1) for p, end in ends.items()])
-    for future in futures.values():
-        future.result(30)
 
 
 def first_worker_learns_and_stops(kafka_bootstrap: str, pipeline_topics: dict[str, str], worker: Any) -> None:

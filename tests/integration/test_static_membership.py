@@ -9,64 +9,19 @@ events produced afterwards are all delivered.
 
 from __future__ import annotations
 
-import json
-import re
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
-import yaml
 from harness import WorkerProcess, consume_until, produce
 
-from tests.support.config import write_config
+from tests.support.workers import member_config, rebalances, settled, web
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 90
 PARTITIONS = 12  # the source topic's 4 and each integration's internal topic's 4
-
-
-def web(config: Path) -> str:
-    return f"http://127.0.0.1:{yaml.safe_load(config.read_text())['worker']['web_port']}"
-
-
-def ready(url: str) -> dict[str, Any] | None:
-    """The worker's /ready body while it is ready, else None."""
-    try:
-        with urllib.request.urlopen(f"{url}/ready", timeout=5) as reply:  # loopback worker
-            return json.loads(reply.read())
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def rebalances(url: str) -> float:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as reply:  # loopback worker
-        text = reply.read().decode()
-    (value,) = re.findall(r"^signal_sync_rebalances_total (\S+)$", text, re.MULTILINE)
-    return float(value)
-
-
-def settled(urls: list[str], workers: list[WorkerProcess]) -> list[int]:
-    """Each worker's partition count once all are ready, none rebalancing and all partitions held."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        for worker in workers:
-            worker.assert_alive()
-        bodies = [ready(url) for url in urls]
-        if all(bodies):
-            counts = [b["partitions"]["count"] for b in bodies]  # type: ignore[index]
-            if (
-                sum(counts) == PARTITIONS
-                and all(counts)
-                and not any(b["partitions"]["rebalancing"] for b in bodies)
-            ):  # type: ignore[index]
-                return counts
-        time.sleep(0.2)
-    raise AssertionError(f"the group did not settle within {TIMEOUT_S}s: {[ready(u) for u in urls]}")
 
 
 def record(n: int) -> tuple[bytes, bytes]:
@@ -84,32 +39,23 @@ def record(n: int) -> tuple[bytes, bytes]:
 def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
     tmp_path: Path, kafka_bootstrap, pipeline_topics, sandboxes
 ):
-    crm, mg = sandboxes
     app_id = f"it-static-{time.monotonic_ns() % 10**8}"
 
     def config(name: str) -> Path:
-        folder = tmp_path / name
-        folder.mkdir()
-        return write_config(
-            folder / "config.yaml",
-            kafka_bootstrap,
-            pipeline_topics,
-            crm.url,
-            mg.url,
-            folder / "state",
-            kafka={"app_id": app_id, "group_instance_id": f"{app_id}-{name}"},
-        )
+        instance = f"{app_id}-{name}"
+        kafka = {"app_id": app_id, "group_instance_id": instance}
+        return member_config(tmp_path / name, kafka_bootstrap, pipeline_topics, sandboxes, kafka=kafka)
 
     configs = {name: config(name) for name in ("a", "b")}
     urls = [web(configs["a"]), web(configs["b"])]
     a = WorkerProcess(configs["a"], tmp_path / "a.log").start()
     b = WorkerProcess(configs["b"], tmp_path / "b.log").start()
     try:
-        before = settled(urls, [a, b])
+        before = settled(urls, [a, b], PARTITIONS)
         b_rebalances = rebalances(urls[1])
         assert a.stop() == 0
         a = WorkerProcess(configs["a"], tmp_path / "a-again.log").start()
-        after = settled(urls, [a, b])
+        after = settled(urls, [a, b], PARTITIONS)
         produce(kafka_bootstrap, pipeline_topics["source"], [record(n) for n in range(20)])
         outcomes = consume_until(
             kafka_bootstrap, pipeline_topics["deliveries"], lambda got: len(got) >= 40, TIMEOUT_S

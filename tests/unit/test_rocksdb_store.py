@@ -164,8 +164,8 @@ def wall_clock(monkeypatch) -> list[int]:
 
 
 def kept_folder(tmp_path: Path, memory: RocksMemory, complete: bool = True) -> None:
-    """A stopped worker's folder: partitions 1 and 2 with a value each and a persisted offset, their
-    recovery completed (or not) now."""
+    """A stopped worker's folder: partitions 1 (active) and 2 (a standby copy) with a value each and a
+    persisted offset, their recovery completed (or not) now."""
     table, _ = rocks_table(tmp_path, memory)
     store = table.data
     for partition in (1, 2):
@@ -173,7 +173,7 @@ def kept_folder(tmp_path: Path, memory: RocksMemory, complete: bool = True) -> N
             table.data[f"k{partition}"] = b"v%d" % partition
         store.set_persisted_offset(TP(CHANGELOG, partition), 10 * partition)
     if complete:
-        asyncio.run(store.on_recovery_completed({TP(CHANGELOG, 1), TP(CHANGELOG, 2)}, set()))
+        asyncio.run(store.on_recovery_completed({TP(CHANGELOG, 1)}, {TP(CHANGELOG, 2)}))
     asyncio.run(store.stop())
 
 
