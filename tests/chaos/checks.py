@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 import urllib.error
@@ -21,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from harness import WorkerProcess
 
 from tests.chaos.workload import CONSENT_TAG, MAILGUN, MAUTIC, Person, Workload
 from tests.support.dead_letters import Stored, stored_letter
@@ -172,6 +174,26 @@ def worker_json(port: int, path: str) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
         return 0, None
+
+
+def assigned(port: int) -> int:
+    """Partitions this worker holds, per its /ready, once it is ready; else 0."""
+    status, body = worker_json(port, "/ready")
+    return body["partitions"]["count"] if status == 200 and body else 0
+
+
+def kill_mid_stream(chaos: Any, log: OutcomeLog, worker: WorkerProcess, rng: random.Random) -> int:
+    """SIGKILL ``worker`` at a random point (up to 0.5 s from now) while the stream still runs;
+    the outcomes logged by then."""
+    time.sleep(rng.uniform(0.0, 0.5))  # deliberate: a random kill point
+    log.pump(0.0)
+    proc = worker.proc
+    assert proc is not None
+    proc.kill()
+    proc.wait(10)
+    chaos.boundary()
+    assert not log.done(), "the stream ended before the kill: not mid-stream any more"
+    return len(log.records)
 
 
 def worker_metric(port: int, name: str, **labels: str) -> float:

@@ -10,24 +10,17 @@ finishes the stream alone.
 from __future__ import annotations
 
 import random
-import time
 import uuid
 
 import pytest
 import yaml
 
-from tests.chaos.checks import StreamProducer, set_faults, wait_until, worker_json
+from tests.chaos.checks import StreamProducer, assigned, kill_mid_stream, set_faults, wait_until
 from tests.chaos.workload import build_workload
 
 pytestmark = pytest.mark.chaos
 
 SEED = 202
-
-
-def assigned(port: int) -> int:
-    """Partitions this worker holds, per its /ready, once it is ready; else 0."""
-    status, body = worker_json(port, "/ready")
-    return body["partitions"]["count"] if status == 200 and body else 0
 
 
 def test_survivor_takes_over_the_killed_workers_partitions(chaos, monkeypatch):
@@ -67,15 +60,7 @@ def test_survivor_takes_over_the_killed_workers_partitions(chaos, monkeypatch):
         120,
         lambda: (both_alive(), stream.check()),
     )
-    time.sleep(rng.uniform(0.0, 0.5))  # deliberate: a random kill point
-    log.pump(0.0)
-    proc = workers[victim].proc
-    assert proc is not None
-    proc.kill()
-    proc.wait(10)
-    chaos.boundary()
-    killed_at = len(log.records)
-    assert not log.done(), "the stream ended before the kill: not mid-stream any more"
+    killed_at = kill_mid_stream(chaos, log, workers[victim], rng)
 
     took = wait_until(
         "the survivor to hold every partition",
