@@ -38,9 +38,8 @@ recovery complete (refreshed with the offsets, at a revoke and at a stop): every
 after that time is after the persisted offset and is still in the changelog for at least
 ``delete.retention.ms``. A partition taken up again (assigned, or read as a standby) more than half
 that long after, or whose recovery never completed (a standby copy counts once it is being read),
-is forgotten first: its values and offset are
-deleted and recovery reads its whole changelog, so an erased contact's data cannot come back from a
-kept state folder.
+is forgotten first: its values and offset are deleted and recovery reads its whole changelog, so an
+erased contact's data cannot come back from a kept state folder.
 
 A state folder in Faust's layout (``{table}-{partition}.db``, written by an older worker) holds no
 held times, so its partitions could not be trusted: those databases are removed at the first start
@@ -81,6 +80,9 @@ HELD_KEY = OFFSET_KEY + b"held:"
 held it with its recovery complete."""
 KAFKA_DELETE_RETENTION_MS = 86_400_000
 """Kafka's default ``delete.retention.ms``: assumed when a changelog's own cannot be read."""
+FORGET_BATCH = 10_000
+"""Deletes per write while a partition is forgotten: the batch's memory stays small with millions
+of keys."""
 OFFSET_WRITE_INTERVAL_S = 1.0
 """Most seconds a persisted offset waits to be written: a crash replays at most this much more of
 the changelog, and a record's own write of its offset (a RocksDB put per record) is saved."""
@@ -173,7 +175,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         table: Any,
         *,
         memory: RocksMemory,
-        tombstones_kept_ms: int = KAFKA_DELETE_RETENTION_MS,
+        tombstones_kept_ms: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(url, app, table, driver="rocksdict", **kwargs)
@@ -223,13 +225,18 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         return held is not None and wall_ms() - int(held) < self.tombstones_kept_ms / 2
 
     def _forget(self, db: rocksdict.Rdict, partition: int) -> None:
-        """Delete ``partition``'s values, persisted offset and held time (one pass over the table)."""
+        """Delete ``partition``'s values, then its persisted offset and held time (one pass over the
+        table, ``FORGET_BATCH`` deletes per write). A start cut short keeps the offset, so the next
+        one forgets the rest."""
         started, forgotten = monotonic(), 0
         write = rocksdict.WriteBatch(raw_mode=True)
         for key, raw in db.items():
             if not key.startswith(OFFSET_KEY) and tagged_partition(raw) == partition:
                 write.delete(key)
                 forgotten += 1
+                if write.len() >= FORGET_BATCH:
+                    db.write(write)
+                    write = rocksdict.WriteBatch(raw_mode=True)
         write.delete(offset_key(partition))
         write.delete(held_key(partition))
         db.write(write)

@@ -216,6 +216,32 @@ def test_a_partition_whose_recovery_never_completed_is_read_anew(tmp_path: Path,
     asyncio.run(store.stop())
 
 
+async def test_a_partition_is_forgotten_in_batches_beside_one_that_is_kept(
+    tmp_path: Path, memory, wall_clock, monkeypatch
+) -> None:
+    monkeypatch.setattr(rocksdb_store, "FORGET_BATCH", 2)
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    for partition, count in ((1, 5), (2, 1)):
+        for n in range(count):
+            with writes_to_partition(partition):
+                table.data[f"k{partition}-{n}"] = b"v"
+        store.set_persisted_offset(TP(CHANGELOG, partition), 7)
+    await store.on_recovery_completed({TP(CHANGELOG, 2)}, set())  # partition 1's never completed
+    await store.stop()
+
+    again, _ = rocks_table(tmp_path, memory)
+    assert again.data.persisted_offset(TP(CHANGELOG, 1)) is None
+    assert again.data.persisted_offset(TP(CHANGELOG, 2)) == 7
+    assert sorted(again.data.keys()) == ["k2-0"]
+    await again.data.stop()
+    db = rocksdict.Rdict(str(again.data.db_path), options=rocksdict.Options(raw_mode=True))
+    try:
+        assert sorted(key for key in db.keys() if not key.startswith(OFFSET_KEY)) == [b'"k2-0"']
+    finally:
+        db.close()
+
+
 async def test_a_held_partition_keeps_its_time_fresh_and_a_revoked_one_its_last(
     tmp_path: Path, memory, wall_clock
 ) -> None:
