@@ -27,6 +27,9 @@ from harness import WorkerProcess
 from tests.chaos.workload import CONSENT_TAG, MAILGUN, MAUTIC, Person, Workload
 from tests.support.dead_letters import Stored, stored_letter
 from tests.support.sandbox import set_faults as set_faults  # the scenarios import it from here
+from tests.support.workers import assigned as assigned
+from tests.support.workers import worker_json as worker_json
+from tests.support.workers import worker_metric as worker_metric
 
 LIST_ADDRESS = "newsletter@mg.example.com"
 
@@ -165,23 +168,6 @@ def wait_quiet(urls: list[str], quiet_s: float = 2.0, timeout: float = 60.0) -> 
     return time.monotonic() - started
 
 
-def worker_json(port: int, path: str) -> tuple[int, Any]:
-    """Status and JSON body of the worker's own web endpoint; (0, None) while nothing listens."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-        return 0, None
-
-
-def assigned(port: int) -> int:
-    """Partitions this worker holds, per its /ready, once it is ready; else 0."""
-    status, body = worker_json(port, "/ready")
-    return body["partitions"]["count"] if status == 200 and body else 0
-
-
 def kill_mid_stream(chaos: Any, log: OutcomeLog, worker: WorkerProcess, rng: random.Random) -> int:
     """SIGKILL ``worker`` at a random point (up to 0.5 s from now) while the stream still runs;
     the outcomes logged by then."""
@@ -194,26 +180,6 @@ def kill_mid_stream(chaos: Any, log: OutcomeLog, worker: WorkerProcess, rng: ran
     chaos.boundary()
     assert not log.done(), "the stream ended before the kill: not mid-stream any more"
     return len(log.records)
-
-
-def worker_metric(port: int, name: str, **labels: str) -> float:
-    """Sum of the samples of one Prometheus metric whose labels include ``labels``."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return float("nan")
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, rest = head.partition("{")
-        if metric != name:
-            continue
-        if all(f'{k}="{v}"' in rest for k, v in labels.items()):
-            total += float(value)
-    return total
 
 
 class TopicTail:

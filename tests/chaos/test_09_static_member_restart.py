@@ -12,7 +12,6 @@ import random
 import uuid
 
 import pytest
-import yaml
 
 from tests.chaos.checks import (
     StreamProducer,
@@ -24,6 +23,7 @@ from tests.chaos.checks import (
 )
 from tests.chaos.conftest import PARTITIONS  # the source topic and both delivery topics have them
 from tests.chaos.workload import build_workload
+from tests.support.workers import settled, web_port
 
 pytestmark = pytest.mark.chaos
 
@@ -46,20 +46,14 @@ def test_a_static_member_killed_and_back_loses_nothing_and_moves_no_partition(ch
         )
         for name in ("a", "b")
     ]
-    ports = [yaml.safe_load(c.read_text())["worker"]["web_port"] for c in configs]
+    ports = [web_port(c) for c in configs]
     workers = [chaos.start_worker(c, label) for c, label in zip(configs, ("a", "b"), strict=True)]
 
     def alive() -> None:
         for w in workers:
             w.assert_alive()
 
-    wait_until(
-        "both workers to hold partitions",
-        lambda: all(assigned(p) for p in ports) and sum(assigned(p) for p in ports) == 3 * PARTITIONS,
-        90,
-        alive,
-    )
-    before = [assigned(p) for p in ports]
+    before = settled(ports, workers, 3 * PARTITIONS)
     rng = random.Random(SEED)
     victim = rng.randrange(2)
     survivor = ports[1 - victim]

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from harness import WorkerProcess, consume_until, produce
 
 from tests.support.changelogs import changelog_ends, delete_records
-from tests.support.workers import member_config, settled, web
+from tests.support.workers import member_config, settled, web_port
 
 pytestmark = pytest.mark.integration
 
@@ -105,11 +105,11 @@ def test_a_standby_copy_carries_a_takeover_without_the_changelogs(
         )
         for name in "ab"
     ]
-    urls = [web(config) for config in configs]
+    ports = [web_port(config) for config in configs]
     a = WorkerProcess(configs[0], tmp_path / "a.log").start()
     b = WorkerProcess(configs[1], tmp_path / "b.log").start()
     try:
-        settled(urls, [a, b], PARTITIONS)
+        settled(ports, [a, b], PARTITIONS)
         source = pipeline_topics["source"]
         traits = [
             event("learn", n, True, type="identify", userId=f"u-{n}", traits={"email": f"p{n}@example.com"})
@@ -138,7 +138,7 @@ def test_a_standby_copy_carries_a_takeover_without_the_changelogs(
             topic = f"{app_id}-{table}-changelog"
             delete_records(admin, topic, changelog_ends(admin, kafka_bootstrap, topic))
         assert b.stop() == 0
-        settled(urls[:1], [a], PARTITIONS)
+        settled(ports[:1], [a], PARTITIONS)
         calls_before = len(mautic_requests(crm.url))
 
         produce(kafka_bootstrap, source, [event("late", n, n % 2 == 1) for n in range(PEOPLE)])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.error
 import urllib.request
@@ -18,34 +17,57 @@ from tests.support.config import write_config
 SETTLE_TIMEOUT_S = 90
 
 
-def web(config: Path) -> str:
-    return f"http://127.0.0.1:{yaml.safe_load(config.read_text())['worker']['web_port']}"
+def web_port(config: Path) -> int:
+    """The worker's web port, from its config file."""
+    return int(yaml.safe_load(config.read_text())["worker"]["web_port"])
 
 
-def ready(url: str) -> dict[str, Any] | None:
-    """The worker's /ready body while it is ready, else None."""
+def worker_json(port: int, path: str) -> tuple[int, Any]:
+    """Status and JSON body of the worker's own web endpoint; (0, None) while nothing listens."""
     try:
-        with urllib.request.urlopen(f"{url}/ready", timeout=5) as reply:  # loopback worker
-            return json.loads(reply.read())
-    except (urllib.error.URLError, OSError):
-        return None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return 0, None
 
 
-def rebalances(url: str) -> float:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as reply:  # loopback worker
-        text = reply.read().decode()
-    (value,) = re.findall(r"^signal_sync_rebalances_total (\S+)$", text, re.MULTILINE)
-    return float(value)
+def assigned(port: int) -> int:
+    """Partitions this worker holds, per its /ready, once it is ready; else 0."""
+    status, body = worker_json(port, "/ready")
+    return body["partitions"]["count"] if status == 200 and body else 0
 
 
-def settled(urls: list[str], workers: list[WorkerProcess], partitions: int) -> list[int]:
+def worker_metric(port: int, name: str, **labels: str) -> float:
+    """Sum of the samples of one Prometheus metric whose labels include ``labels``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return float("nan")
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def settled(ports: list[int], workers: list[WorkerProcess], partitions: int) -> list[int]:
     """Each worker's partition count once all are ready, none rebalancing and all partitions held."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while time.monotonic() < deadline:
         for worker in workers:
             worker.assert_alive()
-        bodies = [body for url in urls if (body := ready(url)) is not None]
-        if len(bodies) == len(urls):
+        answers = [worker_json(port, "/ready") for port in ports]
+        bodies = [body for status, body in answers if status == 200 and body]
+        if len(bodies) == len(ports):
             counts = [body["partitions"]["count"] for body in bodies]
             if (
                 sum(counts) == partitions
@@ -54,7 +76,7 @@ def settled(urls: list[str], workers: list[WorkerProcess], partitions: int) -> l
             ):
                 return counts
         time.sleep(0.2)
-    raise AssertionError(f"the group did not settle within {SETTLE_TIMEOUT_S}s: {[ready(u) for u in urls]}")
+    raise AssertionError(f"the group did not settle within {SETTLE_TIMEOUT_S}s: {answers}")
 
 
 def member_config(
