@@ -76,17 +76,15 @@ class OutputChangelogTable(faust.Table):
     ) -> None:
         self.rocks = rocks
         self.tombstones_kept_ms = tombstones_kept_ms or {}
-        """``delete.retention.ms`` by changelog topic, as read at start (Kafka's default if absent)."""
+        """``delete.retention.ms`` by changelog topic, as read at start (absent: unknown, so nothing
+        the store keeps on disk for it is trusted)."""
         super().__init__(app, **kwargs)
         self.outputs = outputs
 
     def _new_store_by_url(self, url: Any) -> StoreT:
         if self.rocks is None or str(url).partition(":")[0] != "rocksdb":
             return super()._new_store_by_url(url)
-        from signal_sync.streams.rocksdb_store import (  # imports this module
-            KAFKA_DELETE_RETENTION_MS,
-            PartitionedRocksStore,
-        )
+        from signal_sync.streams.rocksdb_store import PartitionedRocksStore  # imports this module
 
         changelog = self.changelog_topic.get_topic_name()
         return PartitionedRocksStore(
@@ -94,7 +92,7 @@ class OutputChangelogTable(faust.Table):
             self.app,
             self,
             memory=self.rocks,
-            tombstones_kept_ms=self.tombstones_kept_ms.get(changelog, KAFKA_DELETE_RETENTION_MS),
+            tombstones_kept_ms=self.tombstones_kept_ms.get(changelog, 0),  # unknown: trust nothing kept
             table_name=self.name,
             key_type=self.key_type,
             key_serializer=self.key_serializer,

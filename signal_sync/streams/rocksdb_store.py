@@ -36,10 +36,13 @@ the broker's compaction removes it, ``delete.retention.ms`` after compaction rea
 Kafka's default). So each partition also keeps the wall-clock time it was last held with its
 recovery complete (refreshed with the offsets, at a revoke and at a stop): every record written
 after that time is after the persisted offset and is still in the changelog for at least
-``delete.retention.ms``. A partition taken up again (assigned, or read as a standby) more than half
-that long after, or whose recovery never completed (a standby copy counts once it is being read),
-is forgotten first: its values and offset are deleted and recovery reads its whole changelog, so an
-erased contact's data cannot come back from a kept state folder.
+``delete.retention.ms``. A partition last held more than half that long ago (or whose held time is
+over a minute ahead of this host's clock, or whose recovery never completed; a standby copy counts
+once it is being read) is forgotten: its values and offset are deleted, so an erased contact's data
+cannot come back from a kept state folder, and recovery reads its whole changelog if the worker
+takes it up. That happens when the database opens (for every such partition, in one pass over the
+table), after each rebalance (partitions this worker does not hold) and when a partition is taken
+up. A changelog whose ``delete.retention.ms`` could not be read at start trusts nothing kept.
 
 A state folder in Faust's layout (``{table}-{partition}.db``, written by an older worker) holds no
 held times, so its partitions could not be trusted: those databases are removed at the first start
@@ -78,8 +81,9 @@ OFFSET_KEY = faust_rocksdb.Store.offset_key
 HELD_KEY = OFFSET_KEY + b"held:"
 """A partition's key ``HELD_KEY`` and its number holds when (ms since the epoch) the worker last
 held it with its recovery complete."""
-KAFKA_DELETE_RETENTION_MS = 86_400_000
-"""Kafka's default ``delete.retention.ms``: assumed when a changelog's own cannot be read."""
+CLOCK_SKEW_MS = 60_000
+"""How far ahead of this host's clock a held time may be and still be trusted (a volume moved to a
+host whose clock is behind); further ahead, the clock that wrote it cannot be relied on."""
 FORGET_BATCH = 10_000
 """Deletes per write while a partition is forgotten: the batch's memory stays small with millions
 of keys."""
@@ -180,7 +184,8 @@ class PartitionedRocksStore(faust_rocksdb.Store):
     ) -> None:
         super().__init__(url, app, table, driver="rocksdict", **kwargs)
         self.tombstones_kept_ms = tombstones_kept_ms
-        """The changelog's ``delete.retention.ms``: a partition held within half of it is trusted."""
+        """The changelog's ``delete.retention.ms``: a partition held within half of it is trusted
+        (0: unknown, nothing kept is trusted)."""
         self.rocksdb_options = BoundedRocksDBOptions(memory)
         self._db: rocksdict.Rdict | None = None
         self.generation = 0
@@ -198,9 +203,12 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         return self._path_with_suffix(self.path / self.basename)
 
     def _open(self) -> rocksdict.Rdict:
+        """The table's database; at its first opening every partition kept in it that cannot be
+        trusted any more is forgotten, whether or not this worker takes it up again."""
         if self._db is None:
             remove_partition_dbs(self.path, str(self.basename))
             self._db = self.rocksdb_options.open(self.db_path)
+            self._forget_untrusted(self._db, set())
         return self._db
 
     def _db_for_partition(self, partition: int) -> rocksdict.Rdict:
@@ -210,54 +218,79 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         db = self._dbs.get(partition)
         if db is None:
             db = self._open()
-            if not self._trusted(db, partition):
-                self._forget(db, partition)
+            kept = kept_partitions(db)
+            if partition in kept and not self._trusted(kept[partition]):
+                self._forget(db, {partition})
             self._dbs[partition] = db
             self.generation += 1
         return db
 
-    def _trusted(self, db: rocksdict.Rdict, partition: int) -> bool:
-        """Whether the changelog still holds every deletion since ``partition``'s persisted offset:
-        none kept, or held with its recovery complete within half of ``delete.retention.ms``."""
-        if db.get(offset_key(partition)) is None:
-            return True  # nothing kept: recovery reads the whole changelog
-        held = db.get(held_key(partition))
-        return held is not None and wall_ms() - int(held) < self.tombstones_kept_ms / 2
+    def _trusted(self, held: int | None) -> bool:
+        """Whether the changelog still holds every deletion since the persisted offset of a partition
+        last held at ``held`` (None: its recovery never completed): held within half of
+        ``delete.retention.ms``, and not later than ``CLOCK_SKEW_MS`` ahead of this host's clock."""
+        if held is None or self.tombstones_kept_ms <= 0:
+            return False
+        age_ms = wall_ms() - held
+        return -CLOCK_SKEW_MS <= age_ms < self.tombstones_kept_ms / 2
 
-    def _forget(self, db: rocksdict.Rdict, partition: int) -> None:
-        """Delete ``partition``'s values, then its persisted offset and held time (one pass over the
-        table, ``FORGET_BATCH`` deletes per write). A start cut short keeps the offset, so the next
-        one forgets the rest."""
-        started, forgotten = monotonic(), 0
+    def _forget_untrusted(self, db: rocksdict.Rdict, held_now: Iterable[int]) -> None:
+        """Forget, in one pass over the table, every kept partition not in ``held_now`` that cannot be
+        trusted (``_trusted``)."""
+        untrusted = {
+            partition
+            for partition, held in kept_partitions(db).items()
+            if partition not in held_now and not self._trusted(held)
+        }
+        if untrusted:
+            self._forget(db, untrusted)
+
+    def _forget(self, db: rocksdict.Rdict, partitions: set[int]) -> None:
+        """Delete the values of ``partitions`` and their persisted offsets (one pass over the table,
+        ``FORGET_BATCH`` deletes per write). Their held times go first and their offsets last: a
+        start cut short leaves partitions with an offset and no held time, which the next start
+        forgets whatever it reads for ``delete.retention.ms``."""
+        started = monotonic()
+        forgotten = dict.fromkeys(partitions, 0)
+        write = rocksdict.WriteBatch(raw_mode=True)
+        for partition in partitions:
+            write.delete(held_key(partition))
+        db.write(write)
         write = rocksdict.WriteBatch(raw_mode=True)
         for key, raw in db.items():
-            if not key.startswith(OFFSET_KEY) and tagged_partition(raw) == partition:
+            if not key.startswith(OFFSET_KEY) and (partition := tagged_partition(raw)) in forgotten:
                 write.delete(key)
-                forgotten += 1
+                forgotten[partition] += 1
                 if write.len() >= FORGET_BATCH:
                     db.write(write)
                     write = rocksdict.WriteBatch(raw_mode=True)
-        write.delete(offset_key(partition))
-        write.delete(held_key(partition))
+        for partition in partitions:
+            write.delete(offset_key(partition))
         db.write(write)
         log.warning(
-            "table %s: partition %d was last held too long ago for its changelog to hold every "
-            "deletion since (or its recovery did not complete); %d values dropped in %.1f s, its "
-            "whole changelog is read",
+            "table %s: partitions %s were last held too long ago for their changelog to hold every "
+            "deletion since (or their recovery did not complete); %d values dropped in %.1f s, their "
+            "whole changelogs are read when they are taken up",
             self.table_name,
-            partition,
-            forgotten,
+            sorted(partitions),
+            sum(forgotten.values()),
             monotonic() - started,
-            extra={"table": self.table_name, "partition": partition, "forgotten": forgotten},
+            extra={"table": self.table_name, "partitions": sorted(partitions), "forgotten": forgotten},
         )
 
     async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
         """From now on the held time of these partitions is refreshed: the active ones are complete,
         and a standby copy applies each record as it is fetched (its lag behind the changelog must
-        stay under half of ``delete.retention.ms``, hours against its usual milliseconds)."""
+        stay under half of ``delete.retention.ms``, hours against its usual milliseconds). Kept
+        partitions this worker does not hold are forgotten once they cannot be trusted."""
         changelogs = self.table.changelog_topic.topics
-        self._complete |= {tp.partition for tp in (*active_tps, *standby_tps) if tp.topic in changelogs}
+        self._complete |= {
+            tp.partition
+            for tp in (*active_tps, *standby_tps)
+            if tp.topic in changelogs and tp.partition in self._dbs
+        }
         self._write_offsets()
+        self._forget_untrusted(self._open(), self._dbs)
 
     @staticmethod
     def _partition() -> int | None:
@@ -415,6 +448,20 @@ def held_key(partition: int) -> bytes:
 def wall_ms() -> int:
     """Milliseconds since the epoch: held times outlive the process."""
     return int(time() * 1000)
+
+
+def kept_partitions(db: rocksdict.Rdict) -> dict[int, int | None]:
+    """The partitions ``db`` keeps a persisted offset for, with their held times (None: none)."""
+    offsets, held = set(), {}
+    for key, value in db.items(from_key=OFFSET_KEY):
+        if not key.startswith(OFFSET_KEY):
+            break  # the offset and held keys sort together
+        name = key[len(OFFSET_KEY) :]
+        if name.startswith(b"held:"):
+            held[int(name[len(b"held:") :])] = int(value)
+        elif name.isdigit():
+            offsets.add(int(name))
+    return {partition: held.get(partition) for partition in offsets}
 
 
 def put_offsets(write: rocksdict.WriteBatch, offsets: dict[int, int]) -> None:

@@ -153,8 +153,11 @@ def max_message_bytes(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, 
 
 def delete_retention_ms(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
     """``delete.retention.ms`` of each (compacted) topic: how long the broker keeps a tombstone after
-    compaction reached it. A topic whose config cannot be read is left out, with a warning."""
-    return topic_config_ints(kafka, topics, DELETE_RETENTION_MS, "Kafka's default of one day is assumed")
+    compaction reached it. A topic whose config cannot be read is left out, with a warning: without
+    it, no state kept on disk for the topic's partitions can be trusted to hold every deletion."""
+    return topic_config_ints(
+        kafka, topics, DELETE_RETENTION_MS, "state kept on disk is not used: its whole changelog is read"
+    )
 
 
 def topic_config_ints(

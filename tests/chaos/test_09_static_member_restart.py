@@ -23,7 +23,7 @@ from tests.chaos.checks import (
 )
 from tests.chaos.conftest import PARTITIONS  # the source topic and both delivery topics have them
 from tests.chaos.workload import build_workload
-from tests.support.workers import settled, web_port
+from tests.support.workers import forgot_kept_state, settled, web_port
 
 pytestmark = pytest.mark.chaos
 
@@ -85,3 +85,4 @@ def test_a_static_member_killed_and_back_loses_nothing_and_moves_no_partition(ch
     assert not verdict.history, "\n".join(verdict.history)
     assert [assigned(p) for p in ports] == before, "the partitions moved"
     assert worker_metric(survivor, REBALANCES) == survivor_rebalances, "the survivor took part in a rebalance"
+    assert not forgot_kept_state(workers[victim]), "the restarted worker read its partitions anew"

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from harness import WorkerProcess, consume_until, produce
 
-from tests.support.workers import member_config, settled, web_port, worker_metric
+from tests.support.workers import forgot_kept_state, member_config, settled, web_port, worker_metric
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,7 @@ def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
         assert worker_metric(ports[1], REBALANCES) == b_rebalances
         assert after == before
         assert sorted(o["status"] for o in outcomes) == ["delivered"] * 40
+        assert not forgot_kept_state(a), "the restarted worker read its partitions anew"
     finally:
         for worker in (a, b):
             code = worker.stop()

@@ -89,3 +89,8 @@ def member_config(
     return write_config(
         folder / "config.yaml", bootstrap, topics, crm.url, mg.url, folder / "state", **sections
     )
+
+
+def forgot_kept_state(worker: WorkerProcess) -> bool:
+    """Whether the worker logged that it dropped partitions its state folder kept (rocksdb store)."""
+    return "last held too long ago" in worker.log_path.read_text(encoding="utf-8", errors="replace")

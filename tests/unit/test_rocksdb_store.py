@@ -42,7 +42,14 @@ class RecordingOutputs:
         self.sent.append((topic, key, value, partition))
 
 
-def rocks_table(tmp_path: Path, memory: RocksMemory, name: str = "identities") -> tuple[faust.Table, Any]:
+DAY_MS = 86_400_000
+
+
+def rocks_table(
+    tmp_path: Path, memory: RocksMemory, name: str = "identities", retention_ms: int | None = DAY_MS
+) -> tuple[faust.Table, Any]:
+    """A table on ``rocksdb://`` whose changelog's ``delete.retention.ms`` was read as
+    ``retention_ms`` (None: it could not be read)."""
     app = faust.App(
         "rocks-unit",
         broker="kafka://127.0.0.1:1",
@@ -51,7 +58,10 @@ def rocks_table(tmp_path: Path, memory: RocksMemory, name: str = "identities") -
         autodiscover=False,
     )
     outputs = RecordingOutputs()
-    table = output_changelog_table(app, outputs, name, rocks=memory, partitions=4, value_type=bytes)  # type: ignore[arg-type]
+    kept = None if retention_ms is None else {f"rocks-unit-{name}-changelog": retention_ms}
+    table = output_changelog_table(
+        app, outputs, name, rocks=memory, tombstones_kept_ms=kept, partitions=4, value_type=bytes
+    )  # type: ignore[arg-type]
     return table, outputs
 
 
@@ -193,12 +203,12 @@ def test_a_partition_is_trusted_for_half_the_changelogs_delete_retention(
         RecordingOutputs(),
         "identities",
         rocks=memory,
-        tombstones_kept_ms={CHANGELOG: 86_400_000},
+        tombstones_kept_ms={CHANGELOG: DAY_MS, "another-changelog": 1},
         partitions=4,
         value_type=bytes,
     )  # type: ignore[arg-type]
     store = table.data
-    assert store.tombstones_kept_ms == 86_400_000
+    assert store.tombstones_kept_ms == DAY_MS  # its own changelog's
     assert store.persisted_offset(TP(CHANGELOG, 2)) == (20 if kept else None)
     with writes_to_partition(2):
         assert store.get("k2") == (b"v2" if kept else None)
@@ -240,6 +250,110 @@ async def test_a_partition_is_forgotten_in_batches_beside_one_that_is_kept(
         assert sorted(key for key in db.keys() if not key.startswith(OFFSET_KEY)) == [b'"k2-0"']
     finally:
         db.close()
+
+
+def raw_keys(store: PartitionedRocksStore) -> set[bytes]:
+    """Every key of a stopped store's database, offset and held keys included."""
+    db = rocksdict.Rdict(str(store.db_path), options=rocksdict.Options(raw_mode=True))
+    try:
+        return set(db.keys())
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(("ahead_ms", "kept"), [(59_000, True), (61_000, False)])
+def test_a_held_time_ahead_of_the_clock_is_trusted_only_within_the_skew(
+    tmp_path: Path, memory, wall_clock, ahead_ms: int, kept: bool
+) -> None:
+    """A volume moved to a host whose clock is behind: a held time far in the future says nothing."""
+    kept_folder(tmp_path, memory)
+    wall_clock[0] -= ahead_ms
+    table, _ = rocks_table(tmp_path, memory)
+    assert table.data.persisted_offset(TP(CHANGELOG, 1)) == (10 if kept else None)
+    assert table.data.get("k1") == (b"v1" if kept else None)
+    asyncio.run(table.data.stop())
+
+
+def test_nothing_kept_is_trusted_when_the_changelogs_retention_is_unknown(
+    tmp_path: Path, memory, wall_clock
+) -> None:
+    kept_folder(tmp_path, memory)
+    table, _ = rocks_table(tmp_path, memory, retention_ms=None)
+    assert table.data.persisted_offset(TP(CHANGELOG, 1)) is None
+    assert table.data.get("k1") is None
+    asyncio.run(table.data.stop())
+
+
+def test_partitions_that_cannot_be_trusted_are_forgotten_at_open_even_if_never_taken_up(
+    tmp_path: Path, memory, wall_clock
+) -> None:
+    """An erased person's values of a partition another worker holds now do not stay on disk."""
+    kept_folder(tmp_path, memory)
+    wall_clock[0] += DAY_MS
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    assert store.persisted_offset(TP(CHANGELOG, 0)) is None  # takes up partition 0 only
+    asyncio.run(store.stop())
+    assert {b'"k1"', b'"k2"', offset_key(1), offset_key(2), held_key(1), held_key(2)}.isdisjoint(
+        raw_keys(store)
+    )
+
+
+async def test_a_kept_partition_not_held_is_forgotten_at_a_rebalance_once_it_cannot_be_trusted(
+    tmp_path: Path, memory, wall_clock
+) -> None:
+    await asyncio.to_thread(kept_folder, tmp_path, memory)
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    assert store.persisted_offset(TP(CHANGELOG, 1)) == 10  # partition 2 stays on disk, not held
+    await store.on_recovery_completed({TP(CHANGELOG, 1), TP(CHANGELOG, 3)}, set())
+    assert store.get("k1") == b"v1"
+    wall_clock[0] += DAY_MS // 2
+    await store.on_recovery_completed({TP(CHANGELOG, 1)}, set())
+    await store.stop()
+    keys = raw_keys(store)
+    assert {b'"k1"', offset_key(1), held_key(1)} <= keys  # held: its time is fresh
+    assert {b'"k2"', offset_key(2), held_key(2)}.isdisjoint(keys)
+    assert held_key(3) not in keys  # not opened here: never counted as held
+
+
+class FailingWrites:
+    """A database whose ``nth`` write fails, as a start cut short would (the rest passes through)."""
+
+    def __init__(self, db: rocksdict.Rdict, nth: int) -> None:
+        self.db, self.left = db, nth
+
+    def items(self) -> Any:
+        return self.db.items()
+
+    def write(self, batch: rocksdict.WriteBatch) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise RuntimeError("stopped")
+        self.db.write(batch)
+
+
+def test_a_forget_cut_short_is_never_trusted_again(tmp_path: Path, memory, wall_clock, monkeypatch) -> None:
+    """The held time goes first: a partition left half forgotten is forgotten again at the next
+    start, even if that start reads a longer ``delete.retention.ms``."""
+    monkeypatch.setattr(rocksdb_store, "FORGET_BATCH", 2)
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    for n in range(5):
+        with writes_to_partition(1):
+            table.data[f"k{n}"] = b"v"
+    store.set_persisted_offset(TP(CHANGELOG, 1), 50)
+    asyncio.run(store.on_recovery_completed({TP(CHANGELOG, 1)}, set()))
+    store.revoke_partitions(table, {TP(CHANGELOG, 1)})  # held until now, as a folder a worker left
+    with pytest.raises(RuntimeError, match="stopped"):  # the held time, two values, then it stops
+        store._forget(FailingWrites(store._open(), nth=3), {1})  # type: ignore[arg-type]
+    asyncio.run(store.stop())
+    assert raw_keys(store) == {offset_key(1), b'"k2"', b'"k3"', b'"k4"'}  # no held time
+
+    again, _ = rocks_table(tmp_path, memory, retention_ms=7 * DAY_MS)
+    assert again.data.persisted_offset(TP(CHANGELOG, 1)) is None
+    assert list(again.data.keys()) == []
+    asyncio.run(again.data.stop())
 
 
 async def test_a_held_partition_keeps_its_time_fresh_and_a_revoked_one_its_last(
