@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 COLORS = {
+    "librdkafka_floor": "tab:brown",
     "faust_floor": "black",
     "passthrough": "tab:gray",
     "naive": "tab:red",

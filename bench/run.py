@@ -3,7 +3,9 @@
 Same broker, same generated input, same emulators with the same injected latency, one
 variant after the other:
 
-0. ``faust_floor``: ``passthrough`` with its record written through librdkafka: what Faust's
+0. ``librdkafka_floor``: ``faust_floor``'s work per record in a plain confluent-kafka consume loop,
+   without Faust: the floor of a design that leaves Faust's per-record path.
+   ``faust_floor``: ``passthrough`` with its record written through librdkafka: what Faust's
    own per-record consume path costs, the floor of any Faust agent on this machine.
 1. ``passthrough``: decode each event and write an outcome-sized record; no HTTP. The
    Kafka-side ceiling of this machine.
@@ -17,10 +19,10 @@ variant after the other:
 For each: events/s from the first to the last outcome, p50/p95/p99 latency from the input
 record's produce timestamp to the outcome record's timestamp, peak RSS of the worker's
 process tree, CPU seconds per 1k events; then the ratios ``signal_sync / naive``,
-``signal_sync / passthrough`` and ``signal_sync / faust_floor``. ``--paced`` re-runs signal-sync
-with input at half its measured rate (the latency that matters in steady state); ``--workers 2``
-compares one and two worker processes at a higher latency, where the destination and not the CPU
-limits.
+``signal_sync / passthrough``, ``signal_sync / faust_floor`` and ``signal_sync / librdkafka_floor``.
+``--paced`` re-runs signal-sync with input at half its measured rate (the latency that matters in
+steady state); ``--workers 2`` compares one and two worker processes at a higher latency, where the
+destination and not the CPU limits.
 
 Prints the result as JSON (without the per-second timelines) and writes the full JSON and a
 PNG plot to ``bench/results/<timestamp>.{json,png}``. See ``bench/README.md``.
@@ -74,7 +76,7 @@ from restart import measure_restarts  # noqa: E402
 from workload import INTEGRATION_IDS, Workload, WorkloadSpec, expected_outcomes, generate, index_of  # noqa: E402
 
 SCHEMA = "signal-sync.bench/v1"
-VARIANTS = ("faust_floor", "passthrough", "naive", "signal_sync")
+VARIANTS = ("librdkafka_floor", "faust_floor", "passthrough", "naive", "signal_sync")
 OPTIONAL_VARIANTS = ("signal_sync_mapped",)
 MAPPED_BLOCKS: dict[str, dict[str, Any]] = {
     "mautic": {
@@ -1055,7 +1057,7 @@ def run_all(
         both = INTEGRATION_IDS
         results: dict[str, Any] = {}
         common = {"latency_ms": args.latency_ms, "records": workload.records}
-        for name in ("faust_floor", "passthrough"):
+        for name in ("librdkafka_floor", "faust_floor", "passthrough"):
             if name in variants:
                 launch = functools.partial(launch_bench_app, script=f"{name}_app.py")
                 label = name.replace("_", "-")
@@ -1161,6 +1163,9 @@ def run_all(
             "signal_sync/naive": ratio(results.get("signal_sync"), results.get("naive")),
             "signal_sync/passthrough": ratio(results.get("signal_sync"), results.get("passthrough")),
             "signal_sync/faust_floor": ratio(results.get("signal_sync"), results.get("faust_floor")),
+            "signal_sync/librdkafka_floor": ratio(
+                results.get("signal_sync"), results.get("librdkafka_floor")
+            ),
             **(
                 {
                     "signal_sync_mapped/signal_sync": ratio(

@@ -80,14 +80,16 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
     assert sum(expected["mautic-main"].values()) == sum(expected["mailgun-news"].values()) == events
 
     broker_here = kafka_bootstrap.split(",")[0].rpartition(":")[0] in ("127.0.0.1", "localhost")
-    for name, per_event in (("faust_floor", 1), ("passthrough", 1), ("naive", 2), ("signal_sync", 2)):
+    per_events = {"librdkafka_floor": 1, "faust_floor": 1, "passthrough": 1, "naive": 2, "signal_sync": 2}
+    for name, per_event in per_events.items():
         run = saved["variants"][name]
         assert VARIANT_FIELDS <= set(run), (name, VARIANT_FIELDS - set(run))
         assert run["complete"] and not run["stalled"], (name, run["outcomes"])
         assert run["events_done"] == events and run["outcomes"] == events * per_event, name
         assert run["outcomes_per_event"] == per_event and run["duplicates"] == 0, name
         assert run["matches_expected"] is True, (name, run["statuses"])
-        assert run["events_per_s"] > 0 and run["peak_rss_mb"] > 0 and run["cpu_s_per_1k_events"] > 0
+        # librdkafka_floor's CPU for 300 events can be below the clock tick the process times count in
+        assert run["events_per_s"] > 0 and run["peak_rss_mb"] > 0 and run["cpu_s_per_1k_events"] >= 0
         # The broker's CPU is counted when it runs on this machine (the fixture's does).
         assert (run["broker_cpu_s"] > 0) if broker_here else (run["broker_cpu_s"] is None), name
         delivered_outcomes = sum(counts.get("delivered", 0) for counts in run["statuses"].values())
@@ -98,17 +100,25 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
         assert set(run["latency_ms"]) == {"p50", "p95", "p99", "max"}
         assert run["latency_ms"]["p50"] <= run["latency_ms"]["p99"]
         assert sum(run["timeline"]["events_per_s"]) == pytest.approx(events, abs=1)
+    assert saved["variants"]["signal_sync"]["cpu_s_per_1k_events"] > 0
     calls = saved["workload"]["expected"]["requests"]  # an upsert is one call, a withdrawal several
     assert saved["variants"]["naive"]["http_requests"] == {
         "mautic": calls["mautic-main"],
         "mailgun": calls["mailgun-news"],
     }
-    for name in ("faust_floor", "passthrough"):
+    for name in ("librdkafka_floor", "faust_floor", "passthrough"):
         assert saved["variants"][name]["http_requests"] == {"mautic": 0, "mailgun": 0}
 
     ratios = saved["ratios"]
-    assert set(ratios) == {"signal_sync/naive", "signal_sync/passthrough", "signal_sync/faust_floor"}
-    assert all(isinstance(value, float) and value > 0 for value in ratios.values())
+    assert set(ratios) == {
+        "signal_sync/naive",
+        "signal_sync/passthrough",
+        "signal_sync/faust_floor",
+        "signal_sync/librdkafka_floor",
+    }
+    assert all(isinstance(value, float) for value in ratios.values())
+    # librdkafka_floor drains 300 events in milliseconds: against it signal-sync's ratio rounds to 0 here
+    assert all(value > 0 for name, value in ratios.items() if name != "signal_sync/librdkafka_floor")
 
     paced = saved["paced"]
     assert paced["complete"] and paced["input_rate_per_s"] > 0 and paced["latency_ms"]["p99"] is not None
