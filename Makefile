@@ -65,7 +65,7 @@ kafka-stop:
 kafka-status:
 	$(PYTHON) dev/local_kafka.py status
 
-# Every scale target in one run (bench/targets.py, bench/README.md): the four variants side by side,
+# Every scale target in one run (bench/targets.py, bench/README.md): the five variants side by side,
 # paced latency, two workers and the 1M-contact memory and restart run, on this Python and on the
 # oldest supported one (when python3.11 runs here, in $(OLDEST_VENV)); one summary JSON.
 OLDEST_VENV := .venv-3.11
