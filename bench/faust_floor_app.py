@@ -21,6 +21,16 @@ from passthrough_app import outcome_for
 from signal_sync.streams.output_producer import POLL_EVERY, SETTINGS
 
 
+def produce_queued(producer: Producer, topic: str, value: bytes, key: bytes | None) -> None:
+    """Hand one record to librdkafka, waiting while its queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:  # librdkafka's queue is full: let it drain
+            producer.poll(0.05)
+
+
 def main() -> None:
     config = load_config()
     app = make_app(config)
@@ -34,12 +44,7 @@ def main() -> None:
         async for event in stream.events():
             data = orjson.loads(event.message.value)
             value = orjson.dumps(outcome_for(data, time.time(), "faust_floor"))
-            while True:
-                try:
-                    producer.produce(outcome_topic, value, event.message.key)
-                    break
-                except BufferError:  # librdkafka's queue is full: let it drain
-                    producer.poll(0.05)
+            produce_queued(producer, outcome_topic, value, event.message.key)
             written += 1
             if written % POLL_EVERY == 0:
                 producer.poll(0)

@@ -19,6 +19,7 @@ from types import FrameType
 import orjson
 from confluent_kafka import Consumer, Producer
 from faust_common import load_config, stop_when_orphaned
+from faust_floor_app import produce_queued
 from passthrough_app import outcome_for
 
 from signal_sync.config import KafkaSettings
@@ -63,12 +64,7 @@ def main() -> None:
             if record.error() is not None:
                 continue
             value = orjson.dumps(outcome_for(orjson.loads(record.value()), now, "librdkafka_floor"))
-            while True:
-                try:
-                    producer.produce(outcome_topic, value, record.key())
-                    break
-                except BufferError:  # librdkafka's queue is full: let it drain
-                    producer.poll(0.05)
+            produce_queued(producer, outcome_topic, value, record.key())
         producer.poll(0)
         read = read or bool(records)
         if read and time.monotonic() - committed_at >= COMMIT_INTERVAL_S:

@@ -218,8 +218,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         db = self._dbs.get(partition)
         if db is None:
             db = self._open()
-            kept = kept_partitions(db)
-            if partition in kept and not self._trusted(kept[partition]):
+            if db.get(offset_key(partition)) is not None and not self._trusted(held_time(db, partition)):
                 self._forget(db, {partition})
             self._dbs[partition] = db
             self.generation += 1
@@ -448,6 +447,12 @@ def held_key(partition: int) -> bytes:
 def wall_ms() -> int:
     """Milliseconds since the epoch: held times outlive the process."""
     return int(time() * 1000)
+
+
+def held_time(db: rocksdict.Rdict, partition: int) -> int | None:
+    """When ``partition`` was last held with its recovery complete (None: never)."""
+    held = db.get(held_key(partition))
+    return None if held is None else int(held)
 
 
 def kept_partitions(db: rocksdict.Rdict) -> dict[int, int | None]:

@@ -245,11 +245,7 @@ async def test_a_partition_is_forgotten_in_batches_beside_one_that_is_kept(
     assert again.data.persisted_offset(TP(CHANGELOG, 2)) == 7
     assert sorted(again.data.keys()) == ["k2-0"]
     await again.data.stop()
-    db = rocksdict.Rdict(str(again.data.db_path), options=rocksdict.Options(raw_mode=True))
-    try:
-        assert sorted(key for key in db.keys() if not key.startswith(OFFSET_KEY)) == [b'"k2-0"']
-    finally:
-        db.close()
+    assert sorted(key for key in raw_keys(again.data) if not key.startswith(OFFSET_KEY)) == [b'"k2-0"']
 
 
 def raw_keys(store: PartitionedRocksStore) -> set[bytes]:
@@ -297,6 +293,19 @@ def test_partitions_that_cannot_be_trusted_are_forgotten_at_open_even_if_never_t
     assert {b'"k1"', b'"k2"', offset_key(1), offset_key(2), held_key(1), held_key(2)}.isdisjoint(
         raw_keys(store)
     )
+
+
+def test_a_partition_that_went_stale_while_the_worker_ran_is_forgotten_when_taken_up(
+    tmp_path: Path, memory, wall_clock
+) -> None:
+    kept_folder(tmp_path, memory)
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    assert store.persisted_offset(TP(CHANGELOG, 0)) is None  # the database opens: 1 and 2 trusted
+    wall_clock[0] += DAY_MS // 2  # no rebalance meanwhile
+    assert store.persisted_offset(TP(CHANGELOG, 1)) is None
+    assert store.get("k1") is None
+    asyncio.run(store.stop())
 
 
 async def test_a_kept_partition_not_held_is_forgotten_at_a_rebalance_once_it_cannot_be_trusted(
