@@ -81,6 +81,11 @@ OFFSET_KEY = faust_rocksdb.Store.offset_key
 HELD_KEY = OFFSET_KEY + b"held:"
 """A partition's key ``HELD_KEY`` and its number holds when (ms since the epoch) the worker last
 held it with its recovery complete."""
+STORED_KEY = OFFSET_KEY + b"stored:"
+"""A partition's key ``STORED_KEY`` and its number exists once a worker stored a value for it outside
+recovery, written before that value: a worker that stops before the partition's first persisted offset
+is written (``OFFSET_WRITE_INTERVAL_S``) leaves values without an offset, and this key still lists the
+partition among those kept, so it is forgotten like any other it cannot trust."""
 CLOCK_SKEW_MS = 60_000
 """How far ahead of this host's clock a held time may be and still be trusted (a volume moved to a
 host whose clock is behind); further ahead, the clock that wrote it cannot be relied on."""
@@ -196,6 +201,8 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         self._offsets_due = 0.0
         self._complete: set[int] = set()
         """Partitions held now whose recovery completed: their held time is refreshed."""
+        self._stored: set[int] = set()
+        """Partitions whose ``STORED_KEY`` this process has written (and not forgotten since)."""
 
     @property
     def db_path(self) -> Path:
@@ -218,7 +225,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         db = self._dbs.get(partition)
         if db is None:
             db = self._open()
-            if db.get(offset_key(partition)) is not None and not self._trusted(held_time(db, partition)):
+            if is_kept(db, partition) and not self._trusted(held_time(db, partition)):
                 self._forget(db, {partition})
             self._dbs[partition] = db
             self.generation += 1
@@ -246,9 +253,9 @@ class PartitionedRocksStore(faust_rocksdb.Store):
 
     def _forget(self, db: rocksdict.Rdict, partitions: set[int]) -> None:
         """Delete the values of ``partitions`` and their persisted offsets (one pass over the table,
-        ``FORGET_BATCH`` deletes per write). Their held times go first and their offsets last: a
-        start cut short leaves partitions with an offset and no held time, which the next start
-        forgets whatever it reads for ``delete.retention.ms``."""
+        ``FORGET_BATCH`` deletes per write). Their held times go first and their offsets (and
+        ``STORED_KEY``) last: a start cut short leaves partitions kept without a held time, which the
+        next start forgets whatever it reads for ``delete.retention.ms``."""
         started = monotonic()
         forgotten = dict.fromkeys(partitions, 0)
         write = rocksdict.WriteBatch(raw_mode=True)
@@ -265,7 +272,9 @@ class PartitionedRocksStore(faust_rocksdb.Store):
                     write = rocksdict.WriteBatch(raw_mode=True)
         for partition in partitions:
             write.delete(offset_key(partition))
+            write.delete(stored_key(partition))
         db.write(write)
+        self._stored -= partitions
         log.warning(
             "table %s: partitions %s were last held too long ago for their changelog to hold every "
             "deletion since (or their recovery did not complete); %d values dropped in %.1f s, their "
@@ -304,7 +313,11 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         partition = self._partition()
         if partition is None:
             raise ValueError(f"table {self.table_name}: a write needs the partition of the record it is for")
-        self._db_for_partition(partition).put(key, partition_tag(partition) + value)
+        db = self._db_for_partition(partition)
+        if partition not in self._stored:
+            db.put(stored_key(partition), b"")
+            self._stored.add(partition)
+        db.put(key, partition_tag(partition) + value)
         self.generation += 1
 
     def _get(self, key: bytes) -> bytes | None:
@@ -414,6 +427,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         db, self._db = self._db, None
         self._dbs.clear()
         self._complete.clear()
+        self._stored.clear()
         self.generation += 1
         if db is not None:
             db.close()
@@ -449,6 +463,17 @@ def wall_ms() -> int:
     return int(time() * 1000)
 
 
+def stored_key(partition: int) -> bytes:
+    """Where the database notes that a value was stored for ``partition`` outside recovery."""
+    return STORED_KEY + b"%d" % partition
+
+
+def is_kept(db: rocksdict.Rdict, partition: int) -> bool:
+    """Whether ``db`` may hold values of ``partition``: a persisted offset, or a value stored before
+    the first offset was written."""
+    return db.get(offset_key(partition)) is not None or db.get(stored_key(partition)) is not None
+
+
 def held_time(db: rocksdict.Rdict, partition: int) -> int | None:
     """When ``partition`` was last held with its recovery complete (None: never)."""
     held = db.get(held_key(partition))
@@ -456,17 +481,18 @@ def held_time(db: rocksdict.Rdict, partition: int) -> int | None:
 
 
 def kept_partitions(db: rocksdict.Rdict) -> dict[int, int | None]:
-    """The partitions ``db`` keeps a persisted offset for, with their held times (None: none)."""
-    offsets, held = set(), {}
+    """The partitions ``db`` may hold values of (``is_kept``), with their held times (None: none)."""
+    kept, held = set(), {}
     for key, value in db.items(from_key=OFFSET_KEY):
         if not key.startswith(OFFSET_KEY):
-            break  # the offset and held keys sort together
-        name = key[len(OFFSET_KEY) :]
-        if name.startswith(b"held:"):
-            held[int(name[len(b"held:") :])] = int(value)
-        elif name.isdigit():
-            offsets.add(int(name))
-    return {partition: held.get(partition) for partition in offsets}
+            break  # the offset, held and stored keys sort together
+        if key.startswith(HELD_KEY):
+            held[int(key[len(HELD_KEY) :])] = int(value)
+        elif key.startswith(STORED_KEY):
+            kept.add(int(key[len(STORED_KEY) :]))
+        elif key[len(OFFSET_KEY) :].isdigit():
+            kept.add(int(key[len(OFFSET_KEY) :]))
+    return {partition: held.get(partition) for partition in kept}
 
 
 def put_offsets(write: rocksdict.WriteBatch, offsets: dict[int, int]) -> None:

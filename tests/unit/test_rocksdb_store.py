@@ -29,6 +29,7 @@ from signal_sync.streams.rocksdb_store import (
     offset_key,
     prepare_state_dir,
     rocks_memory,
+    stored_key,
 )
 
 
@@ -110,6 +111,7 @@ async def test_only_the_partitions_the_worker_holds_are_read(tmp_path: Path, mem
     for partition in range(4):
         with writes_to_partition(partition):
             table.data[f"k{partition}"] = b"v%d" % partition
+    await store.on_recovery_completed({TP(CHANGELOG, partition) for partition in range(4)}, set())
     assert sorted(store.keys()) == ["k0", "k1", "k2", "k3"]
     assert len(store) == 4
     store.revoke_partitions(table, {TP(CHANGELOG, 2)})
@@ -357,12 +359,54 @@ def test_a_forget_cut_short_is_never_trusted_again(tmp_path: Path, memory, wall_
     with pytest.raises(RuntimeError, match="stopped"):  # the held time, two values, then it stops
         store._forget(FailingWrites(store._open(), nth=3), {1})  # type: ignore[arg-type]
     asyncio.run(store.stop())
-    assert raw_keys(store) == {offset_key(1), b'"k2"', b'"k3"', b'"k4"'}  # no held time
+    assert raw_keys(store) == {offset_key(1), stored_key(1), b'"k2"', b'"k3"', b'"k4"'}  # no held time
 
     again, _ = rocks_table(tmp_path, memory, retention_ms=7 * DAY_MS)
     assert again.data.persisted_offset(TP(CHANGELOG, 1)) is None
     assert list(again.data.keys()) == []
     asyncio.run(again.data.stop())
+
+
+@pytest.mark.parametrize(("away_ms", "kept"), [(0, True), (DAY_MS // 2 + 1, False)])
+def test_values_stored_before_the_first_persisted_offset_are_kept_and_forgotten_like_any_others(
+    tmp_path: Path, memory, wall_clock, away_ms: int, kept: bool
+) -> None:
+    """A worker killed before a partition's first offset is written leaves values without an offset;
+    they count as kept, so a later start forgets them once the changelog may have lost a deletion
+    since (an erased person's values do not come back)."""
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    with writes_to_partition(1):
+        table.data["k1"] = b"v1"
+    asyncio.run(store.on_recovery_completed({TP(CHANGELOG, 1)}, set()))  # its held time written now
+    store._db.close()  # killed: no offset written, the database left as it is  # type: ignore[union-attr]
+    store._db = None
+    assert offset_key(1) not in raw_keys(store)
+
+    wall_clock[0] += away_ms
+    again, _ = rocks_table(tmp_path, memory)
+    assert again.data.persisted_offset(TP(CHANGELOG, 0)) is None  # opens the database only
+    asyncio.run(again.data.stop())
+    assert (b'"k1"' in raw_keys(again.data)) is kept
+    assert (stored_key(1) in raw_keys(again.data)) is kept
+
+
+def test_a_partition_forgotten_and_written_again_notes_its_values_again(
+    tmp_path: Path, memory, wall_clock
+) -> None:
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    with writes_to_partition(1):
+        table.data["k1"] = b"v1"
+    asyncio.run(store.on_recovery_completed({TP(CHANGELOG, 1)}, set()))
+    store.revoke_partitions(table, {TP(CHANGELOG, 1)})
+    wall_clock[0] += DAY_MS
+    with writes_to_partition(1):  # taken up again: forgotten first, then written
+        table.data["k2"] = b"v2"
+    store._db.close()  # killed before an offset was written  # type: ignore[union-attr]
+    store._db = None
+    assert {stored_key(1), b'"k2"'} <= raw_keys(store)
+    assert b'"k1"' not in raw_keys(store)
 
 
 async def test_a_held_partition_keeps_its_time_fresh_and_a_revoked_one_its_last(
