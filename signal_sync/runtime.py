@@ -36,6 +36,7 @@ from signal_sync.streams.faust_fixes import (
     deliver_fetched_records_eagerly,
     fetch_with,
     never_commit_past_unread_offsets,
+    stop_when_membership_fails,
 )
 from signal_sync.streams.handoff import DecodedEvents
 from signal_sync.streams.internal import (
@@ -117,9 +118,10 @@ class Runtime:
                 log.exception("forgetting an erased person's rows raised")
 
     async def stop_worker(self, reason: BaseException) -> None:
-        """Stop the worker loudly (its process exits non-zero) because an event could not be given an
-        outcome: that event is not acknowledged, so it is read again after the restart, rather than
-        the worker going on with a commit point that can never move past it."""
+        """Stop the worker loudly (its process exits non-zero): an event could not be given an
+        outcome (that event is not acknowledged, so it is read again after the restart, rather than
+        the worker going on with a commit point that can never move past it), or the consumer's group
+        membership failed (the worker would run on without partitions)."""
         log.critical("stopping the worker: %s: %s", type(reason).__name__, reason)
         await self.app.crash(reason)
 
@@ -324,6 +326,8 @@ def create_runtime(
             for integration in settings.integrations
         },
     )
+
+    stop_when_membership_fails(app, runtime.stop_worker)
 
     @app.on_partitions_revoked.connect
     async def _forget_revoked(sender: faust.App, revoked: set, **_: object) -> None:

@@ -1,4 +1,4 @@
-"""Three deliberate changes to faust-streaming 0.15.3's consumer.
+"""Four deliberate changes to faust-streaming 0.15.3's consumer.
 
 **Never commit past unread offsets.** When Faust's fetch loop sees offsets jump (say 85 then
 98), it records 86..97 as a "gap" and later commits past it, treating those offsets as if they
@@ -18,6 +18,14 @@ costs a fetch round trip through aiokafka's thread and Faust's fetch loop, about
 worker's CPU at 150 events/s (measured: docs/performance-history.md, fifth release).
 ``fetch_with`` sets both for one app.
 
+**Stop when the group membership fails.** aiokafka runs the consumer group's membership (joins,
+heartbeats, assignments) in a task of its own; when that task fails, aiokafka raises the error only
+from ``AIOKafkaConsumer.getmany``, which Faust's fetch loop does not call (it reads the fetcher
+directly). The worker would run on, ready and healthy to every probe, with no partitions and no
+way to get any. A second worker joining with the same ``kafka.group_instance_id`` does exactly that
+to one of the two (Faust's assignor refuses an assignment computed for the other's metadata).
+``stop_when_membership_fails`` makes the failure stop the worker, with its cause, instead.
+
 **Hand fetched records to the agents without four tasks each.** Faust's fetch loop hands over
 each record with ``wait_first(callback(message), suspend_flow.wait())``, so that a hand-over
 blocked on a full agent buffer is given up when a rebalance suspends the flow. ``wait_first``
@@ -33,7 +41,9 @@ docs/performance-history.md).
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -59,11 +69,14 @@ def never_commit_past_unread_offsets() -> None:
 
 
 _fetch_settings: WeakKeyDictionary[faust.App, tuple[int, int]] = WeakKeyDictionary()
+Stop = Callable[[BaseException], Awaitable[None]]
+_stop_on_lost_membership: WeakKeyDictionary[faust.App, Stop] = WeakKeyDictionary()
 _create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
 
 
-def _create_with_fetch_settings(self: AIOKafkaConsumerThread, transport: Any) -> Any:
-    """Faust's consumer, with the app's fetch settings where ``fetch_with`` gave some."""
+def _create_for_app(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+    """Faust's consumer, with the app's fetch settings where ``fetch_with`` gave some and its group
+    membership watched where ``stop_when_membership_fails`` asked for it."""
     consumer = _create_worker_consumer(self, transport)
     settings = _fetch_settings.get(self.app)
     if settings is not None:
@@ -71,13 +84,73 @@ def _create_with_fetch_settings(self: AIOKafkaConsumerThread, transport: Any) ->
             raise RuntimeError("this aiokafka version keeps its fetch settings elsewhere: update faust_fixes")
         # AIOKafkaConsumer hands these to its fetcher in start(), which has not run yet.
         consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = settings
+    stop = _stop_on_lost_membership.get(self.app)
+    if stop is not None:  # the thread's parent loop: the app's, where ``stop`` runs
+        watch_membership(consumer, functools.partial(membership_lost, self.app, self.parent_loop, stop))
     return consumer
 
 
 def fetch_with(app: faust.App, min_bytes: int, max_wait_ms: int) -> None:
     """Make ``app``'s consumer fetch with these ``fetch.min.bytes`` and ``fetch.max.wait.ms``."""
     _fetch_settings[app] = (min_bytes, max_wait_ms)
-    AIOKafkaConsumerThread._create_worker_consumer = _create_with_fetch_settings  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._create_worker_consumer = _create_for_app  # type: ignore[method-assign]
+
+
+def coordination_task(consumer: Any) -> asyncio.Task[None]:
+    """The task of a started aiokafka consumer that keeps its group membership."""
+    task = getattr(getattr(consumer, "_coordinator", None), "_coordination_task", None)
+    if not isinstance(task, asyncio.Task):
+        raise RuntimeError(
+            "this aiokafka keeps its group coordination elsewhere: update streams/faust_fixes.py"
+        )
+    return task
+
+
+def watch_membership(consumer: Any, lost: Callable[[BaseException], None]) -> None:
+    """Call ``lost(error)`` (on the consumer's thread) if the started ``consumer``'s group membership
+    task ends with an error; a stop cancels it, which is not a loss."""
+    start = consumer.start
+
+    def ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            lost(task.exception())  # type: ignore[arg-type]
+
+    async def start_and_watch() -> None:
+        await start()
+        coordination_task(consumer).add_done_callback(ended)
+
+    consumer.start = start_and_watch
+
+
+class GroupMembershipError(RuntimeError):
+    """The consumer's group membership failed: the worker has no partitions and gets none."""
+
+
+def stop_when_membership_fails(app: faust.App, stop: Stop) -> None:
+    """Call ``stop`` with a ``GroupMembershipError`` naming the cause when ``app``'s consumer's group
+    membership fails, instead of running on without partitions."""
+    _stop_on_lost_membership[app] = stop
+    AIOKafkaConsumerThread._create_worker_consumer = _create_for_app  # type: ignore[method-assign]
+
+
+def membership_lost(
+    app: faust.App, loop: asyncio.AbstractEventLoop, stop: Stop, error: BaseException
+) -> None:
+    """Hand ``stop`` (on ``loop``, from the consumer's thread) the failure of the group membership."""
+    instance = app.conf.consumer_group_instance_id
+    cause = (
+        f" It uses kafka.group_instance_id {instance!r}: the usual cause is a second worker with "
+        f"the same id in this group (another deployment with the same app_id and pod names, in "
+        f"another namespace or cluster): give each deployment its own app_id, or each worker its "
+        f"own group_instance_id."
+        if instance
+        else ""
+    )
+    failure = GroupMembershipError(
+        f"the consumer's membership of group {app.conf.id!r} failed ({error}); it would get no "
+        f"partitions until restarted.{cause}"
+    )
+    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(stop(failure)))
 
 
 _faust_wait_first = Consumer.wait_first

@@ -4,7 +4,8 @@ tests/unit/test_faust_canary.py runs Faust's fetch loop and commit path on a con
 stand-in; here a real Faust app (the worker's patches installed, as ``create_runtime`` installs
 them) joins a group on the session's broker, an agent consumes real records, and Faust's own
 commit is checked to await the output producer's flush before the offsets reach the broker; the
-aiokafka consumer Faust built when it started is checked to carry the fetch settings.
+aiokafka consumer Faust built when it started is checked to carry the fetch settings and its group
+membership task to be the one the worker watches.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from faust.transport.consumer import Consumer
 
 from signal_sync.streams.faust_fixes import (
     _never_skip,
+    coordination_task,
     deliver_fetched_records_eagerly,
     fetch_with,
     never_commit_past_unread_offsets,
+    stop_when_membership_fails,
 )
 from signal_sync.streams.output_producer import flush_with_faust
 
@@ -66,6 +69,10 @@ class CanaryApp:
         self.topic = topic
         self.handled: list[bytes] = []
         self.steps: list[str] = []
+        self.stopped_for: list[BaseException] = []
+
+    async def stop(self, reason: BaseException) -> None:
+        self.stopped_for.append(reason)
 
 
 @pytest.fixture
@@ -86,6 +93,7 @@ async def canary_app(kafka_bootstrap: str, kafka_topics: Any, tmp_path: Path) ->
     )
     canary = CanaryApp(app, topic)
     fetch_with(app, FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)
+    stop_when_membership_fails(app, canary.stop)
 
     async def outputs_flush() -> None:
         await asyncio.sleep(0.2)  # a flush that takes a while: the commit must wait for it
@@ -178,6 +186,19 @@ async def test_the_consumer_faust_starts_fetches_with_the_configured_settings(ca
     aiokafka_consumer = canary_app.app.consumer._thread._consumer  # built by Faust's own start
     fetcher = aiokafka_consumer._fetcher
     assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)
+
+
+async def test_the_membership_task_the_worker_watches_is_the_running_consumer_s(
+    canary_app: CanaryApp,
+) -> None:
+    """aiokafka keeps the group membership in ``_coordinator._coordination_task``: the worker stops
+    when it fails (``stop_when_membership_fails``; tests/integration/test_static_membership.py has
+    it fail), so a renamed or moved task must fail here, not leave a worker running without
+    partitions."""
+    await until(lambda: bool(canary_app.app.consumer.assignment()), "the app to join its group")
+    task = coordination_task(canary_app.app.consumer._thread._consumer)
+    assert not task.done()
+    assert canary_app.stopped_for == []
 
 
 async def test_a_running_app_never_commits_past_an_offset_it_did_not_hand_out(

@@ -5,6 +5,9 @@ Two workers share a group, each with a name of its own (as the chart's StatefulS
 stops (SIGTERM) and starts again over its state folder: the other worker takes part in no rebalance
 and keeps its partitions throughout, the restarted one holds the same number as before, and the
 events produced afterwards are all delivered.
+
+Two workers that share one name (a second deployment with the same app_id and pod names) cannot
+both be members: one of them stops, naming the cause, rather than running on without partitions.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import orjson
 import pytest
 from harness import WorkerProcess, consume_until, produce
 
-from tests.support.workers import forgot_kept_state, member_config, settled, web_port, worker_metric
+from tests.support.workers import assigned, forgot_kept_state, member_config, settled, web_port, worker_metric
 
 pytestmark = pytest.mark.integration
 
@@ -69,5 +72,46 @@ def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
         assert not forgot_kept_state(a), "the restarted worker read its partitions anew"
     finally:
         for worker in (a, b):
+            code = worker.stop()
+            print(f"worker exit code {code}; log tail:\n{worker.log_tail(30)}")
+
+
+def test_a_second_worker_with_the_same_instance_id_stops_one_of_them_loudly_and_the_other_delivers(
+    tmp_path: Path, kafka_bootstrap, pipeline_topics, sandboxes
+):
+    app_id = f"it-static-twin-{time.monotonic_ns() % 10**8}"
+    instance = f"{app_id}-0"
+
+    def config(name: str) -> Path:
+        kafka = {"app_id": app_id, "group_instance_id": instance}
+        return member_config(tmp_path / name, kafka_bootstrap, pipeline_topics, sandboxes, kafka=kafka)
+
+    configs = {name: config(name) for name in ("a", "b")}
+    a = WorkerProcess(configs["a"], tmp_path / "a.log").start()
+    b = WorkerProcess(configs["b"], tmp_path / "b.log").start()
+    workers = {"a": a, "b": b}
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline and all(w.proc.poll() is None for w in workers.values()):
+            time.sleep(0.2)
+        stopped = [name for name, w in workers.items() if w.proc.poll() is not None]
+        assert len(stopped) == 1, f"exactly one of the twins stops: {stopped}"
+        (gone,) = stopped
+        (kept,) = set(workers) - {gone}
+        assert workers[gone].proc.returncode != 0
+        log = (tmp_path / f"{gone}.log").read_text()
+        assert "GroupMembershipError" in log
+        assert f"kafka.group_instance_id {instance!r}" in log
+
+        port = web_port(configs[kept])
+        assert settled([port], [workers[kept]], PARTITIONS) == [PARTITIONS]
+        produce(kafka_bootstrap, pipeline_topics["source"], [record(n) for n in range(20)])
+        outcomes = consume_until(
+            kafka_bootstrap, pipeline_topics["deliveries"], lambda got: len(got) >= 40, TIMEOUT_S
+        )
+        assert sorted(o["status"] for o in outcomes) == ["delivered"] * 40
+        assert assigned(port) == PARTITIONS
+    finally:
+        for worker in workers.values():
             code = worker.stop()
             print(f"worker exit code {code}; log tail:\n{worker.log_tail(30)}")
