@@ -255,7 +255,8 @@ class KafkaSettings(_Strict):
         "restarts and is unique in the group (the Helm chart sets the StatefulSet pod's name). A worker that "
         "is back within the consumer's 60 s session timeout gets its partitions again without a rebalance, "
         "so the other workers go on and its kept state folder stays current; one that does not come back "
-        "leaves its partitions unread until the timeout ends. Unset: every start joins as a new member.",
+        "leaves its partitions unread until the timeout ends. Of two running workers with one name, one "
+        "stops with GroupMembershipError. Unset: every start joins as a new member.",
         examples=["signal-sync-0"],
     )
     replication_factor: int = Field(
