@@ -34,7 +34,8 @@ a partition held by another worker meanwhile gets its changes from the records w
 persisted offset, and a deletion among them (an erasure's tombstone) is in the changelog only until
 the broker's compaction removes it, ``delete.retention.ms`` after compaction reached it (one day by
 Kafka's default). So each partition also keeps the wall-clock time it was last held with its
-recovery complete (refreshed with the offsets, at a revoke and at a stop): every record written
+recovery complete (refreshed with the offsets, every ``HELD_REFRESH_S``, at a revoke and at a
+stop): every record written
 after that time is after the persisted offset and is still in the changelog for at least
 ``delete.retention.ms``. A partition last held more than half that long ago (or whose held time is
 over a minute ahead of this host's clock, or whose recovery never completed; a standby copy counts
@@ -67,6 +68,7 @@ import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import current_event
 from faust.types import TP
+from mode import Service
 
 from signal_sync.errors import ConfigError
 from signal_sync.streams.changelog import record_partition
@@ -95,6 +97,10 @@ of keys."""
 OFFSET_WRITE_INTERVAL_S = 1.0
 """Most seconds a persisted offset waits to be written: a crash replays at most this much more of
 the changelog, and a record's own write of its offset (a RocksDB put per record) is saved."""
+HELD_REFRESH_S = 60.0
+"""How often the held times of the partitions held now are written even without writes of their
+own: a partition that saw no change for hours and whose worker was killed (no stop to write them)
+is still trusted at the next start."""
 BLOOM_BITS_PER_KEY = 10
 """About 1% false positives: a key absent from a table file is rarely read from it."""
 METADATA_BLOCK_BYTES = 4096
@@ -385,6 +391,16 @@ class PartitionedRocksStore(faust_rocksdb.Store):
             for partition in self._complete:
                 write.put(held_key(partition), now)
             self._open().write(write)
+
+    @Service.task
+    async def _keep_held_times_fresh(self) -> None:
+        """Every ``HELD_REFRESH_S``, write the held times (and offsets waiting) of the partitions held
+        now: while it holds a partition, this worker writes every change of it, so its values are
+        complete up to now whether or not there were any."""
+        while not self.should_stop:
+            await self.sleep(HELD_REFRESH_S)
+            if self._db is not None:
+                self._write_offsets()
 
     def _items(self) -> Iterator[tuple[bytes, bytes]]:
         """The keys and values of the partitions this worker holds (the offset keys left out)."""

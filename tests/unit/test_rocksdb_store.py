@@ -409,6 +409,29 @@ def test_a_partition_forgotten_and_written_again_notes_its_values_again(
     assert b'"k1"' not in raw_keys(store)
 
 
+async def test_an_idle_held_partition_s_held_time_is_refreshed_without_writes(
+    tmp_path: Path, memory, wall_clock, monkeypatch
+) -> None:
+    """A worker killed after hours without a change of its partitions: their held times are recent,
+    so the next start trusts them rather than reading their whole changelogs."""
+    monkeypatch.setattr(rocksdb_store, "HELD_REFRESH_S", 0.01)
+    table, _ = rocks_table(tmp_path, memory)
+    store = table.data
+    await store.start()
+    try:
+        assert store.persisted_offset(TP(CHANGELOG, 1)) is None
+        await store.on_recovery_completed({TP(CHANGELOG, 1)}, set())
+        db = store._open()
+        assert rocksdb_store.held_time(db, 1) == wall_clock[0]
+        wall_clock[0] += DAY_MS  # a day without a write
+        deadline = asyncio.get_running_loop().time() + 10
+        while rocksdb_store.held_time(db, 1) != wall_clock[0]:
+            assert asyncio.get_running_loop().time() < deadline, "the held time was never refreshed"
+            await asyncio.sleep(0.01)
+    finally:
+        await store.stop()
+
+
 async def test_a_held_partition_keeps_its_time_fresh_and_a_revoked_one_its_last(
     tmp_path: Path, memory, wall_clock
 ) -> None:
