@@ -33,6 +33,7 @@ from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder, encode
 from signal_sync.streams.changelog import output_changelog_table
 from signal_sync.streams.faust_fixes import (
+    consume_on_app_loop,
     deliver_fetched_records_eagerly,
     fetch_with,
     never_commit_past_unread_offsets,
@@ -252,6 +253,7 @@ def create_runtime(
         table_standby_replicas=worker.standby_replicas,
         consumer_group_instance_id=kafka.group_instance_id,
     )
+    consume_on_app_loop(app)
     fetch_with(app, kafka.consumer_fetch_min_bytes, kafka.consumer_fetch_max_wait_ms)
     registry = kafka.schema_registry
     encode_outcome = encode

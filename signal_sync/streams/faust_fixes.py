@@ -1,4 +1,4 @@
-"""Four deliberate changes to faust-streaming 0.15.3's consumer.
+"""Five deliberate changes to faust-streaming 0.15.3's consumer.
 
 **Never commit past unread offsets.** When Faust's fetch loop sees offsets jump (say 85 then
 98), it records 86..97 as a "gap" and later commits past it, treating those offsets as if they
@@ -36,6 +36,16 @@ starts the hand-over eagerly (``asyncio.Task(eager_start=True)``): when it finis
 waiting, that was the whole cost; when it waits, Faust's ``wait_first`` takes over with that
 task, as before. Measured side by side: README, Performance (eighth release; then
 docs/performance-history.md).
+
+**Run the consumer on the app's event loop.** Faust runs its aiokafka consumer as a service in a
+thread of its own, with an event loop of its own, and reaches it through a method queue: every
+fetch, commit and seek is a call handed to that thread and its result handed back
+(``call_soon_threadsafe`` both ways), and the two threads pass the GIL back and forth at each step.
+The thread runs no Python in parallel with the worker's loop (the GIL), so it buys nothing here;
+``consume_on_app_loop`` starts the same consumer service on the app's loop instead, where a call
+into it is a plain ``await``. aiokafka is built for one loop shared with its caller; its group
+membership (heartbeats) then runs on the app's loop, whose steps take milliseconds, against a
+session timeout of seconds. Measured side by side: docs/performance-history.md (6 Dec).
 """
 
 from __future__ import annotations
@@ -50,8 +60,10 @@ from weakref import WeakKeyDictionary
 import faust
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from mode.services import WaitArgT, WaitResults
+from mode.utils.futures import maybe_async
 from mode.utils.times import Seconds
 
 
@@ -107,7 +119,7 @@ def coordination_task(consumer: Any) -> asyncio.Task[None]:
 
 
 def watch_membership(consumer: Any, lost: Callable[[BaseException], None]) -> None:
-    """Call ``lost(error)`` (on the consumer's thread) if the started ``consumer``'s group membership
+    """Call ``lost(error)`` (on the consumer's loop) if the started ``consumer``'s group membership
     task ends with an error; a stop cancels it, which is not a loss."""
     start = consumer.start
 
@@ -136,7 +148,7 @@ def stop_when_membership_fails(app: faust.App, stop: Stop) -> None:
 def membership_lost(
     app: faust.App, loop: asyncio.AbstractEventLoop, stop: Stop, error: BaseException
 ) -> None:
-    """Hand ``stop`` (on ``loop``, from the consumer's thread) the failure of the group membership."""
+    """Hand ``stop`` (on ``loop``, from the consumer's loop) the failure of the group membership."""
     instance = app.conf.consumer_group_instance_id
     cause = (
         f" It uses kafka.group_instance_id {instance!r}: the usual cause is a second worker with "
@@ -179,3 +191,46 @@ def deliver_fetched_records_eagerly() -> None:
     """Install the change (idempotent); Python 3.11 has no eager tasks and keeps Faust's own."""
     if sys.version_info >= (3, 12):
         Consumer.wait_first = _wait_first_eagerly  # type: ignore[method-assign]
+
+
+class AppLoopConsumerService(AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer service, started, called and stopped on the app's loop: what
+    ``mode.threads.ServiceThread`` does in its thread (start the service, then at the stop
+    ``_shutdown_thread``: stop aiokafka's consumer, the children, futures and exit stacks), done
+    where the app runs, with no thread, thread loop or method queue."""
+
+    def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
+
+    async def start(self) -> None:
+        self._thread_started.set()
+        await self._default_start()
+
+    async def stop(self) -> None:
+        if self._started.is_set() and not self._stopped.is_set():
+            self._stopped.set()
+            await self.on_stop()
+            await self._shutdown_thread()
+            await self.on_shutdown()
+
+    async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await maybe_async(fun(*args, **kwargs))
+
+
+class AppLoopConsumer(AIOKafkaConsumer):
+    """Faust's aiokafka consumer, with its service on the app's loop (``AppLoopConsumerService``)."""
+
+    def _new_consumer_thread(self) -> AppLoopConsumerService:
+        return AppLoopConsumerService(self, loop=self.loop, beacon=self.beacon)
+
+
+def consume_on_app_loop(app: faust.App) -> None:
+    """Make ``app`` build its consumer with ``AppLoopConsumer``; before ``app.consumer`` is first used.
+    Raises if the app's transport does not build Faust's aiokafka consumer (the class replaced)."""
+    transport = app.transport
+    if transport.Consumer is not AIOKafkaConsumer:
+        raise RuntimeError(
+            f"{app.conf.broker} builds {transport.Consumer!r}, not faust's aiokafka consumer: "
+            "update streams/faust_fixes.py"
+        )
+    transport.Consumer = AppLoopConsumer

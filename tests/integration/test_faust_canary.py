@@ -11,6 +11,7 @@ membership task to be the one the worker watches.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,9 +23,12 @@ import pytest
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import Producer, TopicPartition
 from faust.transport.consumer import Consumer
+from mode.threads import WorkerThread
 
 from signal_sync.streams.faust_fixes import (
+    AppLoopConsumerService,
     _never_skip,
+    consume_on_app_loop,
     coordination_task,
     deliver_fetched_records_eagerly,
     fetch_with,
@@ -92,6 +96,7 @@ async def canary_app(kafka_bootstrap: str, kafka_topics: Any, tmp_path: Path) ->
         broker_commit_interval=3600,  # only the test commits
     )
     canary = CanaryApp(app, topic)
+    consume_on_app_loop(app)
     fetch_with(app, FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)
     stop_when_membership_fails(app, canary.stop)
 
@@ -186,6 +191,22 @@ async def test_the_consumer_faust_starts_fetches_with_the_configured_settings(ca
     aiokafka_consumer = canary_app.app.consumer._thread._consumer  # built by Faust's own start
     fetcher = aiokafka_consumer._fetcher
     assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)
+
+
+async def test_the_consumer_runs_on_the_app_s_loop_and_stops_with_the_app(canary_app: CanaryApp) -> None:
+    """``consume_on_app_loop``: aiokafka's consumer (its group membership, its fetches) runs on the
+    app's loop, no consumer thread is running, and the app's stop closes the consumer."""
+    app = canary_app.app
+    service = app.consumer._thread
+    assert isinstance(service, AppLoopConsumerService)
+    await until(lambda: bool(app.consumer.assignment()), "the app to join its group")
+    aiokafka_consumer = service._consumer
+    membership = coordination_task(aiokafka_consumer)
+    assert membership.get_loop() is asyncio.get_running_loop()
+    assert [t for t in threading.enumerate() if isinstance(t, WorkerThread) and t.service is service] == []
+    await asyncio.wait_for(app.stop(), 60)
+    assert aiokafka_consumer._closed
+    assert membership.done()
 
 
 async def test_the_membership_task_the_worker_watches_is_the_running_consumer_s(

@@ -24,8 +24,11 @@ from faust.types import TP, Message
 from mode import Service
 
 from signal_sync.streams.faust_fixes import (
+    AppLoopConsumer,
+    AppLoopConsumerService,
     _never_skip,
     _wait_first_eagerly,
+    consume_on_app_loop,
     deliver_fetched_records_eagerly,
     never_commit_past_unread_offsets,
 )
@@ -193,3 +196,46 @@ async def test_a_record_read_back_by_the_guard_is_acked_into_faust_s_commit_poin
         await acknowledge(None, consumer, RawRecord(TOPIC, 0, offset, 0, b"k", b"{}", []))  # type: ignore[arg-type]
     consumer.ack(record(3))
     assert await commit_through_faust(consumer, monkeypatch) == [{TP0: 4}]
+
+
+def test_faust_builds_the_consumer_and_its_service_from_the_replaced_classes() -> None:
+    """``consume_on_app_loop`` replaces the transport's ``Consumer``, whose ``_new_consumer_thread``
+    builds the service: if Faust built either elsewhere, the consumer would run in its thread again
+    (silently slower), so the app's consumer must be the replacement's, with its service."""
+    app = faust.App("canary-loop", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    consume_on_app_loop(app)
+    service = app.consumer._thread
+    assert type(app.consumer) is AppLoopConsumer
+    assert type(service) is AppLoopConsumerService
+    assert service.thread_loop is service.parent_loop is app.loop
+
+
+def test_consume_on_app_loop_refuses_a_transport_that_builds_another_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = faust.App("canary-other", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    monkeypatch.setattr(app.transport, "Consumer", Consumer)
+    with pytest.raises(RuntimeError, match="update streams/faust_fixes.py"):
+        consume_on_app_loop(app)
+
+
+async def test_a_call_into_the_consumer_service_runs_on_the_caller_s_loop_and_returns_its_result() -> None:
+    """Faust calls into its consumer thread with plain and with async functions (``subscribe`` is
+    plain, ``getmany`` async): both return their result, and an error raises in the caller."""
+    app = faust.App("canary-call", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    consume_on_app_loop(app)
+    service = app.consumer._thread
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def fetch(n: int) -> int:
+        loops.append(asyncio.get_running_loop())
+        return n + 1
+
+    def fail() -> None:
+        raise ValueError("refused")
+
+    assert await service.call_thread(fetch, 1) == 2
+    assert await service.call_thread(lambda n: n * 3, 2) == 6
+    assert loops == [asyncio.get_running_loop()]
+    with pytest.raises(ValueError, match="refused"):
+        await service.call_thread(fail)
