@@ -169,9 +169,10 @@ class KafkaProbe:
     async def run_once(self, timeout: float = KAFKA_PROBE_TIMEOUT_S) -> bool:
         """Send the request unless the previous one is still waiting; True on success.
 
-        The request runs in the Faust consumer's thread, where a timeout here cannot cancel
-        it: a probe that is still waiting there is not sent again, so an outage never queues
-        up probes in front of the consumer's own calls."""
+        The request goes through the Faust consumer's Kafka client, and a timeout here leaves it
+        waiting there (shielded) rather than cancel it inside the client: a probe that is still
+        waiting is not sent again, so an outage never queues up probes in front of the
+        consumer's own calls."""
         if self._pending is None or self._pending.done():
             self._pending = asyncio.ensure_future(self.request())
         try:

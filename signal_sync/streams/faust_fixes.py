@@ -14,7 +14,7 @@ point, a longer run holds it (duplicates on restart, never loss) — see docs/de
 **Fetch settings.** Faust builds its aiokafka consumer with Kafka's ``fetch.min.bytes`` of 1 (and
 a fixed ``fetch.max.wait.ms``), so the broker answers each fetch as soon as one record arrives. The
 worker reads some 36 partitions; at a few hundred events per second every produced batch then
-costs a fetch round trip through aiokafka's thread and Faust's fetch loop, about 40% of the
+costs a fetch round trip through aiokafka and Faust's fetch loop, about 40% of the
 worker's CPU at 150 events/s (measured: docs/performance-history.md, fifth release).
 ``fetch_with`` sets both for one app.
 

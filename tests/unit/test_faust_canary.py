@@ -84,7 +84,7 @@ async def commit_through_faust(consumer: Consumer, monkeypatch: pytest.MonkeyPat
     """Run Faust's commit path (``force_commit``) for ``TP0``; the offsets it committed."""
     committed: list[dict[TP, int]] = []
 
-    async def commit(offsets: dict[TP, int]) -> bool:  # aiokafka's commit, on the consumer thread
+    async def commit(offsets: dict[TP, int]) -> bool:  # aiokafka's commit, through the consumer service
         committed.append(dict(offsets))
         return True
 
@@ -220,7 +220,7 @@ def test_consume_on_app_loop_refuses_a_transport_that_builds_another_consumer(
 
 
 async def test_a_call_into_the_consumer_service_runs_on_the_caller_s_loop_and_returns_its_result() -> None:
-    """Faust calls into its consumer thread with plain and with async functions (``subscribe`` is
+    """Faust calls into its consumer service with plain and with async functions (``subscribe`` is
     plain, ``getmany`` async): both return their result, and an error raises in the caller."""
     app = faust.App("canary-call", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     consume_on_app_loop(app)
