@@ -1,10 +1,10 @@
 """What the benchmark's own Faust apps (passthrough, naive) share with the real worker's app.
 
 Same Faust settings as ``signal_sync.runtime.create_runtime`` where they matter for
-throughput (acks=all, commit interval, earliest reset, fetch settings, eager hand-over of
-fetched records, raw bytes in and out) and the worker's garbage-collector settings
-(``signal_sync.collector``), so the comparison measures the work per event and not
-a different client setup. Each app gets its config as a JSON file:
+throughput (acks=all, commit interval, earliest reset, the consumer on the app's event loop with
+the worker's fetch settings, eager hand-over of fetched records, raw bytes in and out) and the
+worker's garbage-collector settings (``signal_sync.collector``), so the comparison measures the
+work per event and not a different client setup. Each app gets its config as a JSON file:
 ``python bench/<app>.py CONFIG.json``.
 """
 
@@ -23,7 +23,11 @@ import faust
 
 from signal_sync import collector
 from signal_sync.config import KafkaSettings
-from signal_sync.streams.faust_fixes import deliver_fetched_records_eagerly, fetch_with
+from signal_sync.streams.faust_fixes import (
+    ConsumerSettings,
+    consume_on_app_loop,
+    deliver_fetched_records_eagerly,
+)
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -55,10 +59,11 @@ def make_app(config: dict[str, Any]) -> faust.App:
     deliver_fetched_records_eagerly()
     collector.install(app)
     defaults = KafkaSettings.model_fields
-    fetch_with(
+    consume_on_app_loop(
         app,
-        defaults["consumer_fetch_min_bytes"].default,
-        defaults["consumer_fetch_max_wait_ms"].default,
+        ConsumerSettings(
+            defaults["consumer_fetch_min_bytes"].default, defaults["consumer_fetch_max_wait_ms"].default
+        ),
     )
     return app
 

@@ -9,6 +9,7 @@ count, because Faust requires a table's changelog to match the stream that write
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,11 +34,10 @@ from signal_sync.errors import ConfigError
 from signal_sync.outcomes import OutcomeBuilder, encode
 from signal_sync.streams.changelog import output_changelog_table
 from signal_sync.streams.faust_fixes import (
+    ConsumerSettings,
     consume_on_app_loop,
     deliver_fetched_records_eagerly,
-    fetch_with,
     never_commit_past_unread_offsets,
-    stop_when_membership_fails,
 )
 from signal_sync.streams.handoff import DecodedEvents
 from signal_sync.streams.internal import (
@@ -119,12 +119,18 @@ class Runtime:
                 log.exception("forgetting an erased person's rows raised")
 
     async def stop_worker(self, reason: BaseException) -> None:
-        """Stop the worker loudly (its process exits non-zero): an event could not be given an
-        outcome (that event is not acknowledged, so it is read again after the restart, rather than
-        the worker going on with a commit point that can never move past it), or the consumer's group
-        membership failed (the worker would run on without partitions)."""
-        log.critical("stopping the worker: %s: %s", type(reason).__name__, reason)
-        await self.app.crash(reason)
+        """Stop the worker loudly (``crash_worker``): an event could not be given an outcome (that
+        event is not acknowledged, so it is read again after the restart, rather than the worker
+        going on with a commit point that can never move past it)."""
+        await crash_worker(self.app, reason)
+
+
+async def crash_worker(app: faust.App, reason: BaseException) -> None:
+    """Stop ``app``'s worker with a critical log line naming ``reason``; its process exits non-zero.
+    Also what the consumer calls when its group membership fails (the worker would run on without
+    partitions)."""
+    log.critical("stopping the worker: %s: %s", type(reason).__name__, reason)
+    await app.crash(reason)
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -253,8 +259,14 @@ def create_runtime(
         table_standby_replicas=worker.standby_replicas,
         consumer_group_instance_id=kafka.group_instance_id,
     )
-    consume_on_app_loop(app)
-    fetch_with(app, kafka.consumer_fetch_min_bytes, kafka.consumer_fetch_max_wait_ms)
+    consume_on_app_loop(
+        app,
+        ConsumerSettings(
+            kafka.consumer_fetch_min_bytes,
+            kafka.consumer_fetch_max_wait_ms,
+            on_membership_lost=functools.partial(crash_worker, app),
+        ),
+    )
     registry = kafka.schema_registry
     encode_outcome = encode
     if settings.outcomes.format == "json_schema_registry":  # registered now: a refusal fails the start
@@ -328,8 +340,6 @@ def create_runtime(
             for integration in settings.integrations
         },
     )
-
-    stop_when_membership_fails(app, runtime.stop_worker)
 
     @app.on_partitions_revoked.connect
     async def _forget_revoked(sender: faust.App, revoked: set, **_: object) -> None:

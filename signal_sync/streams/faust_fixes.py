@@ -15,8 +15,8 @@ point, a longer run holds it (duplicates on restart, never loss) — see docs/de
 a fixed ``fetch.max.wait.ms``), so the broker answers each fetch as soon as one record arrives. The
 worker reads some 36 partitions; at a few hundred events per second every produced batch then
 costs a fetch round trip through aiokafka and Faust's fetch loop, about 40% of the
-worker's CPU at 150 events/s (measured: docs/performance-history.md, fifth release).
-``fetch_with`` sets both for one app.
+worker's CPU at 150 events/s (measured: docs/performance-history.md, fifth release). The app's
+consumer service sets both from its ``ConsumerSettings`` (below).
 
 **Stop when the group membership fails.** aiokafka runs the consumer group's membership (joins,
 heartbeats, assignments) in a task of its own; when that task fails, aiokafka raises the error only
@@ -24,7 +24,7 @@ from ``AIOKafkaConsumer.getmany``, which Faust's fetch loop does not call (it re
 directly). The worker would run on, ready and healthy to every probe, with no partitions and no
 way to get any. A second worker joining with the same ``kafka.group_instance_id`` does exactly that
 to one of the two (Faust's assignor refuses an assignment computed for the other's metadata).
-``stop_when_membership_fails`` makes the failure stop the worker, with its cause, instead.
+A ``ConsumerSettings.on_membership_lost`` makes the failure stop the worker, with its cause, instead.
 
 **Hand fetched records to the agents without four tasks each.** Faust's fetch loop hands over
 each record with ``wait_first(callback(message), suspend_flow.wait())``, so that a hand-over
@@ -45,7 +45,9 @@ The thread runs no Python in parallel with the worker's loop (the GIL), so it bu
 ``consume_on_app_loop`` starts the same consumer service on the app's loop instead, where a call
 into it is a plain ``await``. aiokafka is built for one loop shared with its caller; its group
 membership (heartbeats) then runs on the app's loop, whose steps take milliseconds, against a
-session timeout of seconds. Measured side by side: docs/performance-history.md (6 Dec).
+session timeout of seconds. Measured side by side: docs/performance-history.md (6 Dec). The
+service also builds the aiokafka consumer with the fetch settings and the membership watch above,
+so nothing of Faust's is patched for the whole process beyond the first and fourth changes.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import faust
 from faust.transport.consumer import Consumer
@@ -80,32 +82,18 @@ def never_commit_past_unread_offsets() -> None:
     Consumer._add_gap = _never_skip  # type: ignore[method-assign]
 
 
-_fetch_settings: WeakKeyDictionary[faust.App, tuple[int, int]] = WeakKeyDictionary()
 Stop = Callable[[BaseException], Awaitable[None]]
-_stop_on_lost_membership: WeakKeyDictionary[faust.App, Stop] = WeakKeyDictionary()
-_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
 
 
-def _create_for_app(self: AIOKafkaConsumerThread, transport: Any) -> Any:
-    """Faust's consumer, with the app's fetch settings where ``fetch_with`` gave some and its group
-    membership watched where ``stop_when_membership_fails`` asked for it."""
-    consumer = _create_worker_consumer(self, transport)
-    settings = _fetch_settings.get(self.app)
-    if settings is not None:
-        if not hasattr(consumer, "_fetch_min_bytes") or not hasattr(consumer, "_fetch_max_wait_ms"):
-            raise RuntimeError("this aiokafka version keeps its fetch settings elsewhere: update faust_fixes")
-        # AIOKafkaConsumer hands these to its fetcher in start(), which has not run yet.
-        consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = settings
-    stop = _stop_on_lost_membership.get(self.app)
-    if stop is not None:  # the thread's parent loop: the app's, where ``stop`` runs
-        watch_membership(consumer, functools.partial(membership_lost, self.app, self.parent_loop, stop))
-    return consumer
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """What the app's aiokafka consumer is built with beyond Faust's own settings: Kafka's
+    ``fetch.min.bytes`` and ``fetch.max.wait.ms``, and the ``stop`` to call with a
+    ``GroupMembershipError`` when its group membership fails (None: not watched)."""
 
-
-def fetch_with(app: faust.App, min_bytes: int, max_wait_ms: int) -> None:
-    """Make ``app``'s consumer fetch with these ``fetch.min.bytes`` and ``fetch.max.wait.ms``."""
-    _fetch_settings[app] = (min_bytes, max_wait_ms)
-    AIOKafkaConsumerThread._create_worker_consumer = _create_for_app  # type: ignore[method-assign]
+    fetch_min_bytes: int
+    fetch_max_wait_ms: int
+    on_membership_lost: Stop | None = None
 
 
 def coordination_task(consumer: Any) -> asyncio.Task[None]:
@@ -138,23 +126,15 @@ class GroupMembershipError(RuntimeError):
     """The consumer's group membership failed: the worker has no partitions and gets none."""
 
 
-def stop_when_membership_fails(app: faust.App, stop: Stop) -> None:
-    """Call ``stop`` with a ``GroupMembershipError`` naming the cause when ``app``'s consumer's group
-    membership fails, instead of running on without partitions."""
-    _stop_on_lost_membership[app] = stop
-    AIOKafkaConsumerThread._create_worker_consumer = _create_for_app  # type: ignore[method-assign]
-
-
-def membership_lost(
-    app: faust.App, loop: asyncio.AbstractEventLoop, stop: Stop, error: BaseException
-) -> None:
-    """Hand ``stop`` (on ``loop``, from the consumer's loop) the failure of the group membership."""
+def membership_lost(app: faust.App, stop: Stop, error: BaseException) -> None:
+    """Hand ``stop`` the failure of the group membership (on the app's loop, where the consumer's
+    membership task runs and ends)."""
     instance = app.conf.consumer_group_instance_id
     cause = (
         f" It uses kafka.group_instance_id {instance!r}: the usual cause is a second worker with "
-        f"the same id in this group (another deployment with the same app_id and pod names, in "
-        f"another namespace or cluster): give each deployment its own app_id, or each worker its "
-        f"own group_instance_id."
+        f"the same id in this group (another deployment with the same app_id and worker names, "
+        f"say in another Kubernetes cluster): give each deployment its own app_id, or each worker "
+        f"its own group_instance_id."
         if instance
         else ""
     )
@@ -162,7 +142,7 @@ def membership_lost(
         f"the consumer's membership of group {app.conf.id!r} failed ({error}); it would get no "
         f"partitions until restarted.{cause}"
     )
-    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(stop(failure)))
+    asyncio.ensure_future(stop(failure), loop=app.loop)
 
 
 _faust_wait_first = Consumer.wait_first
@@ -216,21 +196,44 @@ class AppLoopConsumerService(AIOKafkaConsumerThread):
     async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await maybe_async(fun(*args, **kwargs))
 
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        """Faust's aiokafka consumer, with the app's fetch settings and its group membership
+        watched when the settings name a ``stop``."""
+        consumer = super()._create_worker_consumer(transport)
+        settings: ConsumerSettings = self.consumer.settings
+        if not hasattr(consumer, "_fetch_min_bytes") or not hasattr(consumer, "_fetch_max_wait_ms"):
+            raise RuntimeError(
+                "this aiokafka keeps its fetch settings elsewhere: update streams/faust_fixes.py"
+            )
+        # AIOKafkaConsumer hands these to its fetcher in start(), which has not run yet.
+        consumer._fetch_min_bytes = settings.fetch_min_bytes
+        consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms
+        if settings.on_membership_lost is not None:
+            lost = functools.partial(membership_lost, self.app, settings.on_membership_lost)
+            watch_membership(consumer, lost)
+        return consumer
+
 
 class AppLoopConsumer(AIOKafkaConsumer):
-    """Faust's aiokafka consumer, with its service on the app's loop (``AppLoopConsumerService``)."""
+    """Faust's aiokafka consumer, with its service on the app's loop (``AppLoopConsumerService``),
+    built with ``settings``."""
+
+    def __init__(self, *args: Any, settings: ConsumerSettings, **kwargs: Any) -> None:
+        self.settings = settings  # before Faust's __init__, which builds the service
+        super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> AppLoopConsumerService:
         return AppLoopConsumerService(self, loop=self.loop, beacon=self.beacon)
 
 
-def consume_on_app_loop(app: faust.App) -> None:
-    """Make ``app`` build its consumer with ``AppLoopConsumer``; before ``app.consumer`` is first used.
-    Raises if the app's transport does not build Faust's aiokafka consumer (the class replaced)."""
+def consume_on_app_loop(app: faust.App, settings: ConsumerSettings) -> None:
+    """Make ``app`` build its consumer with ``AppLoopConsumer`` and ``settings``; before
+    ``app.consumer`` is first used. Raises if the app's transport does not build Faust's aiokafka
+    consumer (the class replaced)."""
     transport = app.transport
     if transport.Consumer is not AIOKafkaConsumer:
         raise RuntimeError(
             f"{app.conf.broker} builds {transport.Consumer!r}, not faust's aiokafka consumer: "
             "update streams/faust_fixes.py"
         )
-    transport.Consumer = AppLoopConsumer
+    transport.Consumer = functools.partial(AppLoopConsumer, settings=settings)

@@ -27,13 +27,12 @@ from mode.threads import WorkerThread
 
 from signal_sync.streams.faust_fixes import (
     AppLoopConsumerService,
+    ConsumerSettings,
     _never_skip,
     consume_on_app_loop,
     coordination_task,
     deliver_fetched_records_eagerly,
-    fetch_with,
     never_commit_past_unread_offsets,
-    stop_when_membership_fails,
 )
 from signal_sync.streams.output_producer import flush_with_faust
 
@@ -96,9 +95,7 @@ async def canary_app(kafka_bootstrap: str, kafka_topics: Any, tmp_path: Path) ->
         broker_commit_interval=3600,  # only the test commits
     )
     canary = CanaryApp(app, topic)
-    consume_on_app_loop(app)
-    fetch_with(app, FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)
-    stop_when_membership_fails(app, canary.stop)
+    consume_on_app_loop(app, ConsumerSettings(FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS, canary.stop))
 
     async def outputs_flush() -> None:
         await asyncio.sleep(0.2)  # a flush that takes a while: the commit must wait for it
@@ -213,7 +210,7 @@ async def test_the_membership_task_the_worker_watches_is_the_running_consumer_s(
     canary_app: CanaryApp,
 ) -> None:
     """aiokafka keeps the group membership in ``_coordinator._coordination_task``: the worker stops
-    when it fails (``stop_when_membership_fails``; tests/integration/test_static_membership.py has
+    when it fails (``ConsumerSettings.on_membership_lost``; tests/integration/test_static_membership.py has
     it fail), so a renamed or moved task must fail here, not leave a worker running without
     partitions."""
     await until(lambda: bool(canary_app.app.consumer.assignment()), "the app to join its group")

@@ -13,8 +13,10 @@ tests/integration/test_faust_canary.py checks the same on the real broker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -26,11 +28,15 @@ from mode import Service
 from signal_sync.streams.faust_fixes import (
     AppLoopConsumer,
     AppLoopConsumerService,
+    ConsumerSettings,
+    GroupMembershipError,
     _never_skip,
     _wait_first_eagerly,
     consume_on_app_loop,
     deliver_fetched_records_eagerly,
+    membership_lost,
     never_commit_past_unread_offsets,
+    watch_membership,
 )
 from signal_sync.streams.output_producer import flush_with_faust
 from signal_sync.streams.partition_reader import RawRecord
@@ -39,6 +45,7 @@ from signal_sync.streams.tail_watch import handed_out
 
 TOPIC = "canary-events"
 TP0 = TP(TOPIC, 0)
+SETTINGS = ConsumerSettings(fetch_min_bytes=4_096, fetch_max_wait_ms=80)
 
 
 class Fetcher(Service):
@@ -203,11 +210,75 @@ def test_faust_builds_the_consumer_and_its_service_from_the_replaced_classes() -
     builds the service: if Faust built either elsewhere, the consumer would run in its thread again
     (silently slower), so the app's consumer must be the replacement's, with its service."""
     app = faust.App("canary-loop", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
-    consume_on_app_loop(app)
+    consume_on_app_loop(app, SETTINGS)
     service = app.consumer._thread
     assert type(app.consumer) is AppLoopConsumer
     assert type(service) is AppLoopConsumerService
     assert service.thread_loop is service.parent_loop is app.loop
+
+
+async def test_the_service_builds_aiokafka_s_consumer_with_its_settings_and_patches_nothing_else() -> None:
+    """The fetch settings reach the aiokafka consumer the app's service builds; an app without the
+    change still gets Faust's own consumer with Faust's fetch settings (nothing global is patched)."""
+    app = faust.App("canary-fetch", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    consume_on_app_loop(app, SETTINGS)
+    built = app.consumer._thread._create_worker_consumer(app.transport)
+    assert (built._fetch_min_bytes, built._fetch_max_wait_ms) == (4_096, 80)
+    other = faust.App("canary-plain", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    plain = other.consumer._thread._create_worker_consumer(other.transport)
+    assert plain._fetch_min_bytes == 1
+
+
+class StandInConsumer:
+    """What ``watch_membership`` uses of aiokafka's consumer: ``start``, then the membership task."""
+
+    def __init__(self, membership: Any) -> None:
+        self.membership = membership
+
+    async def start(self) -> None:
+        self._coordinator = SimpleNamespace(_coordination_task=asyncio.ensure_future(self.membership))
+
+
+async def test_a_failed_group_membership_calls_the_stop_with_its_cause() -> None:
+    """The membership task ending with an error calls the app's ``on_membership_lost`` with a
+    ``GroupMembershipError`` naming the group and the error; one cancelled by a stop calls nothing."""
+    stops: list[BaseException] = []
+    stopped = asyncio.Event()
+
+    async def stop(reason: BaseException) -> None:
+        stops.append(reason)
+        stopped.set()
+
+    app = faust.App("canary-lost", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    lost = functools.partial(membership_lost, app, stop)
+
+    async def fails() -> None:
+        raise RuntimeError("fenced by another member")
+
+    cancelled = StandInConsumer(asyncio.Event().wait())
+    watch_membership(cancelled, lost)
+    await cancelled.start()
+    cancelled._coordinator._coordination_task.cancel()
+    failing = StandInConsumer(fails())
+    watch_membership(failing, lost)
+    await failing.start()  # the cancelled task's callback runs before the failing one's
+    await asyncio.wait_for(stopped.wait(), 5)
+    assert [type(reason) for reason in stops] == [GroupMembershipError]
+    assert "'canary-lost'" in str(stops[0]) and "fenced by another member" in str(stops[0])
+
+
+async def test_the_service_watches_the_membership_only_when_the_settings_name_a_stop() -> None:
+    async def stop(reason: BaseException) -> None:
+        return None
+
+    watched = faust.App("canary-watch", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    consume_on_app_loop(watched, ConsumerSettings(4_096, 80, on_membership_lost=stop))
+    plain = faust.App("canary-unwatched", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    consume_on_app_loop(plain, SETTINGS)
+    assert watched.consumer._thread._create_worker_consumer(watched.transport).start.__name__ == (
+        "start_and_watch"
+    )
+    assert plain.consumer._thread._create_worker_consumer(plain.transport).start.__name__ == "start"
 
 
 def test_consume_on_app_loop_refuses_a_transport_that_builds_another_consumer(
@@ -216,14 +287,14 @@ def test_consume_on_app_loop_refuses_a_transport_that_builds_another_consumer(
     app = faust.App("canary-other", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     monkeypatch.setattr(app.transport, "Consumer", Consumer)
     with pytest.raises(RuntimeError, match="update streams/faust_fixes.py"):
-        consume_on_app_loop(app)
+        consume_on_app_loop(app, SETTINGS)
 
 
 async def test_a_call_into_the_consumer_service_runs_on_the_caller_s_loop_and_returns_its_result() -> None:
     """Faust calls into its consumer service with plain and with async functions (``subscribe`` is
     plain, ``getmany`` async): both return their result, and an error raises in the caller."""
     app = faust.App("canary-call", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
-    consume_on_app_loop(app)
+    consume_on_app_loop(app, SETTINGS)
     service = app.consumer._thread
     loops: list[asyncio.AbstractEventLoop] = []
 
