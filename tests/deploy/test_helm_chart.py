@@ -99,7 +99,7 @@ CHART_MANAGED = {
         "ssl_key_file",
         "ssl_key_password_file",
         "sasl_oauthbearer_client_secret_file",
-        "group_instance_id",  # the StatefulSet pod's name
+        "group_instance_id",  # <namespace>.<pod name> of the StatefulSet pod
     },
     "worker": {"web_bind", "state_dir"},
     "outcomes": {"contact_id_key_file"},  # from keyedContactId and the credentials Secret
@@ -462,8 +462,28 @@ def _load_config_as_pod_sees_it(
     )
     config_file = root / "config.yaml"
     config_file.write_text(text, encoding="utf-8")
-    env = {e["name"]: e.get("value", f"env-{e['name']}") for e in container.get("env", [])}
-    return load_settings(config_file, environ=env), mounts
+    return load_settings(config_file, environ=container_env(container, POD_FIELDS)), mounts
+
+
+KUBELET_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+POD_FIELDS = {"metadata.name": f"{FULLNAME}-0", "metadata.namespace": "analytics"}
+"""What the kubelet gives the first StatefulSet pod of the rendered release for these fields."""
+
+
+def container_env(container: dict[str, Any], fields: dict[str, str]) -> dict[str, str]:
+    """The environment the kubelet gives ``container``: a ``fieldRef`` is the pod's field from
+    ``fields``, another ``valueFrom`` (a Secret's key) a placeholder, and ``$(NAME)`` in a value is
+    an earlier variable's value (a name not defined before stays as written, as the kubelet does)."""
+    env: dict[str, str] = {}
+    for entry in container.get("env", []):
+        name = entry["name"]
+        if "value" in entry:
+            env[name] = KUBELET_REFERENCE.sub(lambda m: env.get(m[1], m[0]), entry["value"])
+        elif "fieldRef" in entry["valueFrom"]:
+            env[name] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            env[name] = f"env-{name}"
+    return env
 
 
 @ci_values
@@ -635,16 +655,18 @@ def test_persistence_gives_each_pod_a_claim_for_the_state_folder(render: Callabl
     )
 
 
-def test_statefulset_pods_are_static_group_members_named_after_themselves(
+def test_statefulset_pods_are_static_group_members_named_after_namespace_and_pod(
     render: Callable[..., Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each pod's ``group_instance_id`` is ``<namespace>.<pod name>``: the same release name in two
+    namespaces of one cluster gives two names, and a restarted pod keeps its own."""
     rendered = render(MINIMAL)
-    env = {e["name"]: e for e in rendered.container["env"]}
-    instance = env["SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID"]
-    assert instance["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    monkeypatch.setenv("SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID", f"{FULLNAME}-0")  # what the kubelet sets
+    instance = container_env(rendered.container, POD_FIELDS)["SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID"]
+    monkeypatch.setenv("SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID", instance)  # what the kubelet sets
     settings, _ = _load_config_as_pod_sees_it(rendered, tmp_path, rendered.pod, rendered.container)
-    assert settings.kafka.group_instance_id == f"{FULLNAME}-0"
+    assert settings.kafka.group_instance_id == f"analytics.{FULLNAME}-0"
+    other = container_env(rendered.container, {"metadata.name": f"{FULLNAME}-0", "metadata.namespace": "eu"})
+    assert other["SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID"] == f"eu.{FULLNAME}-0"
     # a Deployment's pods get new names on every rollout: each would hold its partitions unread
     # for the session timeout after it is gone, so they join as new members
     ephemeral = render(MINIMAL, "--set", "persistence.enabled=false")

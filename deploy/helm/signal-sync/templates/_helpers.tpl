@@ -356,11 +356,18 @@ the `helm test` pod, which must see the same config, secrets and CA.
   value: "1"
 {{- if .Values.persistence.enabled }}
 # Static group membership: a StatefulSet pod keeps its name, so a restarted pod gets its
-# partitions (and its kept state) back without a rebalance of the group.
-- name: SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID
+# partitions (and its kept state) back without a rebalance of the group. The namespace in the
+# name keeps releases of one name in two namespaces of a cluster apart.
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: POD_NAME
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+- name: SIGNAL_SYNC_KAFKA__GROUP_INSTANCE_ID
+  value: "$(POD_NAMESPACE).$(POD_NAME)"
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
