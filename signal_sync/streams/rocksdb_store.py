@@ -35,9 +35,8 @@ persisted offset, and a deletion among them (an erasure's tombstone) is in the c
 the broker's compaction removes it, ``delete.retention.ms`` after compaction reached it (one day by
 Kafka's default). So each partition also keeps the wall-clock time it was last held with its
 recovery complete (refreshed with the offsets, every ``HELD_REFRESH_S``, at a revoke and at a
-stop): every record written
-after that time is after the persisted offset and is still in the changelog for at least
-``delete.retention.ms``. A partition last held more than half that long ago (or whose held time is
+stop): every record written after that time is after the persisted offset and is still in the
+changelog for at least ``delete.retention.ms``. A partition last held more than half that long ago (or whose held time is
 over a minute ahead of this host's clock, or whose recovery never completed; a standby copy counts
 once it is being read) is forgotten: its values and offset are deleted, so an erased contact's data
 cannot come back from a kept state folder, and recovery reads its whole changelog if the worker
