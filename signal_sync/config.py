@@ -251,12 +251,13 @@ class KafkaSettings(_Strict):
         min_length=1,
         max_length=249,
         pattern=r"^[A-Za-z0-9._-]+$",
-        description="Static group membership (group.instance.id): a name that stays the worker's across "
-        "restarts and is unique in the group (the Helm chart sets <namespace>.<pod name> of the StatefulSet pod). A worker that "
-        "is back within the consumer's 60 s session timeout gets its partitions again without a rebalance, "
-        "so the other workers go on and its kept state folder stays current; one that does not come back "
-        "leaves its partitions unread until the timeout ends. Of two running workers with one name, one "
-        "stops with GroupMembershipError. Unset: every start joins as a new member.",
+        description="Static group membership (group.instance.id): a name that stays the worker's "
+        "across restarts and is unique in the group (the Helm chart sets <namespace>.<pod name> of the "
+        "StatefulSet pod). A worker that is back within the consumer's 60 s session timeout gets its "
+        "partitions again without a rebalance, so the other workers go on and its kept state folder "
+        "stays current; one that does not come back leaves its partitions unread until the timeout "
+        "ends. Of two running workers with one name, one stops with GroupMembershipError. Unset: every "
+        "start joins as a new member.",
         examples=["signal-sync-0"],
     )
     replication_factor: int = Field(

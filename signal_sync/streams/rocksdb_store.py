@@ -29,20 +29,20 @@ to) is a key of its own, written once its changelog record is acknowledged, its 
 stored before the record was sent; recovery writes a batch's values and offsets in one atomic
 write. A restart over a kept ``state_dir`` then reads only the changelog written since.
 
-A partition's values on disk are only as complete as the changelog that brought them up to date:
-a partition held by another worker meanwhile gets its changes from the records written since the
+A partition's values on disk are only as complete as the changelog that brought them up to date: a
+partition held by another worker meanwhile gets its changes from the records written since the
 persisted offset, and a deletion among them (an erasure's tombstone) is in the changelog only until
 the broker's compaction removes it, ``delete.retention.ms`` after compaction reached it (one day by
 Kafka's default). So each partition also keeps the wall-clock time it was last held with its
-recovery complete (refreshed with the offsets, every ``HELD_REFRESH_S``, at a revoke and at a
-stop): every record written after that time is after the persisted offset and is still in the
-changelog for at least ``delete.retention.ms``. A partition last held more than half that long ago (or whose held time is
-over a minute ahead of this host's clock, or whose recovery never completed; a standby copy counts
-once it is being read) is forgotten: its values and offset are deleted, so an erased contact's data
-cannot come back from a kept state folder, and recovery reads its whole changelog if the worker
-takes it up. That happens when the database opens (for every such partition, in one pass over the
-table), after each rebalance (partitions this worker does not hold) and when a partition is taken
-up. A changelog whose ``delete.retention.ms`` could not be read at start trusts nothing kept.
+recovery complete (refreshed with the offsets, every ``HELD_REFRESH_S``, at a revoke and at a stop):
+every record written after that time is after the persisted offset and is still in the changelog for
+at least ``delete.retention.ms``. A partition last held more than half that long ago (or whose held
+time is over a minute ahead of this host's clock, or whose recovery never completed; a standby copy
+counts once it is being read) is forgotten: its values and offset are deleted, so an erased
+contact's data cannot come back from a kept state folder, and recovery reads its whole changelog if
+the worker takes it up. That happens when the database opens (for every such partition, in one pass
+over the table), after each rebalance (partitions this worker does not hold) and when a partition is
+taken up. A changelog whose ``delete.retention.ms`` could not be read at start trusts nothing kept.
 
 A state folder in Faust's layout (``{table}-{partition}.db``, written by an older worker) holds no
 held times, so its partitions could not be trusted: those databases are removed at the first start
