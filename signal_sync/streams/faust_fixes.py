@@ -19,12 +19,14 @@ worker's CPU at 150 events/s (measured: docs/performance-history.md, fifth relea
 consumer service sets both from its ``ConsumerSettings`` (below).
 
 **Stop when the group membership fails.** aiokafka runs the consumer group's membership (joins,
-heartbeats, assignments) in a task of its own; when that task fails, aiokafka raises the error only
-from ``AIOKafkaConsumer.getmany``, which Faust's fetch loop does not call (it reads the fetcher
-directly). The worker would run on, ready and healthy to every probe, with no partitions and no
-way to get any. A second worker joining with the same ``kafka.group_instance_id`` does exactly that
-to one of the two (Faust's assignor refuses an assignment computed for the other's metadata).
-A ``ConsumerSettings.on_membership_lost`` makes the failure stop the worker, with its cause, instead.
+heartbeats, assignments) in a task of its own; when that task fails, or meets an error it cannot
+handle (an unexpected SyncGroup answer), aiokafka raises the error only from
+``AIOKafkaConsumer.getmany``, which Faust's fetch loop does not call (it reads the fetcher
+directly), and the task waits for that call. The worker would run on, ready and healthy to every
+probe, with no partitions and no way to get any. A second worker joining with the same
+``kafka.group_instance_id`` does exactly that to one of the two (Faust's assignor refuses an
+assignment computed for the other's metadata). A ``ConsumerSettings.on_membership_lost`` makes the
+failure stop the worker, with its cause, instead.
 
 **Hand fetched records to the agents without four tasks each.** Faust's fetch loop hands over
 each record with ``wait_first(callback(message), suspend_flow.wait())``, so that a hand-over
@@ -107,17 +109,40 @@ def coordination_task(consumer: Any) -> asyncio.Task[None]:
 
 
 def watch_membership(consumer: Any, lost: Callable[[BaseException], None]) -> None:
-    """Call ``lost(error)`` (on the consumer's loop) if the started ``consumer``'s group membership
-    task ends with an error; a stop cancels it, which is not a loss."""
+    """Call ``lost(error)`` once (on the consumer's loop) when the started ``consumer``'s group
+    membership fails: its task ends with an error (a stop cancels it, which is not a loss), or it
+    hands an error to the user. aiokafka's membership task hands an error it cannot handle (an
+    unexpected SyncGroup or JoinGroup answer, a failed heartbeat task) to ``getmany`` and waits until
+    a ``getmany`` has raised it, which Faust's fetch loop never calls: the membership would stay
+    stalled, without partitions, for good."""
     start = consumer.start
+    reported: list[BaseException] = []
+
+    def report(error: BaseException) -> None:
+        if not reported:
+            reported.append(error)
+            lost(error)
 
     def ended(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            lost(task.exception())  # type: ignore[arg-type]
+            report(task.exception())  # type: ignore[arg-type]
 
     async def start_and_watch() -> None:
         await start()
-        coordination_task(consumer).add_done_callback(ended)
+        task = coordination_task(consumer)
+        coordinator = consumer._coordinator
+        push = getattr(coordinator, "_push_error_to_user", None)
+        if not callable(push):
+            raise RuntimeError(
+                "this aiokafka hands membership errors to the user elsewhere: update streams/faust_fixes.py"
+            )
+
+        def push_and_report(error: BaseException) -> Any:
+            report(error)
+            return push(error)
+
+        coordinator._push_error_to_user = push_and_report
+        task.add_done_callback(ended)
 
     consumer.start = start_and_watch
 

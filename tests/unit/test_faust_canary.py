@@ -236,7 +236,10 @@ class StandInConsumer:
         self.membership = membership
 
     async def start(self) -> None:
-        self._coordinator = SimpleNamespace(_coordination_task=asyncio.ensure_future(self.membership))
+        self._coordinator = SimpleNamespace(
+            _coordination_task=asyncio.ensure_future(self.membership),
+            _push_error_to_user=lambda error: asyncio.sleep(0),  # aiokafka's returns an awaitable
+        )
 
 
 async def test_a_failed_group_membership_calls_the_stop_with_its_cause() -> None:
@@ -265,6 +268,32 @@ async def test_a_failed_group_membership_calls_the_stop_with_its_cause() -> None
     await asyncio.wait_for(stopped.wait(), 5)
     assert [type(reason) for reason in stops] == [GroupMembershipError]
     assert "'canary-lost'" in str(stops[0]) and "fenced by another member" in str(stops[0])
+
+
+async def test_an_error_the_membership_hands_to_the_user_calls_the_stop_once() -> None:
+    """aiokafka's membership task hands an unexpected SyncGroup answer to ``getmany`` and waits for
+    it to be raised there, which Faust never does: the stop is called with it, once, even when the
+    task later ends with an error too."""
+    stops: list[BaseException] = []
+
+    def lost(error: BaseException) -> None:
+        stops.append(error)
+
+    membership = asyncio.Event()
+
+    async def fails_later() -> None:
+        await membership.wait()
+        raise RuntimeError("coordinator routine failed")
+
+    consumer = StandInConsumer(fails_later())
+    watch_membership(consumer, lost)
+    await consumer.start()
+    await consumer._coordinator._push_error_to_user(RuntimeError("Unexpected error from SyncGroup"))
+    assert [str(error) for error in stops] == ["Unexpected error from SyncGroup"]
+    membership.set()
+    # the watch's done callback was added before gather's, so it has run when gather returns
+    await asyncio.gather(consumer._coordinator._coordination_task, return_exceptions=True)
+    assert len(stops) == 1
 
 
 async def test_the_service_watches_the_membership_only_when_the_settings_name_a_stop() -> None:
