@@ -341,6 +341,16 @@ def create_runtime(
         },
     )
 
+    guarded = {
+        topic.get_topic_name()
+        for topic in (runtime.source, runtime.erasures, *runtime.delivery_topics.values())
+        if topic is not None
+    }
+
+    @app.on_partitions_assigned.connect
+    async def _look_up_start_offsets(sender: faust.App, assigned: set, **_: object) -> None:
+        runtime.sequence.prefetch(tp for tp in assigned if tp.topic in guarded)
+
     @app.on_partitions_revoked.connect
     async def _forget_revoked(sender: faust.App, revoked: set, **_: object) -> None:
         runtime.sequence.forget(revoked)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 T = TypeVar("T")
 
@@ -77,8 +77,13 @@ class PartitionReader:
 
     async def start_offset(self, topic: str, partition: int) -> int:
         """The group's committed offset of the partition, or the log start if it has none."""
+        return (await self.start_offsets([(topic, partition)]))[(topic, partition)]
+
+    async def start_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """``start_offset`` of each (topic, partition): the committed offsets in one request, the log
+        start of each partition without one in a request of its own."""
         async with self._lock:
-            return await asyncio.to_thread(self._start_offset, topic, partition)
+            return await asyncio.to_thread(self._start_offsets, partitions)
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[RawRecord]:
         """The records with ``start <= offset < end`` (fewer if some offsets hold no record)."""
@@ -97,15 +102,19 @@ class PartitionReader:
         if consumer is not None:
             consumer.close()
 
-    def _start_offset(self, topic: str, partition: int) -> int:
-        tp = TopicPartition(topic, partition)
-        [committed] = self._retrying(lambda client: client.committed([tp], timeout=5))
-        if committed.error is not None:
-            raise RuntimeError(f"committed offset of {topic}[{partition}]: {committed.error}")
-        if committed.offset != OFFSET_INVALID and committed.offset >= 0:
-            return int(committed.offset)
-        low, _high = self._retrying(lambda client: client.get_watermark_offsets(tp, timeout=5))
-        return int(low)
+    def _start_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        wanted = [TopicPartition(topic, partition) for topic, partition in partitions]
+        committed = self._retrying(lambda client: client.committed(wanted, timeout=5))
+        offsets = {(tp.topic, tp.partition): int(tp.offset) for tp in _answered(committed) if tp.offset >= 0}
+        # A partition without a committed offset starts at its log start: ListOffsets for the
+        # earliest timestamp (-2, the value of OFFSET_BEGINNING) answers it, one request per broker.
+        uncommitted = [
+            TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in committed if tp.offset < 0
+        ]
+        if uncommitted:
+            starts = self._retrying(lambda client: client.offsets_for_times(uncommitted, timeout=5))
+            offsets.update({(tp.topic, tp.partition): int(tp.offset) for tp in _answered(starts)})
+        return offsets
 
     def _retrying(self, call: Callable[[Consumer], T]) -> T:
         """``call(client)``, again after a short pause while the broker answers with a retriable error
@@ -165,3 +174,11 @@ class PartitionReader:
             raise TimeoutError(f"reading {topic}[{partition}] {start}..{end - 1}: over {self._timeout_s}s")
         finally:
             client.unassign()
+
+
+def _answered(partitions: list[TopicPartition]) -> list[TopicPartition]:
+    """The partitions of a per-partition answer, which must carry no error."""
+    for tp in partitions:
+        if tp.error is not None:
+            raise RuntimeError(f"offset of {tp.topic}[{tp.partition}]: {tp.error}")
+    return partitions

@@ -10,7 +10,8 @@ delivers events late and out of order, or loses them once a later commit passes 
 So every agent asks the guard about each record before handling it. The guard keeps, per
 partition, the next offset this assignment must handle; it starts at the group's committed
 offset (the log start when there is none), looked up when the partition's first record
-arrives. A record below it is a replay and is skipped. A record above it means Faust skipped
+arrives, or for all of an assignment's partitions at once when the assignment is announced
+(``prefetch``). A record below it is a replay and is skipped. A record above it means Faust skipped
 the records in between: the guard reads them straight from Kafka (``PartitionReader``) and
 returns them, to be handled first. Records Faust skipped at the end of a partition have no
 later record to reveal them: ``tail`` reads those for an idle agent (``streams.tail_watch``).
@@ -19,6 +20,8 @@ Revocation forgets the partition: its next owner starts again from the committed
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -35,6 +38,7 @@ class SequenceGuard:
     def __init__(self, reader: PartitionReader) -> None:
         self._reader = reader
         self._next: dict[TP, int] = {}
+        self._lookups: dict[TP, asyncio.Future[dict[tuple[str, int], int]]] = {}
         self._revocations = 0
         self.replays = 0
         """Records skipped because this assignment already handled them (or they were committed)."""
@@ -93,16 +97,40 @@ class SequenceGuard:
         self._next[tp] = end  # offsets without a record (transaction markers) count as handled
         return records
 
+    def prefetch(self, tps: Iterable[TP]) -> None:
+        """Look up the start offsets of newly assigned partitions together, in the background.
+
+        Looked up one at a time on their first records, the partitions of an assignment cost a
+        round trip or two each, one after another, while the agent whose record waits reads
+        nothing (about 0.2 s for the worker's 36 partitions on a local broker): the first
+        events after a start or rebalance waited for them."""
+        wanted = [tp for tp in tps if tp not in self._next and tp not in self._lookups]
+        if not wanted:
+            return
+        partitions = [(tp.topic, tp.partition) for tp in wanted]
+        lookup = asyncio.ensure_future(self._reader.start_offsets(partitions))
+        lookup.add_done_callback(_note_failure)
+        for tp in wanted:
+            self._lookups[tp] = lookup
+
     async def _expected(self, tp: TP) -> int | None:
         """The next offset to handle, from the committed offset for a partition seen first; None
         if the partition was revoked while that was looked up."""
         expected = self._next.get(tp)
         if expected is None:
             revocations = self._revocations
-            expected = await self._reader.start_offset(tp.topic, tp.partition)
+            expected = await self._start_offset(tp)
             if revocations != self._revocations:
                 return None
         return expected
+
+    async def _start_offset(self, tp: TP) -> int:
+        """The prefetched start offset of ``tp`` if its lookup succeeded, else one looked up now."""
+        lookup = self._lookups.pop(tp, None)
+        if lookup is not None:
+            with contextlib.suppress(Exception):  # _note_failure logged it; ask for this one alone
+                return (await asyncio.shield(lookup))[(tp.topic, tp.partition)]
+        return await self._reader.start_offset(tp.topic, tp.partition)
 
     async def _read_back(self, tp: TP, start: int, end: int, what: str) -> list[RawRecord] | None:
         """The records ``start <= offset < end`` read straight from Kafka, counted and logged;
@@ -132,6 +160,13 @@ class SequenceGuard:
         self._revocations += 1
         for tp in tps:
             self._next.pop(tp, None)
+            self._lookups.pop(tp, None)
+
+
+def _note_failure(lookup: asyncio.Future[dict[tuple[str, int], int]]) -> None:
+    """Log a failed prefetch (each partition is then looked up on its own first record)."""
+    if not lookup.cancelled() and lookup.exception() is not None:
+        log.warning("looking up the start offsets of the assigned partitions failed: %s", lookup.exception())
 
 
 async def acknowledge(stream: StreamT, consumer: ConsumerT, item: EventT | RawRecord) -> None:

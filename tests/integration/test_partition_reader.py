@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from signal_sync.streams.partition_reader import PartitionReader
 
@@ -33,6 +34,24 @@ async def test_start_offset_is_the_committed_one_else_the_log_start(kafka_bootst
         assert await reader.start_offset(topic, 0) == 0
         commit(kafka_bootstrap, group, topic, 7)
         assert await reader.start_offset(topic, 0) == 7
+    finally:
+        await reader.close()
+
+
+async def test_start_offsets_of_many_partitions_in_one_lookup(kafka_bootstrap, kafka_topics):
+    topic = kafka_topics("reader", partitions=3)
+    produce(kafka_bootstrap, topic, 10)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    deleted = TopicPartition(topic, 0, 4)
+    admin.delete_records([deleted])[deleted].result(timeout=30)  # partition 0's log now starts at 4
+    group = f"reader-{uuid.uuid4().hex[:8]}"
+    reader = PartitionReader({"bootstrap.servers": kafka_bootstrap}, group_id=group, timeout_s=20)
+    wanted = [(topic, 0), (topic, 1), (topic, 2)]
+    try:
+        assert await reader.start_offsets(wanted) == {(topic, 0): 4, (topic, 1): 0, (topic, 2): 0}
+        commit(kafka_bootstrap, group, topic, 9)
+        assert await reader.start_offsets(wanted) == {(topic, 0): 9, (topic, 1): 0, (topic, 2): 0}
+        assert await reader.start_offset(topic, 1) == 0
     finally:
         await reader.close()
 

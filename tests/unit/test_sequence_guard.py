@@ -22,12 +22,24 @@ class FakeReader:
         self.committed = committed
         self.missing_offsets = missing_offsets  # e.g. transaction markers: no record there
         self.reads: list[tuple[int, int]] = []
+        self.lookups: list[list[tuple[str, int]]] = []  # the partitions of each start-offset lookup
         self.pause: asyncio.Event | None = None
+        self.failure: Exception | None = None  # raised by the next lookup of several partitions
 
     async def start_offset(self, topic: str, partition: int) -> int:
+        self.lookups.append([(topic, partition)])
         if self.pause is not None:
             await self.pause.wait()
         return self.committed[TP(topic, partition)]
+
+    async def start_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        self.lookups.append(list(partitions))
+        if self.pause is not None:
+            await self.pause.wait()
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+        return {(topic, partition): self.committed[TP(topic, partition)] for topic, partition in partitions}
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[RawRecord]:
         self.reads.append((start, end))
@@ -96,6 +108,54 @@ async def test_a_revocation_during_the_lookup_does_not_pin_a_stale_position() ->
     reader.pause = None
     reader.committed[P0] = 12
     assert await guard.admit(P0, 12) == [], "the position is looked up again"
+
+
+async def test_an_assignment_is_looked_up_at_once_and_its_first_records_use_that() -> None:
+    reader = FakeReader({P0: 5, P1: 2})
+    guard = SequenceGuard(reader)
+    guard.prefetch([P0, P1])
+    assert [r.offset for r in await guard.admit(P1, 3)] == [2], "read back from the prefetched offset"
+    assert await guard.admit(P0, 5) == []
+    assert reader.lookups == [[("t", 0), ("t", 1)]], "one lookup for the whole assignment"
+    guard.prefetch([P0, P1])
+    assert len(reader.lookups) == 1, "partitions with a position are not looked up again"
+
+
+async def test_a_prefetched_offset_does_not_outlive_a_revocation() -> None:
+    reader = FakeReader({P0: 5})
+    guard = SequenceGuard(reader)
+    guard.prefetch([P0])
+    await asyncio.sleep(0)
+    guard.forget({P0})
+    reader.committed[P0] = 9  # committed by the partition's owner meanwhile
+    assert await guard.admit(P0, 9) == [], "looked up again: nothing to read back from 5"
+    assert reader.lookups[-1] == [("t", 0)] and reader.reads == []
+
+
+async def test_a_revocation_while_the_assignment_is_looked_up_pins_nothing() -> None:
+    reader = FakeReader({P0: 10})
+    reader.pause = asyncio.Event()
+    guard = SequenceGuard(reader)
+    guard.prefetch([P0])
+    admitting = asyncio.create_task(guard.admit(P0, 12))
+    await asyncio.sleep(0)
+    guard.forget({P0})
+    reader.pause.set()
+    assert await admitting == [] and guard.position(P0) is None, "the next owner decides"
+    assert reader.reads == []
+
+
+async def test_a_failed_assignment_lookup_falls_back_to_one_lookup_per_partition(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reader = FakeReader({P0: 3, P1: 0})
+    reader.failure = RuntimeError("offset of t[1]: Broker: Coordinator load in progress")
+    guard = SequenceGuard(reader)
+    guard.prefetch([P0, P1])
+    assert [r.offset for r in await guard.admit(P0, 4)] == [3]
+    assert await guard.admit(P1, 0) == []
+    assert reader.lookups == [[("t", 0), ("t", 1)], [("t", 0)], [("t", 1)]]
+    assert "Coordinator load in progress" in caplog.text
 
 
 @pytest.mark.parametrize("offset", [0, 1])
