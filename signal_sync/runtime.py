@@ -35,6 +35,7 @@ from signal_sync.outcomes import OutcomeBuilder, encode
 from signal_sync.streams.changelog import output_changelog_table
 from signal_sync.streams.faust_fixes import (
     ConsumerSettings,
+    PromptTableManager,
     consume_on_app_loop,
     deliver_fetched_records_eagerly,
     never_commit_past_unread_offsets,
@@ -258,6 +259,7 @@ def create_runtime(
         producer_acks=-1,
         table_standby_replicas=worker.standby_replicas,
         consumer_group_instance_id=kafka.group_instance_id,
+        TableManager=PromptTableManager,
     )
     consume_on_app_loop(
         app,

@@ -6,7 +6,9 @@ At-least-once rests on names Faust does not promise to keep (``streams/faust_fix
 and does nothing, so these tests run Faust's own fetch loop (``Consumer._drain_messages``) and
 commit path (``Consumer.force_commit``) on a real Faust consumer, fed records by a stand-in for
 aiokafka's ``getmany``, and check that each patched name is called and its effect holds. An
-upgrade of faust-streaming (pinned in pyproject.toml) that moves any of them fails here.
+upgrade of faust-streaming (pinned in pyproject.toml) that moves any of them fails here. The
+worker's start without Faust's one-second wait for late tables (``PromptTableManager``) replaces
+``TableManager.on_start``; its canary checks the steps of Faust's own.
 tests/integration/test_faust_canary.py checks the same on the real broker.
 """
 
@@ -16,20 +18,26 @@ import asyncio
 import functools
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
+import yaml
+from faust.tables import TableManager
 from faust.transport.consumer import Consumer
 from faust.types import TP, Message
 from mode import Service
 
+from signal_sync.config import load_settings
+from signal_sync.runtime import create_runtime
 from signal_sync.streams.faust_fixes import (
     AppLoopConsumer,
     AppLoopConsumerService,
     ConsumerSettings,
     GroupMembershipError,
+    PromptTableManager,
     _never_skip,
     _wait_first_eagerly,
     consume_on_app_loop,
@@ -42,10 +50,16 @@ from signal_sync.streams.output_producer import flush_with_faust
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.sequence import acknowledge
 from signal_sync.streams.tail_watch import handed_out
+from tests.unit.factories import MAILGUN_RAW, MAUTIC_RAW
 
 TOPIC = "canary-events"
 TP0 = TP(TOPIC, 0)
 SETTINGS = ConsumerSettings(fetch_min_bytes=4_096, fetch_max_wait_ms=80)
+
+
+def offline_app(name: str, **options: Any) -> faust.App:
+    """A Faust app that is never started: no broker behind it, no web server."""
+    return faust.App(name, broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False, **options)
 
 
 class Fetcher(Service):
@@ -59,7 +73,7 @@ async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
     monkeypatch.setattr(Consumer, "wait_first", Consumer.wait_first)
     never_commit_past_unread_offsets()
     deliver_fetched_records_eagerly()
-    app = faust.App("canary", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    app = offline_app("canary")
     monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: topic == TOPIC)
     yield app.consumer
 
@@ -209,7 +223,7 @@ def test_faust_builds_the_consumer_and_its_service_from_the_replaced_classes() -
     """``consume_on_app_loop`` replaces the transport's ``Consumer``, whose ``_new_consumer_thread``
     builds the service: if Faust built either elsewhere, the consumer would run in its thread again
     (silently slower), so the app's consumer must be the replacement's, with its service."""
-    app = faust.App("canary-loop", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    app = offline_app("canary-loop")
     consume_on_app_loop(app, SETTINGS)
     service = app.consumer._thread
     assert type(app.consumer) is AppLoopConsumer
@@ -220,11 +234,11 @@ def test_faust_builds_the_consumer_and_its_service_from_the_replaced_classes() -
 async def test_the_service_builds_aiokafka_s_consumer_with_its_settings_and_patches_nothing_else() -> None:
     """The fetch settings reach the aiokafka consumer the app's service builds; an app without the
     change still gets Faust's own consumer with Faust's fetch settings (nothing global is patched)."""
-    app = faust.App("canary-fetch", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    app = offline_app("canary-fetch")
     consume_on_app_loop(app, SETTINGS)
     built = app.consumer._thread._create_worker_consumer(app.transport)
     assert (built._fetch_min_bytes, built._fetch_max_wait_ms) == (4_096, 80)
-    other = faust.App("canary-plain", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    other = offline_app("canary-plain")
     plain = other.consumer._thread._create_worker_consumer(other.transport)
     assert plain._fetch_min_bytes == 1
 
@@ -252,7 +266,7 @@ async def test_a_failed_group_membership_calls_the_stop_with_its_cause() -> None
         stops.append(reason)
         stopped.set()
 
-    app = faust.App("canary-lost", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    app = offline_app("canary-lost")
     lost = functools.partial(membership_lost, app, stop)
 
     async def fails() -> None:
@@ -300,9 +314,9 @@ async def test_the_service_watches_the_membership_only_when_the_settings_name_a_
     async def stop(reason: BaseException) -> None:
         return None
 
-    watched = faust.App("canary-watch", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    watched = offline_app("canary-watch")
     consume_on_app_loop(watched, ConsumerSettings(4_096, 80, on_membership_lost=stop))
-    plain = faust.App("canary-unwatched", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    plain = offline_app("canary-unwatched")
     consume_on_app_loop(plain, SETTINGS)
     assert watched.consumer._thread._create_worker_consumer(watched.transport).start.__name__ == (
         "start_and_watch"
@@ -313,7 +327,7 @@ async def test_the_service_watches_the_membership_only_when_the_settings_name_a_
 def test_consume_on_app_loop_refuses_a_transport_that_builds_another_consumer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    app = faust.App("canary-other", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    app = offline_app("canary-other")
     monkeypatch.setattr(app.transport, "Consumer", Consumer)
     with pytest.raises(RuntimeError, match="update streams/faust_fixes.py"):
         consume_on_app_loop(app, SETTINGS)
@@ -322,7 +336,7 @@ def test_consume_on_app_loop_refuses_a_transport_that_builds_another_consumer(
 async def test_a_call_into_the_consumer_service_runs_on_the_caller_s_loop_and_returns_its_result() -> None:
     """Faust calls into its consumer service with plain and with async functions (``subscribe`` is
     plain, ``getmany`` async): both return their result, and an error raises in the caller."""
-    app = faust.App("canary-call", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+    app = offline_app("canary-call")
     consume_on_app_loop(app, SETTINGS)
     service = app.consumer._thread
     loops: list[asyncio.AbstractEventLoop] = []
@@ -339,3 +353,42 @@ async def test_a_call_into_the_consumer_service_runs_on_the_caller_s_loop_and_re
     assert loops == [asyncio.get_running_loop()]
     with pytest.raises(ValueError, match="refused"):
         await service.call_thread(fail)
+
+
+async def test_the_table_manager_starts_as_faust_s_does_without_its_one_second_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's ``TableManager.on_start`` is a one-second sleep, then the tables' channels, then the
+    recovery; the worker's does the same without the sleep. A Faust whose ``on_start`` does more or
+    something else fails here: the override would leave that out."""
+
+    async def steps(manager_class: type[TableManager]) -> list[str]:
+        manager = offline_app(f"canary-{manager_class.__name__}", TableManager=manager_class).tables
+        assert type(manager) is manager_class
+        calls: list[str] = []
+
+        async def sleep(seconds: float) -> None:
+            calls.append(f"sleep {seconds}")
+
+        async def update_channels() -> None:
+            calls.append("channels")
+
+        async def start_recovery() -> None:
+            calls.append("recovery")
+
+        monkeypatch.setattr(manager, "sleep", sleep)
+        monkeypatch.setattr(manager, "_update_channels", update_channels)
+        monkeypatch.setattr(manager, "_recovery", SimpleNamespace(start=start_recovery))
+        await manager.on_start()
+        return calls
+
+    assert await steps(TableManager) == ["sleep 1.0", "channels", "recovery"]
+    assert await steps(PromptTableManager) == ["channels", "recovery"]
+
+
+def test_the_worker_s_app_uses_the_prompt_table_manager(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    config = {"kafka": {"bootstrap_servers": "127.0.0.1:9092"}, "integrations": [MAUTIC_RAW, MAILGUN_RAW]}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    runtime = create_runtime(load_settings(path, environ={}), partitions=3)
+    assert type(runtime.app.tables) is PromptTableManager
