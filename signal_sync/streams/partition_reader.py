@@ -81,7 +81,7 @@ class PartitionReader:
 
     async def start_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """``start_offset`` of each (topic, partition): the committed offsets in one request, the log
-        start of each partition without one in a request of its own."""
+        starts of the partitions without one in one more (per broker)."""
         async with self._lock:
             return await asyncio.to_thread(self._start_offsets, partitions)
 
