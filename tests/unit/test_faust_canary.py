@@ -18,19 +18,16 @@ import asyncio
 import functools
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
-import yaml
 from faust.tables import TableManager
 from faust.transport.consumer import Consumer
 from faust.types import TP, Message
 from mode import Service
 
-from signal_sync.config import load_settings
 from signal_sync.runtime import create_runtime
 from signal_sync.streams.faust_fixes import (
     AppLoopConsumer,
@@ -50,7 +47,7 @@ from signal_sync.streams.output_producer import flush_with_faust
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.sequence import acknowledge
 from signal_sync.streams.tail_watch import handed_out
-from tests.unit.factories import MAILGUN_RAW, MAUTIC_RAW
+from tests.unit.factories import settings
 
 TOPIC = "canary-events"
 TP0 = TP(TOPIC, 0)
@@ -386,9 +383,6 @@ async def test_the_table_manager_starts_as_faust_s_does_without_its_one_second_w
     assert await steps(PromptTableManager) == ["channels", "recovery"]
 
 
-def test_the_worker_s_app_uses_the_prompt_table_manager(tmp_path: Path) -> None:
-    path = tmp_path / "config.yaml"
-    config = {"kafka": {"bootstrap_servers": "127.0.0.1:9092"}, "integrations": [MAUTIC_RAW, MAILGUN_RAW]}
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    runtime = create_runtime(load_settings(path, environ={}), partitions=3)
+def test_the_worker_s_app_uses_the_prompt_table_manager() -> None:
+    runtime = create_runtime(settings(), partitions=3)
     assert type(runtime.app.tables) is PromptTableManager
