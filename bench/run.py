@@ -11,15 +11,19 @@ variant after the other:
    Kafka-side ceiling of this machine.
 2. ``naive``: map each event with the worker's planner and await each HTTP call in turn.
    Measured over a time window (``--naive-window-s``), it does ~1/latency events per second.
-3. ``signal_sync``: the real worker (``signal-sync worker -c FILE``), both integrations.
-4. ``signal_sync_mapped`` (only when named in ``--variants``): the same worker with a ``mapping``
+3. ``work_floor``: signal-sync's own work per event (the worker's decoding, stitching, planning,
+   batched bulk calls and outcomes) in ``librdkafka_floor``'s loop, without the internal topics and
+   Faust: the floor of a pipeline that reads the source in batches (``bench/work_floor_app.py``).
+4. ``signal_sync``: the real worker (``signal-sync worker -c FILE``), both integrations.
+5. ``signal_sync_mapped`` (only when named in ``--variants``): the same worker with a ``mapping``
    and ``events`` block on both integrations (``MAPPED_BLOCKS``), against ``signal_sync``: the
    cost of a configured field mapping (ratio ``signal_sync_mapped / signal_sync``).
 
 For each: events/s from the first to the last outcome, p50/p95/p99 latency from the input
 record's produce timestamp to the outcome record's timestamp, peak RSS of the worker's
 process tree, CPU seconds per 1k events; then the ratios ``signal_sync / naive``,
-``signal_sync / passthrough``, ``signal_sync / faust_floor`` and ``signal_sync / librdkafka_floor``.
+``signal_sync / passthrough``, ``signal_sync / faust_floor``, ``signal_sync / librdkafka_floor`` and
+``work_floor / passthrough``.
 ``--paced`` re-runs signal-sync with input at half its measured rate (the latency that matters in
 steady state); ``--workers 2`` compares one and two worker processes at a higher latency, where the
 destination and not the CPU limits.
@@ -76,7 +80,7 @@ from restart import measure_restarts  # noqa: E402
 from workload import INTEGRATION_IDS, Workload, WorkloadSpec, expected_outcomes, generate, index_of  # noqa: E402
 
 SCHEMA = "signal-sync.bench/v1"
-VARIANTS = ("librdkafka_floor", "faust_floor", "passthrough", "naive", "signal_sync")
+VARIANTS = ("librdkafka_floor", "faust_floor", "passthrough", "naive", "work_floor", "signal_sync")
 OPTIONAL_VARIANTS = ("signal_sync_mapped",)
 MAPPED_BLOCKS: dict[str, dict[str, Any]] = {
     "mautic": {
@@ -450,6 +454,7 @@ def launch_bench_app(ctx: Context, label: str, topics: dict[str, str], script: s
         "state_dir": str(ctx.work / label / "state"),
         "source_topic": topics["source"],
         "outcome_topic": topics["outcomes"],
+        "changelog_topic": topics["changelog"],
         "mautic_url": ctx.mautic.url,
         "mailgun_url": ctx.mailgun.url,
     }
@@ -593,7 +598,12 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
     """Start the variant on fresh topics, feed it the input, measure, stop it, clean up."""
     log(f"{plan.name}: starting ({len(plan.records):,} events, latency {plan.latency_ms} ms)")
     prefix = f"bench.{ctx.run_id}.{plan.label}"
-    topics = {"source": f"{prefix}.events", "outcomes": f"{prefix}.outcomes", "dlq": f"{prefix}.dlq"}
+    topics = {
+        "source": f"{prefix}.events",
+        "outcomes": f"{prefix}.outcomes",
+        "dlq": f"{prefix}.dlq",
+        "changelog": f"{prefix}.changelog",
+    }
     create_topics(ctx, list(topics.values()))
     for emulator in (ctx.mautic, ctx.mailgun):
         emulator.reset(plan.latency_ms)
@@ -929,7 +939,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "batch_max_items=20, so each worker's own destination budget, not the CPU, is the limit)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the signal-sync worker's drain and paced run"
+        "--profile",
+        action="store_true",
+        help="py-spy the drains of work_floor and the signal-sync worker, and the paced run",
     )
     parser.add_argument(
         "--worker-set",
@@ -1067,6 +1079,11 @@ def run_all(
             results["naive"] = run_variant(
                 ctx, RunPlan("naive", "naive", launch, both, window_s=args.naive_window_s, **common)
             )
+        if "work_floor" in variants:
+            launch = functools.partial(launch_bench_app, script="work_floor_app.py")
+            results["work_floor"] = run_variant(
+                ctx, RunPlan("work_floor", "work-floor", launch, both, profile=args.profile, **common)
+            )
         if "signal_sync" in variants:
             results["signal_sync"] = run_variant(
                 ctx,
@@ -1166,6 +1183,7 @@ def run_all(
             "signal_sync/librdkafka_floor": ratio(
                 results.get("signal_sync"), results.get("librdkafka_floor")
             ),
+            "work_floor/passthrough": ratio(results.get("work_floor"), results.get("passthrough")),
             **(
                 {
                     "signal_sync_mapped/signal_sync": ratio(

@@ -80,7 +80,14 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
     assert sum(expected["mautic-main"].values()) == sum(expected["mailgun-news"].values()) == events
 
     broker_here = kafka_bootstrap.split(",")[0].rpartition(":")[0] in ("127.0.0.1", "localhost")
-    per_events = {"librdkafka_floor": 1, "faust_floor": 1, "passthrough": 1, "naive": 2, "signal_sync": 2}
+    per_events = {
+        "librdkafka_floor": 1,
+        "faust_floor": 1,
+        "passthrough": 1,
+        "naive": 2,
+        "work_floor": 2,
+        "signal_sync": 2,
+    }
     for name, per_event in per_events.items():
         run = saved["variants"][name]
         assert VARIANT_FIELDS <= set(run), (name, VARIANT_FIELDS - set(run))
@@ -106,6 +113,12 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
         "mautic": calls["mautic-main"],
         "mailgun": calls["mailgun-news"],
     }
+    # work_floor sends through the worker's batcher: bulk calls, so at most one call per request naive made
+    floor_calls = saved["variants"]["work_floor"]["http_requests"]
+    assert (
+        0 < floor_calls["mautic"] <= calls["mautic-main"]
+        and 0 < floor_calls["mailgun"] <= calls["mailgun-news"]
+    )
     for name in ("librdkafka_floor", "faust_floor", "passthrough"):
         assert saved["variants"][name]["http_requests"] == {"mautic": 0, "mailgun": 0}
 
@@ -115,6 +128,7 @@ def test_tiny_benchmark_run(tmp_path: Path, kafka_bootstrap: str) -> None:
         "signal_sync/passthrough",
         "signal_sync/faust_floor",
         "signal_sync/librdkafka_floor",
+        "work_floor/passthrough",
     }
     assert all(isinstance(value, float) for value in ratios.values())
     # librdkafka_floor drains 300 events in milliseconds: against it signal-sync's ratio rounds to 0 here
