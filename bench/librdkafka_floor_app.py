@@ -15,6 +15,7 @@ from __future__ import annotations
 import signal
 import time
 from types import FrameType
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer
@@ -30,10 +31,10 @@ BATCH = 500
 COMMIT_INTERVAL_S = 1.0
 
 
-def main() -> None:
-    config = load_config()
+def batch_consumer(config: dict[str, Any]) -> Consumer:
+    """A consumer in the variant's group with the worker's fetch settings, offsets committed by hand."""
     defaults = KafkaSettings.model_fields
-    consumer = Consumer(
+    return Consumer(
         {
             "bootstrap.servers": config["bootstrap"],
             "group.id": config["app_id"],
@@ -43,6 +44,11 @@ def main() -> None:
             "fetch.wait.max.ms": defaults["consumer_fetch_max_wait_ms"].default,
         }
     )
+
+
+def main() -> None:
+    config = load_config()
+    consumer = batch_consumer(config)
     producer = Producer({**SETTINGS, "bootstrap.servers": config["bootstrap"]})
     outcome_topic = config["outcome_topic"]
     stopping = False

@@ -32,14 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 from faust_common import load_config, stop_when_orphaned
 from faust_floor_app import produce_queued
+from librdkafka_floor_app import batch_consumer
 from workload import bench_integrations
 
 from signal_sync import collector
 from signal_sync.codecs.events import decode_event
-from signal_sync.config import DeliverySettings, KafkaSettings
+from signal_sync.config import DeliverySettings
 from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.delivery import Sender
 from signal_sync.engine.batch_send import guarded_send, make_send_batch
@@ -164,16 +165,7 @@ class Pipeline:
                 else:
                     drops.append((integration, reason))
             if drops:
-                for outcome in self.builder.build_each(
-                    drops,
-                    message_id=event.message_id,
-                    event_name=resolved.name,
-                    email=resolved.email,
-                    status="dropped",
-                    source=source,
-                    now=now,
-                    event=event,
-                ):
+                for outcome in self.builder.dropped(drops, resolved, source, now):
                     self.write(outcome)
         batch.done = asyncio.ensure_future(
             asyncio.gather(
@@ -197,45 +189,11 @@ class Pipeline:
         placed = await asyncio.gather(*futures)
         now = time.time()
         for (job, source), done in zip(jobs, placed, strict=True):
-            self.write(self.outcome(integration, job, source, done.result, now))
-
-    def outcome(
-        self, integration: Integration, job: Job, source: SourceRecord, done: JobResult, now: float
-    ) -> dict[str, Any]:
-        resolved = job.resolved
-        assert resolved.event.message_id is not None
-        return self.builder.build(
-            message_id=resolved.event.message_id,
-            integration=integration,
-            event_name=resolved.name,
-            email=resolved.email,
-            status=done.status,
-            reason=done.reason,
-            source=source,
-            now=now,
-            event=resolved.event,
-            http_status=done.http_status,
-            created=done.created,
-            attempts=done.attempts,
-            hint=done.hint,
-            error=done.error,
-            operation=done.operation,
-            segments_added=done.segments_added,
-        )
+            self.write(self.builder.delivery(integration, job.resolved, done.result, source, now))
 
 
 async def run(config: dict[str, Any], stopping: asyncio.Event) -> None:
-    defaults = KafkaSettings.model_fields
-    consumer = Consumer(
-        {
-            "bootstrap.servers": config["bootstrap"],
-            "group.id": config["app_id"],
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.min.bytes": defaults["consumer_fetch_min_bytes"].default,
-            "fetch.wait.max.ms": defaults["consumer_fetch_max_wait_ms"].default,
-        }
-    )
+    consumer = batch_consumer(config)
     producer = Producer({**SETTINGS, "bootstrap.servers": config["bootstrap"]})
     pipeline = Pipeline(config, producer)
     loop = asyncio.get_running_loop()

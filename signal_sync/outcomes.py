@@ -20,13 +20,16 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from signal_sync.destinations import Integration
-from signal_sync.identity import contact_id
+from signal_sync.identity import ResolvedEvent, contact_id
 from signal_sync.streams.records import OUTCOME_SCHEMA, SignalEvent
+
+if TYPE_CHECKING:
+    from signal_sync.engine.jobs import JobResult
 
 DELIVERY_NAMESPACE = uuid.UUID("6f1c1f0e-52a4-4f0e-9a55-5f1c3c1d2e77")
 
@@ -206,6 +209,59 @@ class OutcomeBuilder:
             record["reason"] = reason
             records.append(record)
         return records
+
+    def dropped(
+        self,
+        drops: Sequence[tuple[Integration, str | None]],
+        resolved: ResolvedEvent,
+        source: SourceRecord,
+        now: float,
+    ) -> list[dict[str, Any]]:
+        """The ingest stage's ``dropped`` outcomes of one valid event, one per (integration, reason)."""
+        event = resolved.event
+        assert event.message_id is not None
+        return self.build_each(
+            drops,
+            message_id=event.message_id,
+            event_name=resolved.name,
+            email=resolved.email,
+            status="dropped",
+            source=source,
+            now=now,
+            event=event,
+        )
+
+    def delivery(
+        self,
+        integration: Integration,
+        resolved: ResolvedEvent,
+        done: JobResult,
+        source: SourceRecord,
+        now: float,
+        *,
+        erasure: bool = False,
+    ) -> dict[str, Any]:
+        """The outcome of an event's delivery to one integration (the delivery stage's), as its job
+        ended; an erasure's names no event."""
+        assert resolved.event.message_id is not None
+        return self.build(
+            message_id=resolved.event.message_id,
+            integration=integration,
+            event_name=None if erasure else resolved.name,
+            email=resolved.email,
+            status=done.status,
+            reason=done.reason,
+            source=source,
+            now=now,
+            event=None if erasure else resolved.event,
+            http_status=done.http_status,
+            created=done.created,
+            attempts=done.attempts,
+            hint=done.hint,
+            error=done.error,
+            operation=done.operation,
+            segments_added=done.segments_added,
+        )
 
 
 def encode(record: dict[str, Any]) -> bytes:

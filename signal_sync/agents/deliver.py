@@ -177,23 +177,8 @@ async def delivery_outcome(
         shown = None
         if done.status != "failed":  # the debugger's rows of the person go with the person
             runtime.forget_person(resolved.email)
-    outcome = runtime.outcomes.build(
-        message_id=resolved.event.message_id,
-        integration=integration,
-        event_name=None if erasure is not None else resolved.name,
-        email=resolved.email,
-        status=done.status,
-        reason=done.reason,
-        source=source,
-        now=time.time(),
-        event=None if erasure is not None else resolved.event,
-        http_status=done.http_status,
-        created=done.created,
-        attempts=done.attempts,
-        hint=done.hint,
-        error=done.error,
-        operation=done.operation,
-        segments_added=done.segments_added,
+    outcome = runtime.outcomes.delivery(
+        integration, resolved, done, source, time.time(), erasure=erasure is not None
     )
     return outcome, shown
 

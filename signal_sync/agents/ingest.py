@@ -213,16 +213,7 @@ async def ingest_one(
     assert event.message_id is not None
     drops = [(integration, reason) for integration, reason in plan.decisions if reason is not None]
     if drops:
-        outcomes = runtime.outcomes.build_each(
-            drops,
-            message_id=event.message_id,
-            event_name=resolved.name,
-            email=resolved.email,
-            status="dropped",
-            source=source,
-            now=time.time(),
-            event=event,
-        )
+        outcomes = runtime.outcomes.dropped(drops, resolved, source, time.time())
         for (integration, _), outcome in zip(drops, outcomes, strict=True):
             await emit(runtime, outcome, source)
             finished.add(integration.id)

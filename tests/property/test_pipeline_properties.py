@@ -196,17 +196,7 @@ def run_burst(world: World, records: list[bytes | None]) -> list[Sent]:
         resolved = plan.resolved
         for (integration, reason), operation in zip(plan.decisions, plan.operations, strict=True):
             if reason is not None or operation is None:
-                outcome = builder.build(
-                    message_id=event.message_id,
-                    integration=integration,
-                    event_name=resolved.name,
-                    email=resolved.email,
-                    status="dropped",
-                    reason=reason,
-                    source=source,
-                    now=NOW,
-                    event=event,
-                )
+                (outcome,) = builder.dropped([(integration, reason)], resolved, source, NOW)
                 check_outcome(outcome, source, resolved.traits.get("email"))
                 per_integration[integration.id] = "outcome"
                 continue

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signal_sync.engine.jobs import JobResult
+from signal_sync.identity import ResolvedEvent
 from signal_sync.outcomes import (
     DELIVERY_NAMESPACE,
     OutcomeBuilder,
@@ -302,3 +304,50 @@ def test_build_each_gives_the_bytes_build_gives_for_each_integration(
     each = builder.build_each(pairs, **common)
     alone = [builder.build(integration=integration, reason=reason, **common) for integration, reason in pairs]
     assert [encode(record) for record in each] == [encode(record) for record in alone]
+
+
+def test_dropped_are_the_drop_outcomes_of_the_resolved_event() -> None:
+    builder = OutcomeBuilder()
+    signed_up = event(type="track", event="Signed Up", email=EMAIL, message_id="msg-7")
+    resolved = ResolvedEvent(signed_up, {"email": EMAIL, "plan": "pro"})
+    drops = [(mautic(), "consent_denied"), (mailgun(), "event_not_mapped")]
+    records = builder.dropped(drops, resolved, SOURCE, NOW)
+    expected = builder.build_each(
+        drops,
+        message_id="msg-7",
+        event_name="Signed Up",
+        email=EMAIL,
+        status="dropped",
+        source=SOURCE,
+        now=NOW,
+        event=signed_up,
+    )
+    assert [encode(record) for record in records] == [encode(record) for record in expected]
+    assert [record["reason"] for record in records] == ["consent_denied", "event_not_mapped"]
+
+
+@pytest.mark.parametrize("erasure", [False, True])
+def test_delivery_says_how_the_job_ended(erasure: bool) -> None:
+    builder = OutcomeBuilder()
+    signed_up = event(type="track", event="Signed Up", email=EMAIL, message_id="msg-8")
+    resolved = ResolvedEvent(signed_up, {"email": EMAIL})
+    done = JobResult("upsert", "failed", "http_422", 422, None, 2, "check the field", "refused", None, (4, 5))
+    record = builder.delivery(mautic(), resolved, done, SOURCE, NOW, erasure=erasure)
+    assert record == builder.build(
+        message_id="msg-8",
+        integration=mautic(),
+        event_name=None if erasure else "Signed Up",
+        email=EMAIL,
+        status="failed",
+        reason="http_422",
+        source=SOURCE,
+        now=NOW,
+        event=None if erasure else signed_up,
+        http_status=422,
+        attempts=2,
+        hint="check the field",
+        error="refused",
+        operation="upsert",
+        segments_added=(4, 5),
+    )
+    assert (record["event"] is None) is erasure
