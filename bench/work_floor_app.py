@@ -28,7 +28,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -79,8 +79,8 @@ class Batch:
     """One consume call's records: the offsets a commit may name once ``done`` (every outcome of
     the batch handed to the producer)."""
 
-    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    done: asyncio.Future[None] | None = None
+    offsets: dict[tuple[str, int], int]
+    done: asyncio.Future[Any]
 
 
 def source_of(message: Message) -> SourceRecord:
@@ -130,14 +130,14 @@ class Pipeline:
     def start(self, messages: list[Message]) -> Batch:
         """Stage 1's work for the batch now (drops and invalid records get their outcomes at once);
         its deliveries placed into the batchers, in the order read."""
-        batch = Batch()
+        offsets: dict[tuple[str, int], int] = {}
         now = time.time()
         jobs: dict[str, list[tuple[Job, SourceRecord]]] = {i.id: [] for i in self.integrations}
         for message in messages:
             if message.error() is not None:
                 continue
             source = source_of(message)
-            batch.offsets[(source.topic, source.partition)] = source.offset + 1
+            offsets[(source.topic, source.partition)] = source.offset + 1
             try:
                 event = decode_event(source.value)
             except InvalidEventError as exc:
@@ -167,12 +167,8 @@ class Pipeline:
             if drops:
                 for outcome in self.builder.dropped(drops, resolved, source, now):
                     self.write(outcome)
-        batch.done = asyncio.ensure_future(
-            asyncio.gather(
-                *(self.deliver(integration, jobs[integration.id]) for integration in self.integrations)
-            )
-        )
-        return batch
+        deliveries = [self.deliver(integration, jobs[integration.id]) for integration in self.integrations]
+        return Batch(offsets, asyncio.ensure_future(asyncio.gather(*deliveries)))
 
     def deliver(self, integration: Integration, jobs: list[tuple[Job, SourceRecord]]) -> Awaitable[None]:
         """Place the batch's jobs for one integration into its batcher now (which keeps each contact's
@@ -201,12 +197,15 @@ async def run(config: dict[str, Any], stopping: asyncio.Event) -> None:
     finished: dict[tuple[str, int], int] = {}
     committed_at = time.monotonic()
 
-    def commit() -> None:
-        while in_flight and in_flight[0].done is not None and in_flight[0].done.done():
+    def retire() -> None:
+        """Take the finished batches at the head of the queue: their offsets may be committed."""
+        while in_flight and in_flight[0].done.done():
             batch = in_flight.popleft()
-            assert batch.done is not None
             batch.done.result()  # a delivery that raised stops the run: nothing past it is committed
             finished.update(batch.offsets)
+
+    def commit() -> None:
+        retire()
         if finished:
             producer.flush()  # every outcome on the broker before its record's offset is committed
             offsets = [
@@ -220,9 +219,8 @@ async def run(config: dict[str, Any], stopping: asyncio.Event) -> None:
     try:
         while not stopping.is_set():
             while len(in_flight) >= IN_FLIGHT:
-                assert in_flight[0].done is not None
                 await asyncio.wait([in_flight[0].done])
-                commit()
+                retire()
             messages = await loop.run_in_executor(None, consumer.consume, BATCH, 0.1)
             if messages:
                 in_flight.append(pipeline.start(messages))
@@ -232,7 +230,6 @@ async def run(config: dict[str, Any], stopping: asyncio.Event) -> None:
                 commit()
                 committed_at = time.monotonic()
         for batch in in_flight:
-            assert batch.done is not None
             await batch.done
         commit()
     finally:
