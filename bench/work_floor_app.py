@@ -39,7 +39,8 @@ from librdkafka_floor_app import batch_consumer
 from workload import bench_integrations
 
 from signal_sync import collector
-from signal_sync.codecs.events import decode_event
+from signal_sync.agents.ingest import source_of_record
+from signal_sync.codecs.events import decode_event, peek_message_id
 from signal_sync.config import DeliverySettings
 from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.delivery import Sender
@@ -51,6 +52,7 @@ from signal_sync.errors import InvalidEventError
 from signal_sync.outcomes import OutcomeBuilder, SourceRecord, encode
 from signal_sync.planner import plan_event, remember, remembered_for
 from signal_sync.streams.output_producer import SETTINGS
+from signal_sync.streams.partition_reader import raw_record
 
 BATCH = 500
 """Records taken from the consumer's queue per call, as ``librdkafka_floor``."""
@@ -81,19 +83,6 @@ class Batch:
 
     offsets: dict[tuple[str, int], int]
     done: asyncio.Future[Any]
-
-
-def source_of(message: Message) -> SourceRecord:
-    _, timestamp_ms = message.timestamp()
-    return SourceRecord(
-        message.topic(),
-        message.partition(),
-        message.offset(),
-        timestamp_ms,
-        message.value(),
-        message.key(),
-        tuple(message.headers() or ()),
-    )
 
 
 class Pipeline:
@@ -136,14 +125,14 @@ class Pipeline:
         for message in messages:
             if message.error() is not None:
                 continue
-            source = source_of(message)
+            source = source_of_record(raw_record(message))
             offsets[(source.topic, source.partition)] = source.offset + 1
             try:
                 event = decode_event(source.value)
             except InvalidEventError as exc:
                 for outcome in self.builder.build_each(
                     [(integration, "invalid_event") for integration in self.integrations],
-                    message_id="",
+                    message_id=peek_message_id(source.value),
                     event_name=None,
                     email=None,
                     status="invalid",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 T = TypeVar("T")
 
@@ -52,6 +52,20 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+
+
+def raw_record(message: Message) -> RawRecord:
+    """A record a confluent-kafka client read (its timestamp None when the broker has none)."""
+    kind, stamp = message.timestamp()
+    return RawRecord(
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        stamp if kind else None,
+        message.key(),
+        message.value(),
+        list(message.headers() or []),
+    )
 
 
 class PartitionReader:
@@ -157,18 +171,7 @@ class PartitionReader:
                 if offset >= end:
                     return records
                 if offset >= start:
-                    kind, stamp = message.timestamp()
-                    records.append(
-                        RawRecord(
-                            topic,
-                            partition,
-                            offset,
-                            stamp if kind else None,
-                            message.key(),
-                            message.value(),
-                            list(message.headers() or []),
-                        )
-                    )
+                    records.append(raw_record(message))
                 if offset == end - 1:
                     return records
             raise TimeoutError(f"reading {topic}[{partition}] {start}..{end - 1}: over {self._timeout_s}s")
