@@ -134,20 +134,17 @@ class SourceReader:
 
     async def revoke(self, tps: Iterable[TP]) -> None:
         """Stop handing out these partitions, then run ``on_revoke``."""
+        partitions = {tp.partition for tp in tps if tp.topic == self.topic}
         self._epoch += 1  # an assignment still being looked up is for an older assignment
-        assigned = sorted(
-            tp.partition
-            for tp in tps
-            if tp.topic == self.topic and self._next.pop(tp.partition, None) is not None
-        )
-        for partition in assigned:
+        for partition in partitions:
+            self._next.pop(partition, None)
             self._epochs.pop(partition, None)
         if not self._next:
             self._assigned.clear()
         async with self._calls:
             consumer = self._consumer
-            if consumer is not None and assigned:  # librdkafka refuses to unassign what it does not have
-                consumer.incremental_unassign([TopicPartition(self.topic, p) for p in assigned])
+            if consumer is not None and partitions:
+                consumer.incremental_unassign([TopicPartition(self.topic, p) for p in sorted(partitions)])
         if self.on_revoke is not None:
             await self.on_revoke()
 
@@ -233,9 +230,9 @@ class SourceReader:
 
     async def _assign(self, partitions: list[int], epoch: int) -> None:
         starts = await self._starts.start_offsets([(self.topic, partition) for partition in partitions])
+        if epoch != self._epoch or self._closed:
+            return  # revoked while looked up: the next assignment looks them up again
         async with self._calls:  # no read between the assignment and its positions
-            if epoch != self._epoch or self._closed:
-                return  # revoked meanwhile: the next assignment looks them up again
             for partition in partitions:
                 self._next[partition] = starts[(self.topic, partition)]
                 self._epochs[partition] = epoch
