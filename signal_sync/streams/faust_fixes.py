@@ -55,12 +55,11 @@ so nothing of Faust's is patched for the whole process beyond the first and four
 **Leave the source topic to the source reader.** The ingest agent reads the source through
 ``streams.source_reader`` (librdkafka, in batches) while Faust keeps the group, the tables and the
 commits. With ``ConsumerSettings.source_reader`` the consumer service pauses the reader's topic in
-aiokafka when an assignment arrives (``on_partitions_assigned``, before Faust's own handling),
-leaves it out of Faust's fetches (``getmany``), and lets the reader finish a revocation before
-Faust's own handling commits (``on_partitions_revoked``) and before a stop closes the tables
-(``wait_empty``); the consumer hands the reader its partitions when Faust's table recovery resumes
-the stream partitions (``resume_partitions``), so no event is stitched before the identity table
-is current.
+aiokafka when an assignment arrives (``on_partitions_assigned``, before Faust's own handling), leaves
+it out of Faust's fetches (``getmany``), and lets the reader finish a revocation before Faust's own
+handling commits (``on_partitions_revoked``); the consumer hands the reader its partitions when
+Faust's table recovery resumes the stream partitions (``resume_partitions``), so no event is
+stitched before the identity table is current.
 
 **Start without waiting a second for late tables.** Faust's ``TableManager.on_start`` sleeps one
 second before it registers the tables' changelog channels and starts recovery, so that tables
@@ -305,15 +304,6 @@ class AppLoopConsumer(AIOKafkaConsumer):
 
     def _new_consumer_thread(self) -> AppLoopConsumerService:
         return AppLoopConsumerService(self, loop=self.loop, beacon=self.beacon)
-
-    async def wait_empty(self) -> None:
-        """Faust's wait for the records it handed out (then a commit), after the source reader
-        finished its partitions as at a revocation: at a stop Faust closes the tables right after
-        this, and no source record may be handled, nor acknowledged, once they are closed."""
-        reader = self.settings.source_reader
-        if reader is not None:
-            await reader.revoke(self.assignment())
-        await super().wait_empty()
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
         """Faust's resume; the source reader's partitions among them (resumed once the tables'

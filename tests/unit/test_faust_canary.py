@@ -499,25 +499,3 @@ async def test_faust_s_recovery_hands_the_reader_its_partitions_when_it_complete
     await app.tables.recovery.on_recovery_completed(generation_id=0)
     tps = sorted({TP0, OTHER})
     assert steps == [f"reader resumes {tps}", f"faust active {tps}"]
-
-
-async def test_faust_s_stop_lets_the_reader_finish_before_the_tables_close(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Faust's stop (``App._stop_consumer``) waits for the consumer (``wait_empty``), then stops the
-    tables: the reader finishes its partitions in ``wait_empty``, before Faust's own wait and commit,
-    so no source record is handled once the tables are closed."""
-    steps: list[str] = []
-    app = app_with_reader("canary-stop", steps)
-    consumer = app.consumer
-    monkeypatch.setattr(consumer, "assignment", lambda: {TP0, OTHER})
-    monkeypatch.setattr(Consumer, "wait_empty", lambda self: _step(steps, "faust waits and commits"))
-    monkeypatch.setattr(app, "_stop_fetcher", _nothing)
-    monkeypatch.setattr(app.tables, "stop", lambda: _step(steps, "tables stop"))
-    await app._stop_consumer()
-    tps = sorted({TP0, OTHER})
-    assert steps == [f"reader revokes {tps}", "faust waits and commits", "tables stop"]
-
-
-async def _step(steps: list[str], step: str) -> None:
-    steps.append(step)
