@@ -523,7 +523,7 @@ class WorkerSettings(_Strict):
         4096,
         ge=1,
         description="Records Faust reads ahead per agent before its fetching pauses (the erasures topic's "
-        "agent); bounds memory while a backlog drains. The source reader keeps at most 4 MiB of source "
+        "agent); bounds memory while a backlog drains. The source reader keeps at most 8 MiB of source "
         "records queued instead, and the delivery agents' internal records carry many events each: "
         "they read ahead about 4 x delivery.max_in_flight events.",
     )

@@ -44,7 +44,7 @@ BATCH_SIZE = 500
 """Records taken from librdkafka's queue per call."""
 WAIT_S = 0.1
 """Longest one call waits for a record; a revocation or an assignment waits for that call."""
-QUEUED_KBYTES = 4096
+QUEUED_KBYTES = 8192
 """librdkafka's read-ahead (``queued.max.messages.kbytes``): bounded, as the worker's memory is."""
 
 
