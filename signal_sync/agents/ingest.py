@@ -210,7 +210,6 @@ async def ingest_one(
             extra={"topic": source.topic, "partition": source.partition, "offset": source.offset},
         )
     resolved = plan.resolved
-    assert event.message_id is not None
     drops = [(integration, reason) for integration, reason in plan.decisions if reason is not None]
     if drops:
         outcomes = runtime.outcomes.dropped(drops, resolved, source, time.time())
