@@ -522,9 +522,10 @@ class WorkerSettings(_Strict):
     stream_buffer_maxsize: int = Field(
         4096,
         ge=1,
-        description="Source records the ingest agent reads ahead before Kafka fetching pauses; bounds "
-        "memory while a backlog drains. The delivery agents' internal records carry many events each: "
-        "they read ahead about 4 x delivery.max_in_flight events instead.",
+        description="Records Faust reads ahead per agent before its fetching pauses (the erasures topic's "
+        "agent); bounds memory while a backlog drains. The source reader keeps at most 4 MiB of source "
+        "records queued instead, and the delivery agents' internal records carry many events each: "
+        "they read ahead about 4 x delivery.max_in_flight events.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_format: Literal["json", "text"] = Field(

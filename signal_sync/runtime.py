@@ -53,6 +53,7 @@ from signal_sync.streams.output_producer import OutputProducer, flush_with_faust
 from signal_sync.streams.partition_reader import PartitionReader
 from signal_sync.streams.rocksdb_store import RocksMemory, prepare_state_dir, rocks_memory
 from signal_sync.streams.sequence import SequenceGuard
+from signal_sync.streams.source_reader import SourceReader
 from signal_sync.streams.topics import client_config
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Runtime:
     outcomes: OutcomeBuilder
     sender: Sender
     sequence: SequenceGuard
+    source_reader: SourceReader
+    """Reads the source topic in Faust's stead (``streams.source_reader``)."""
     forwarder: Forwarder
     integrations: dict[str, Integration] = field(default_factory=dict)
     observers: list[OutcomeObserver] = field(default_factory=list)
@@ -261,12 +264,24 @@ def create_runtime(
         consumer_group_instance_id=kafka.group_instance_id,
         TableManager=PromptTableManager,
     )
+    partition_reader = PartitionReader(client_config(kafka), group_id=kafka.app_id)
+    source_reader = SourceReader(
+        client_config(kafka),
+        kafka.source_topic,
+        partition_reader,
+        fetch={
+            "fetch.min.bytes": kafka.consumer_fetch_min_bytes,
+            "fetch.wait.max.ms": kafka.consumer_fetch_max_wait_ms,
+            "max.partition.fetch.bytes": kafka.consumer_max_fetch_bytes,
+        },
+    )
     consume_on_app_loop(
         app,
         ConsumerSettings(
             kafka.consumer_fetch_min_bytes,
             kafka.consumer_fetch_max_wait_ms,
             on_membership_lost=functools.partial(crash_worker, app),
+            source_reader=source_reader,
         ),
     )
     registry = kafka.schema_registry
@@ -324,7 +339,8 @@ def create_runtime(
         ),
         outcomes=outcome_builder(settings),
         sender=Sender(settings.delivery),
-        sequence=SequenceGuard(PartitionReader(client_config(kafka), group_id=kafka.app_id)),
+        sequence=SequenceGuard(partition_reader),
+        source_reader=source_reader,
         integrations={integration.id: integration for integration in settings.integrations},
         framing=FramedDecoder(registry) if registry.url is not None else None,
         erasures=app.topic(kafka.erasures_topic, **raw) if kafka.erasures_topic else None,
@@ -345,7 +361,7 @@ def create_runtime(
 
     guarded = {
         topic.get_topic_name()
-        for topic in (runtime.source, runtime.erasures, *runtime.delivery_topics.values())
+        for topic in (runtime.erasures, *runtime.delivery_topics.values())
         if topic is not None
     }
 
@@ -365,6 +381,7 @@ def create_runtime(
         budget = settings.worker.shutdown_grace_s * 0.8
         await asyncio.gather(*(scheduler.drain(budget) for scheduler in runtime.schedulers.values()))
         await runtime.sender.close()
+        await runtime.source_reader.close()
         await runtime.sequence.close()
         if runtime.framing is not None:
             await runtime.framing.close()

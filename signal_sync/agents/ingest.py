@@ -36,11 +36,11 @@ from signal_sync.errors import InvalidEventError
 from signal_sync.outcomes import SourceRecord
 from signal_sync.planner import plan_event, remember, remembered_for
 from signal_sync.runtime import Runtime
+from signal_sync.streams.changelog import writes_to_partition
 from signal_sync.streams.json_table import ValueTooLargeError
 from signal_sync.streams.partition_reader import RawRecord
 from signal_sync.streams.routing import replay_target
 from signal_sync.streams.sequence import acknowledge
-from signal_sync.streams.tail_watch import TailWatch
 
 log = logging.getLogger(__name__)
 
@@ -269,15 +269,6 @@ BACKLOG_LINGER_S = 0.5
 each internal record costs the delivery agents about what a source record costs."""
 
 
-def in_backlog(consumer: Any, message: Any, threshold: int) -> bool:
-    """Whether more than ``threshold`` records wait behind ``message`` in its partition (the
-    consumer's high-water mark, as of its last fetch; not once the partition was revoked)."""
-    if message is None or message.tp not in consumer.assignment():
-        return False
-    highwater = consumer.highwater(message.tp)
-    return highwater is not None and highwater - message.offset > threshold
-
-
 @dataclass
 class Forwarding:
     """Source records handled by the ingest stage, acknowledged (in the order read) once every
@@ -357,20 +348,29 @@ class Forwarding:
 def attach(runtime: Runtime) -> None:
     """Register the ingest agent on the runtime's app.
 
-    Records are acknowledged only after the envelopes made from them went to the producer
-    (``Forwarder``): when enough piled up, or every ``delivery.forward_linger_ms`` (in a backlog,
-    up to ``BACKLOG_LINGER_S``).
+    The agent reads the source in batches through ``runtime.source_reader``; Faust's stream of the
+    source stays empty (the agent subscribes the topic, so the group assigns this worker the source
+    partitions its identity table is kept for). Records are acknowledged only after the envelopes
+    made from them went to the producer (``Forwarder``): when enough piled up, every
+    ``delivery.forward_linger_ms`` (in a backlog, up to ``BACKLOG_LINGER_S``), and before a
+    revocation goes on to Faust's commit.
     """
     settings = runtime.settings.delivery
+    reader = runtime.source_reader
 
     @runtime.app.agent(runtime.source, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
-        stream = stream.noack()
         consumer = runtime.app.consumer
         forwarding = Forwarding(runtime, lambda item: acknowledge(stream, consumer, item))
         runtime.forward_pending = forwarding.forward_now
+        handling = asyncio.Lock()  # held while a batch is handled
 
-        last_message: Any = None  # the message read last (read by the ticker)
+        async def finish_revoked() -> None:
+            """The record in hand finished (the rest of its batch is skipped), what it made forwarded."""
+            async with handling:
+                await forwarding.forward()
+
+        reader.on_revoke = finish_revoked
 
         async def forward_periodically() -> None:
             linger_s = settings.forward_linger_ms / 1000
@@ -378,28 +378,31 @@ def attach(runtime: Runtime) -> None:
             while True:
                 await asyncio.sleep(linger_s)
                 lingered += linger_s
-                behind = in_backlog(consumer, last_message, settings.forward_max_events)
-                if behind and lingered < BACKLOG_LINGER_S:
+                if reader.behind and lingered < BACKLOG_LINGER_S:
                     continue  # fuller records for the delivery agents; latency is the backlog's anyway
                 lingered = 0.0
                 await forwarding.forward()
 
-        async def ingest_raw(record: RawRecord) -> None:
-            """A record Faust did not hand to this agent, read by the sequence guard."""
-            await forwarding.ingest(source_of_record(record), record.headers, record)
-
-        watch = TailWatch(runtime.app, runtime.sequence, runtime.source.get_topic_name())
-        tasks = [asyncio.create_task(forward_periodically()), asyncio.create_task(watch.run(ingest_raw))]
+        ticker = asyncio.create_task(forward_periodically())
         try:
-            async for event in stream.events():
-                async with watch.lock:
-                    message = last_message = event.message
-                    if await runtime.sequence.admit_after(message.tp, message.offset, ingest_raw):
-                        await forwarding.ingest(source_of(event), message.headers, event)
-                    else:  # already handled: only its acknowledgement, in order
-                        forwarding.hold(event)
-                    if runtime.forwarder.full:
-                        await forwarding.forward()
+            while not forwarding.failed:
+                try:
+                    batch = await reader.read()
+                except Exception as exc:
+                    await forwarding.fail(exc, f"reading {reader.topic} failed")
+                    return
+                async with handling:
+                    for record in batch.records:
+                        if not reader.owns(batch, record):
+                            continue  # revoked since it was read: its next owner reads it
+                        for skipped in batch.skipped_before(record):
+                            forwarding.hold(skipped)
+                        with writes_to_partition(record.partition):  # no Faust event to take it from
+                            await forwarding.ingest(source_of_record(record), record.headers, record)
+                        if runtime.forwarder.full:
+                            await forwarding.forward()
+                    for skipped in batch.trailing:
+                        if reader.owns(batch, skipped):
+                            forwarding.hold(skipped)
         finally:
-            for task in tasks:
-                task.cancel()
+            ticker.cancel()

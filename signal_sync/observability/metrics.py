@@ -4,7 +4,8 @@ One ``CollectorRegistry`` per runtime (never the process-global default), so tes
 several apps in one process never share counters. The numbers come from these places,
 none of which the agents know about:
 
-* Faust sensors: every record the consumer hands to a stream (``events_consumed``), the
+* Faust sensors: every record the consumer hands to a stream (``events_consumed``; the source
+  reader's records are counted as it hands them to the ingest agent), the
   consumer group's rebalances and the consumer's commits (no labels: one series each);
 * the runtime's outcome observers: every outcome and dead letter written, and the time from
   the input record to its outcome (``latency_ms``), by integration and status;
@@ -19,6 +20,7 @@ the paused state, read from the delivery engine's per-integration gates when it 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +37,7 @@ from signal_sync.observability.build import build_info
 
 if TYPE_CHECKING:
     from signal_sync.runtime import Runtime
+    from signal_sync.streams.source_reader import SourceReader
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +244,8 @@ class Metrics(DeliveryHooks):
 
     # -- consumer ------------------------------------------------------------------------
 
-    def count_consumed(self, topic: str) -> None:
-        self.events_consumed.labels(topic).inc()
+    def count_consumed(self, topic: str, records: int = 1) -> None:
+        self.events_consumed.labels(topic).inc(records)
 
     def set_lag(self, lags: dict[tuple[str, int], int]) -> None:
         """Replace every lag sample (partitions no longer assigned disappear)."""
@@ -335,8 +338,11 @@ def paused_integrations(runtime: Runtime) -> dict[str, bool]:
     return paused
 
 
-async def read_lag(app: faust.App, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    """End offset minus position for every assigned partition of ``topics``.
+async def read_lag(
+    app: faust.App, topics: Iterable[str], source_reader: SourceReader | None = None
+) -> dict[tuple[str, int], int]:
+    """End offset minus position for every assigned partition of ``topics`` (the position of
+    ``source_reader``'s topic is the reader's, which reads it in Faust's stead).
 
     The end offsets come from one ListOffsets request; a partition whose position is not known
     yet (just assigned, still seeking) is left out rather than reported as lag."""
@@ -349,7 +355,10 @@ async def read_lag(app: faust.App, topics: Iterable[str]) -> dict[tuple[str, int
     lags: dict[tuple[str, int], int] = {}
     for tp in tps:
         end = highwaters.get(tp)
-        position = await consumer.position(tp)
+        if source_reader is not None and tp.topic == source_reader.topic:
+            position = source_reader.position(tp.partition)
+        else:
+            position = await consumer.position(tp)
         if end is None or position is None:
             continue
         lags[(tp.topic, tp.partition)] = max(0, end - position)
@@ -359,7 +368,9 @@ async def read_lag(app: faust.App, topics: Iterable[str]) -> dict[tuple[str, int
 async def refresh_lag(runtime: Runtime, metrics: Metrics) -> None:
     """Update the lag gauges, keeping the last values when the consumer cannot answer in time."""
     try:
-        lags = await asyncio.wait_for(read_lag(runtime.app, consumed_topics(runtime)), LAG_TIMEOUT_S)
+        lags = await asyncio.wait_for(
+            read_lag(runtime.app, consumed_topics(runtime), runtime.source_reader), LAG_TIMEOUT_S
+        )
     except Exception as exc:  # not started, rebalancing, broker away: keep the last values
         log.debug("consumer lag not refreshed: %s: %s", type(exc).__name__, exc)
         return
@@ -372,6 +383,7 @@ def install(runtime: Runtime) -> Metrics:
     runtime.observers.append(metrics.observe_outcome)
     runtime.sender.hooks.append(metrics)
     runtime.app.sensors.add(ConsumedSensor(metrics, runtime.app))
+    runtime.source_reader.on_read = functools.partial(metrics.count_consumed, runtime.source_reader.topic)
     runtime.app.sensors.add(GroupSensor(metrics))
 
     @runtime.app.page(METRICS_PATH, name="signal_sync_metrics")

@@ -1,4 +1,4 @@
-"""Six deliberate changes to faust-streaming 0.15.3's consumer and table manager.
+"""Seven deliberate changes to faust-streaming 0.15.3's consumer and table manager.
 
 **Never commit past unread offsets.** When Faust's fetch loop sees offsets jump (say 85 then
 98), it records 86..97 as a "gap" and later commits past it, treating those offsets as if they
@@ -49,7 +49,18 @@ into it is a plain ``await``. aiokafka is built for one loop shared with its cal
 membership (heartbeats) then runs on the app's loop, whose steps take milliseconds, against a
 session timeout of seconds. Measured side by side: docs/performance-history.md (6 Dec). The
 service also builds the aiokafka consumer with the fetch settings and the membership watch above,
-so nothing of Faust's is patched for the whole process beyond the first and fourth changes.
+so nothing of Faust's is patched for the whole process beyond the first and fourth changes
+(the source reader's hooks below are methods of the same service and consumer classes).
+
+**Leave the source topic to the source reader.** The ingest agent reads the source through
+``streams.source_reader`` (librdkafka, in batches) while Faust keeps the group, the tables and the
+commits. With ``ConsumerSettings.source_reader`` the consumer service pauses the reader's topic in
+aiokafka when an assignment arrives (``on_partitions_assigned``, before Faust's own handling),
+leaves it out of Faust's fetches (``getmany``), and lets the reader finish a revocation before
+Faust's own handling commits (``on_partitions_revoked``) and before a stop closes the tables
+(``wait_empty``); the consumer hands the reader its partitions when Faust's table recovery resumes
+the stream partitions (``resume_partitions``), so no event is stitched before the identity table
+is current.
 
 **Start without waiting a second for late tables.** Faust's ``TableManager.on_start`` sleeps one
 second before it registers the tables' changelog channels and starts recovery, so that tables
@@ -65,11 +76,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from faust.tables import TableManager
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -78,6 +90,8 @@ from faust.types import TP
 from mode.services import WaitArgT, WaitResults
 from mode.utils.futures import maybe_async
 from mode.utils.times import Seconds
+
+from signal_sync.streams.source_reader import SourceReader
 
 
 async def _never_skip(self: Consumer, tp: TP, offset_from: int, offset_to: int) -> None:
@@ -99,12 +113,14 @@ Stop = Callable[[BaseException], Awaitable[None]]
 @dataclass(frozen=True)
 class ConsumerSettings:
     """What the app's aiokafka consumer is built with beyond Faust's own settings: Kafka's
-    ``fetch.min.bytes`` and ``fetch.max.wait.ms``, and the ``stop`` to call with a
-    ``GroupMembershipError`` when its group membership fails (None: not watched)."""
+    ``fetch.min.bytes`` and ``fetch.max.wait.ms``, the ``stop`` to call with a
+    ``GroupMembershipError`` when its group membership fails (None: not watched), and the
+    ``SourceReader`` that reads one topic in Faust's stead (None: Faust reads every topic)."""
 
     fetch_min_bytes: int
     fetch_max_wait_ms: int
     on_membership_lost: Stop | None = None
+    source_reader: SourceReader | None = None
 
 
 def coordination_task(consumer: Any) -> asyncio.Task[None]:
@@ -230,6 +246,37 @@ class AppLoopConsumerService(AIOKafkaConsumerThread):
     async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await maybe_async(fun(*args, **kwargs))
 
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Faust's handling of an assignment, with the source reader's topic paused in aiokafka
+        first: its partitions are assigned to this worker (the group and the tables keep them),
+        and never fetched by aiokafka (``AppLoopConsumer.resume_partitions`` hands them on)."""
+        reader = self.consumer.settings.source_reader
+        if reader is not None:
+            read_elsewhere = [
+                TopicPartition(tp.topic, tp.partition) for tp in assigned if tp.topic == reader.topic
+            ]
+            if read_elsewhere:
+                self._ensure_consumer().pause(*read_elsewhere)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Faust's handling of a revocation (which commits), after the source reader stopped
+        handing out the revoked partitions and the records it handed out were acknowledged."""
+        reader = self.consumer.settings.source_reader
+        if reader is not None:
+            await reader.revoke(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        """Faust's fetch, never of the source reader's topic (paused in aiokafka as well)."""
+        reader = self.consumer.settings.source_reader
+        if reader is not None and active_partitions:
+            active_partitions = {tp for tp in active_partitions if tp.topic != reader.topic}
+            if not active_partitions:
+                await asyncio.sleep(timeout)
+                return {}
+        return await super().getmany(active_partitions, timeout)
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         """Faust's aiokafka consumer, with the app's fetch settings and its group membership
         watched when the settings name a ``stop``."""
@@ -258,6 +305,24 @@ class AppLoopConsumer(AIOKafkaConsumer):
 
     def _new_consumer_thread(self) -> AppLoopConsumerService:
         return AppLoopConsumerService(self, loop=self.loop, beacon=self.beacon)
+
+    async def wait_empty(self) -> None:
+        """Faust's wait for the records it handed out (then a commit), after the source reader
+        finished its partitions as at a revocation: at a stop Faust closes the tables right after
+        this, and no source record may be handled, nor acknowledged, once they are closed."""
+        reader = self.settings.source_reader
+        if reader is not None:
+            await reader.revoke(self.assignment())
+        await super().wait_empty()
+
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        """Faust's resume; the source reader's partitions among them (resumed once the tables'
+        recovery for the assignment is done) are the reader's to start reading."""
+        tpset = set(tps)
+        super().resume_partitions(tpset)
+        reader = self.settings.source_reader
+        if reader is not None:
+            reader.resume(tpset)
 
 
 class PromptTableManager(TableManager):

@@ -1,9 +1,10 @@
 """Read a partition's committed offset and a range of its records straight from Kafka.
 
-The sequence guard (``streams.sequence``) needs two facts Faust cannot be trusted with
-around a rebalance: where the consumer group's committed position of a partition is, and
-the records of an offset range the stream skipped. A plain confluent-kafka consumer that
-never subscribes (so it never joins the group) and never commits answers both. Its calls
+The sequence guard (``streams.sequence``) needs two facts Faust cannot be trusted with around a
+rebalance: where the consumer group's committed position of a partition is, and the records of
+an offset range the stream skipped. A plain confluent-kafka consumer that never subscribes (so
+it never joins the group) and never commits answers both (the source reader,
+``streams.source_reader``, starts its partitions at the same committed offsets). Its calls
 block, so they run in a worker thread, one at a time.
 """
 

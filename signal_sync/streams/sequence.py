@@ -7,16 +7,17 @@ suspended, and its read-offset bookkeeping then drops their refetch. The chaos s
 both after SIGKILL and SIGTERM restarts. A duplicate reorders a contact's updates; a skip
 delivers events late and out of order, or loses them once a later commit passes them.
 
-So every agent asks the guard about each record before handling it. The guard keeps, per
-partition, the next offset this assignment must handle; it starts at the group's committed
-offset (the log start when there is none), looked up when the partition's first record
-arrives, or for all of an assignment's partitions at once when the assignment is announced
-(``prefetch``). A record below it is a replay and is skipped. A record above it means Faust skipped
-the records in between: the guard reads them straight from Kafka (``PartitionReader``) and
-returns them, to be handled first. Records Faust skipped at the end of a partition have no
-later record to reveal them: ``tail`` reads those for an idle agent (``streams.tail_watch``).
-Revocation forgets the partition: its next owner starts again from the committed offset.
-"""
+So every agent that reads through Faust (the delivery and erasure agents; the ingest agent reads
+the source through ``streams.source_reader``) asks the guard about each record before handling
+it. The guard keeps, per partition, the next offset this assignment must handle; it starts at
+the group's committed offset (the log start when there is none), looked up when the partition's
+first record arrives, or for all of an assignment's partitions at once when the assignment is
+announced (``prefetch``). A record below it is a replay and is skipped. A record above it means
+Faust skipped the records in between: the guard reads them straight from Kafka
+(``PartitionReader``) and returns them, to be handled first. Records Faust skipped at the end of
+a partition have no later record to reveal them: ``tail`` reads those for an idle agent
+(``streams.tail_watch``). Revocation forgets the partition: its next owner starts again from the
+committed offset."""
 
 from __future__ import annotations
 

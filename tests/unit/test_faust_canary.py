@@ -23,8 +23,10 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka import TopicPartition
 from faust.tables import TableManager
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import ConsumerRebalanceListener
 from faust.types import TP, Message
 from mode import Service
 
@@ -386,3 +388,136 @@ async def test_the_table_manager_starts_as_faust_s_does_without_its_one_second_w
 def test_the_worker_s_app_uses_the_prompt_table_manager() -> None:
     runtime = create_runtime(settings(), partitions=3)
     assert type(runtime.app.tables) is PromptTableManager
+
+
+class StandInReader:
+    """What Faust's consumer calls of the ``SourceReader`` (``ConsumerSettings.source_reader``)."""
+
+    topic = TOPIC
+
+    def __init__(self, steps: list[str]) -> None:
+        self.steps = steps
+
+    def resume(self, tps: set[TP]) -> None:
+        self.steps.append(f"reader resumes {sorted(tps)}")
+
+    async def revoke(self, tps: set[TP]) -> None:
+        self.steps.append(f"reader revokes {sorted(tps)}")
+
+
+OTHER = TP("canary-contacts", 0)
+
+
+def app_with_reader(name: str, steps: list[str]) -> faust.App:
+    app = offline_app(name)
+    settings = ConsumerSettings(4_096, 80, source_reader=StandInReader(steps))  # type: ignore[arg-type]
+    consume_on_app_loop(app, settings)
+    return app
+
+
+class StandInAIOKafka:
+    """What the consumer service uses of aiokafka's consumer around an assignment."""
+
+    def __init__(self, steps: list[str]) -> None:
+        self.steps = steps
+        self._coordinator = SimpleNamespace(generation=3)
+
+    def pause(self, *tps: Any) -> None:
+        assert all(isinstance(tp, TopicPartition) for tp in tps), "aiokafka refuses other types"
+        self.steps.append(f"aiokafka pauses {sorted(tps)}")
+
+
+async def test_faust_s_rebalance_listener_reaches_the_reader_before_faust_s_own_handling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiokafka calls Faust's ``ConsumerRebalanceListener``, which calls the consumer service's
+    ``on_partitions_revoked`` / ``on_partitions_assigned``: the reader finishes the revoked
+    partitions before Faust's revocation (which commits), and the reader's topic is paused in
+    aiokafka before Faust's assignment goes on (so aiokafka never fetches it)."""
+    steps: list[str] = []
+    app = app_with_reader("canary-listener", steps)
+    service = app.consumer._thread
+    service._consumer = StandInAIOKafka(steps)
+
+    async def faust_revokes(loop: Any, revoked: set[TP]) -> None:
+        steps.append(f"faust revokes {sorted(revoked)}")
+
+    async def faust_assigns(loop: Any, assigned: set[TP], generation_id: int) -> None:
+        steps.append(f"faust assigns {sorted(assigned)} in generation {generation_id}")
+
+    monkeypatch.setattr(app.consumer, "threadsafe_partitions_revoked", faust_revokes)
+    monkeypatch.setattr(app.consumer, "threadsafe_partitions_assigned", faust_assigns)
+    monkeypatch.setattr(app, "on_rebalance_start", lambda: None)
+    listener = ConsumerRebalanceListener(service)
+    both = [TopicPartition(TOPIC, 0), TopicPartition(OTHER.topic, 0)]
+    await listener.on_partitions_revoked(both)
+    await listener.on_partitions_assigned(both)
+    tps = sorted({TP0, OTHER})
+    assert steps == [
+        f"reader revokes {tps}",
+        f"faust revokes {tps}",
+        f"aiokafka pauses {[TopicPartition(TOPIC, 0)]}",
+        f"faust assigns {tps} in generation 3",
+    ]
+
+
+async def test_faust_s_fetch_leaves_the_reader_s_topic_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's consumer fetches through ``Consumer._getmany`` → the service's ``getmany``: the
+    reader's topic is left out, and a fetch of only that topic asks aiokafka for nothing."""
+    app = app_with_reader("canary-getmany", [])
+    service = app.consumer._thread
+    service._consumer = StandInAIOKafka([])
+    asked: list[set[TP]] = []
+
+    async def fetch_records(consumer: Any, active: set[TP], timeout: float, max_records: int) -> dict:
+        asked.append(set(active))
+        return {}
+
+    monkeypatch.setattr(service, "_fetch_records", fetch_records)
+    service._consumer._max_poll_records = 10
+    await app.consumer._getmany(active_partitions={TP0, OTHER}, timeout=0.01)
+    await app.consumer._getmany(active_partitions={TP0}, timeout=0.01)
+    assert asked == [{OTHER}]
+
+
+async def test_faust_s_recovery_hands_the_reader_its_partitions_when_it_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's recovery resumes the stream partitions (``Consumer.resume_partitions``) once it is
+    complete: that call hands the reader its partitions, after Faust's own resume."""
+    steps: list[str] = []
+    app = app_with_reader("canary-recovered", steps)
+    consumer = app.consumer
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0, OTHER})
+
+    async def seek() -> None:
+        steps.append(f"faust active {sorted(consumer._get_active_partitions())}")
+
+    monkeypatch.setattr(consumer, "perform_seek", seek)
+    monkeypatch.setattr(app._fetcher, "maybe_start", _nothing)
+    app.consumer_generation_id = 0
+    await app.tables.recovery.on_recovery_completed(generation_id=0)
+    tps = sorted({TP0, OTHER})
+    assert steps == [f"reader resumes {tps}", f"faust active {tps}"]
+
+
+async def test_faust_s_stop_lets_the_reader_finish_before_the_tables_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's stop (``App._stop_consumer``) waits for the consumer (``wait_empty``), then stops the
+    tables: the reader finishes its partitions in ``wait_empty``, before Faust's own wait and commit,
+    so no source record is handled once the tables are closed."""
+    steps: list[str] = []
+    app = app_with_reader("canary-stop", steps)
+    consumer = app.consumer
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0, OTHER})
+    monkeypatch.setattr(Consumer, "wait_empty", lambda self: _step(steps, "faust waits and commits"))
+    monkeypatch.setattr(app, "_stop_fetcher", _nothing)
+    monkeypatch.setattr(app.tables, "stop", lambda: _step(steps, "tables stop"))
+    await app._stop_consumer()
+    tps = sorted({TP0, OTHER})
+    assert steps == [f"reader revokes {tps}", "faust waits and commits", "tables stop"]
+
+
+async def _step(steps: list[str], step: str) -> None:
+    steps.append(step)

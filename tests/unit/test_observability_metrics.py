@@ -205,6 +205,11 @@ async def test_read_lag_is_end_minus_position_for_agent_topics_only() -> None:
     assert lags == {("signal.events", 0): 3, ("app-contacts", 0): 0}, (
         "unknown positions and changelogs left out"
     )
+    reader = SimpleNamespace(topic="signal.events", position={0: 9, 1: 1}.get)
+    lags = await read_lag(app, {"signal.events", "app-contacts"}, reader)
+    assert lags == {("signal.events", 0): 1, ("signal.events", 1): 3, ("app-contacts", 0): 0}, (
+        "the source's positions are the source reader's"
+    )
 
 
 def test_agent_topics_and_sensor_count_only_what_agents_read() -> None:
