@@ -51,6 +51,7 @@ from signal_sync.streams.json_table import JsonValues
 from signal_sync.streams.oauth import ClientCredentialsTokenProvider
 from signal_sync.streams.output_producer import OutputProducer, flush_with_faust
 from signal_sync.streams.partition_reader import PartitionReader
+from signal_sync.streams.read_ahead import ReadAheadTopic
 from signal_sync.streams.rocksdb_store import RocksMemory, prepare_state_dir, rocks_memory
 from signal_sync.streams.sequence import SequenceGuard
 from signal_sync.streams.source_reader import SourceReader
@@ -308,9 +309,10 @@ def create_runtime(
     read_ahead = delivery_read_ahead(
         settings.delivery.max_in_flight, settings.delivery.forward_max_events, partitions
     )
-    # ``app.topic`` does not pass ``maxsize`` on (faust-streaming 0.15): the Topic is built directly.
+    # ``app.topic`` does not pass ``maxsize`` on (faust-streaming 0.15): the Topic is built directly,
+    # as a ``ReadAheadTopic``: a paused integration's full buffer never holds Faust's one fetch loop.
     delivery_topics: dict[str, faust.TopicT] = {
-        integration.id: app.conf.Topic(
+        integration.id: ReadAheadTopic(
             app,
             topics=[delivery_topic(kafka.app_id, integration.id)],
             partitions=partitions,

@@ -36,7 +36,8 @@ MIN_READ_AHEAD_RECORDS = 16
 
 def delivery_read_ahead(max_in_flight: int, forward_max_events: int, partitions: int) -> int:
     """How many internal records a delivery agent's stream buffers before Kafka fetching pauses
-    (the topic's ``maxsize``; Faust pauses at 80% of it and resumes at 40%).
+    (the topic's ``maxsize``; Faust pauses at 80% of it and resumes at 40%; what one fetch
+    returned for a partition before its pause is queued beyond it: ``streams.read_ahead``).
 
     An internal record carries up to ``forward_max_events`` events spread over ``partitions``
     (``engine.forwarder``; a backlog fills them), each held decoded while it waits, so

@@ -1,0 +1,45 @@
+"""Delivery topics whose agent's buffer never stops Faust's one fetch loop.
+
+Faust hands every fetched record to its agents from one loop. A record for an agent whose
+buffer is full makes that loop wait until the agent takes one (``ConductorCompiler.build`` in
+faust-streaming 0.15.3: ``queue.full()``, then ``await put``), and meanwhile no other agent gets
+a record. A delivery agent whose integration is paused (circuit open, a 401) takes nothing for
+as long as the outage lasts, so one fetch with more of its records than its buffer has room for
+held the other integration's records too: the chaos suite's "Mautic down 60 s" saw Mailgun's
+deliveries stop until the tail watch read them (docs/design.md, Failures, "One fetch loop").
+
+Faust's flow control already bounds a buffer without blocking: once a buffer holds 80% of its
+``maxsize`` (``FlowControlQueue.pressure_high_size``), the record's partition leaves the set the
+consumer fetches (``Consumer.on_buffer_full``) until the buffer drains to 40%. A
+``ReadAheadQueue`` keeps that and never reports itself full, so a record already fetched is
+queued at once; what lies beyond ``maxsize`` is at most what one fetch returned for the
+partition before it was paused (``kafka.consumer_max_partition_fetch_bytes``).
+"""
+
+from __future__ import annotations
+
+import faust
+from mode.utils.queues import ThrowableQueue
+
+
+class ReadAheadQueue(ThrowableQueue):
+    """A Faust stream buffer that pauses its partitions at high pressure and never blocks a put."""
+
+    def full(self) -> bool:
+        """Never: a fetched record is always taken (the partition is paused instead)."""
+        return False
+
+
+class ReadAheadTopic(faust.Topic):
+    """A Faust topic whose subscribers buffer in a ``ReadAheadQueue`` (its clones, which the
+    agents iterate, are of this class too)."""
+
+    @property
+    def queue(self) -> ThrowableQueue:
+        """The buffer of this channel, made on first use as ``Channel.queue`` makes it."""
+        if self._queue is None:
+            maxsize = self.maxsize if self.maxsize is not None else self.app.conf.stream_buffer_maxsize
+            self._queue = ReadAheadQueue(
+                maxsize=maxsize, flow_control=self.app.flow_control, clear_on_resume=True
+            )
+        return self._queue
