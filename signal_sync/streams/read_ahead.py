@@ -5,15 +5,15 @@ buffer is full makes that loop wait until the agent takes one (``ConductorCompil
 faust-streaming 0.15.3: ``queue.full()``, then ``await put``), and meanwhile no other agent gets
 a record. A delivery agent whose integration is paused (circuit open, a 401) takes nothing for
 as long as the outage lasts, so one fetch with more of its records than its buffer has room for
-held the other integration's records too: the chaos suite's "Mautic down 60 s" saw Mailgun's
-deliveries stop until the tail watch read them (docs/design.md, Failures, "One fetch loop").
+would hold the other integrations' records for that long (docs/design.md, Failures, "One fetch
+loop").
 
 Faust's flow control already bounds a buffer without blocking: once a buffer holds 80% of its
 ``maxsize`` (``FlowControlQueue.pressure_high_size``), the record's partition leaves the set the
 consumer fetches (``Consumer.on_buffer_full``) until the buffer drains to 40%. A
 ``ReadAheadQueue`` keeps that and never reports itself full, so a record already fetched is
 queued at once; what lies beyond ``maxsize`` is at most what one fetch returned for the
-partition before it was paused (``kafka.consumer_max_partition_fetch_bytes``).
+partition before it was paused (``kafka.consumer_max_fetch_bytes``).
 """
 
 from __future__ import annotations
