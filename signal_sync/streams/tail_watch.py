@@ -17,9 +17,10 @@ So each agent that reads through Faust runs a watch. When the agent has handled 
 partition of its topic whose high watermark (as of the consumer's last fetch) is above the
 guard's next offset, and whose records up to there Faust says it handed out, is read straight
 from Kafka and handed to the agent, in order, under the agent's lock. Records Faust has not
-handed out yet are usually just late: its one fetcher hands records to all agents in turn and
-waits whenever one agent's buffer is full, so while a backlog drains a delivery agent can wait
-seconds for records already fetched. Those are read only after ``SLOW_S`` without progress (the
+handed out yet are usually just late: its one fetcher hands records to all agents in turn, and
+a partition whose agent's buffer passed Faust's high-pressure mark keeps its fetched records in
+the client until the buffer drains (``streams.read_ahead``), so while a backlog drains a delivery
+agent can wait seconds for records already fetched. Those are read only after ``SLOW_S`` without progress (the
 watch used to read them after ``IDLE_S``: in a 100k-event drain it read every record of the
 delivery topics a second time). Table writes for records read here go to the record's partition:
 Faust takes it from its current event, which such a record lacks. A false alarm costs one read:
