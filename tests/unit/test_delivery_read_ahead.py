@@ -1,4 +1,5 @@
-"""What a delivery agent reads ahead: bounded in events, although its internal records each carry many."""
+"""What a delivery agent reads ahead: bounded in events, although its internal records each carry many,
+and buffered so that a paused integration never holds Faust's one fetch loop (``streams.read_ahead``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from signal_sync.config import load_settings
 from signal_sync.runtime import create_runtime
 from signal_sync.streams.internal import MIN_READ_AHEAD_RECORDS, READ_AHEAD_IN_FLIGHTS, delivery_read_ahead
+from signal_sync.streams.read_ahead import ReadAheadQueue, ReadAheadTopic
 from tests.unit.factories import MAILGUN_RAW, MAUTIC_RAW
 
 
@@ -40,7 +42,10 @@ def test_the_delivery_topics_buffer_a_bounded_number_of_events_by_default(tmp_pa
     runtime = create_runtime(settings, partitions=partitions)
     delivery = settings.delivery
     events_per_record = delivery.forward_max_events // partitions
+    assert runtime.delivery_topics.keys() == {MAUTIC_RAW["id"], MAILGUN_RAW["id"]}
     for topic in runtime.delivery_topics.values():
+        assert isinstance(topic, ReadAheadTopic)
+        assert isinstance(topic.queue, ReadAheadQueue)
         assert topic.maxsize is not None
         # Well below the source topic's buffer (one event per record) and a few windows of work.
         assert topic.maxsize < settings.worker.stream_buffer_maxsize
