@@ -10,8 +10,10 @@ no commits, no dead letters, nothing dropped — until the destination answers a
   failures in a row (5xx, 408/420/425/429, timeouts, refused or reset connections; see
   ``classify``) open it, and only a 2xx resets the run, so a stream of bad events (400, 422)
   can neither open it nor keep it closed. A delivery whose retries ran out on such failures
-  while no call to the destination succeeded since it started opens it too: with few
-  requests in flight the run may be short, but nothing answered.
+  while no call to the destination succeeded since its own first failure opens it too: with
+  few requests in flight the run may be short, but nothing answered. (Answers that came
+  before that first failure, such as requests sent just before an outage, prove nothing
+  about the destination now.)
 
 While stopped, one held delivery probes with its own request, one attempt at a time with
 backoff (the first after ``probe_initial_s`` for a fault, ``open_for_s`` for an open circuit,
@@ -119,8 +121,8 @@ class IntegrationGate:
 
     @property
     def successes(self) -> int:
-        """2xx answers seen so far: a delivery compares it before and after to know whether the
-        destination answered anyone meanwhile."""
+        """2xx answers seen so far: a delivery compares it between its first failure and its last
+        to know whether the destination answered anyone meanwhile."""
         return self._successes
 
     # -- pausing ---------------------------------------------------------------------------------
@@ -176,12 +178,40 @@ class IntegrationGate:
         return self._probe_lock
 
 
+class DeliveryWatch:
+    """The gate's watch over one delivery's attempts: passes each on to the gate and notes how many
+    2xx answers the integration had seen at this delivery's first destination-level failure."""
+
+    __slots__ = ("gate", "_successes_at_first_failure")
+
+    def __init__(self, gate: IntegrationGate) -> None:
+        self.gate = gate
+        self._successes_at_first_failure: int | None = None
+
+    def attempted(self, classification: Classification) -> None:
+        self.gate.attempted(classification)
+        if classification.destination_down and self._successes_at_first_failure is None:
+            self._successes_at_first_failure = self.gate.successes
+
+    @property
+    def halted(self) -> bool:
+        return self.gate.halted
+
+    @property
+    def others_answered(self) -> bool:
+        """True if the destination answered another call with a 2xx after this delivery's first
+        destination-level failure: it works, and this delivery's own retries ran out."""
+        first = self._successes_at_first_failure
+        return first is not None and self.gate.successes > first
+
+
 async def send_through_gate(
     sender: Sender, gate: IntegrationGate, integration: Integration, request: Request, *, hold: bool = True
 ) -> DeliveryResult:
     """Deliver once admitted. A fault pauses the integration; retries that ran out on
-    destination-level failures while nothing answered open its circuit. Either way the event is
-    held (no result yet) until the destination answers a probe, then its delivery starts over.
+    destination-level failures while nothing answered after the first of them open its circuit.
+    Either way the event is held (no result yet) until the destination answers a probe, then its
+    delivery starts over.
     Only an answer about this event (2xx, 400/422/…), a client-side failure, or retries that ran
     out while the destination answered others, is returned.
 
@@ -198,15 +228,15 @@ async def send_through_gate(
         try:
             if gate.state.paused:  # paused while this request waited for a slot
                 continue
-            successes = gate.successes
-            result = await sender.deliver(integration, request, watch=gate)
+            watch = DeliveryWatch(gate)
+            result = await sender.deliver(integration, request, watch=watch)
         finally:
             gate.leave()
         if result.fault:
             gate.pause(result.reason or "fault", result.hint)
         elif not result.destination_down:
             return result
-        elif not gate.state.paused and gate.successes != successes:
+        elif not gate.state.paused and watch.others_answered:
             return result  # the destination works for others: this event's own budget ran out
         elif hold:
             gate.open_circuit()

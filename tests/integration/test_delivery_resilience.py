@@ -221,6 +221,30 @@ async def test_retries_that_run_out_while_the_destination_answers_others_fail_th
     assert not breaker.state.paused
 
 
+async def test_answers_before_a_deliverys_first_failure_do_not_count_as_the_destination_working(sender):
+    """Another request answered 200 while this one was on its way, then an outage: this delivery's
+    503s are all the destination says after its first failure, so when its retries run out the
+    circuit opens and the event is held, then delivered once a probe gets an answer."""
+    script, answered, release = gated_downs([503, 503, 503, 201], released=0)
+    async with ScriptedServer(script) as server:
+        breaker = gate()
+        send = sender(max_attempts=3)
+        integration = mautic(base_url=server.url)
+        held = asyncio.create_task(through(send, breaker, integration, server.url + "/down"))
+        await eventually("the first request on its way", lambda: server.paths() == ["/down"])
+        ok = await through(send, breaker, integration, server.url + "/ok")
+        assert ok.status == "delivered"
+        for event in release[:3]:
+            event.set()
+        await eventually("the circuit opening", lambda: breaker.state.paused)
+        assert breaker.state.reason == CIRCUIT_OPEN and not held.done(), "the event is held, not failed"
+        release[3].set()
+        result = await asyncio.wait_for(held, DEADLINE_S)
+    assert result.status == "delivered"
+    assert server.paths() == ["/down", "/ok", "/down", "/down", "/down"]
+    assert not breaker.state.paused
+
+
 async def test_a_fault_pauses_and_a_probe_resumes(sender):
     answers = iter([401, 401, 201])
 

@@ -1,11 +1,19 @@
-"""Integration gate: concurrency cap, pause/resume, probe delays. The circuit breaker's counting is
-tested through ``send_through_gate`` over real HTTP (tests/integration/test_delivery_resilience.py)."""
+"""Integration gate: concurrency cap, pause/resume, probe delays, and what one delivery's watch
+counts as the destination answering others. The circuit breaker's counting is tested through
+``send_through_gate`` over real HTTP (tests/integration/test_delivery_resilience.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from signal_sync.engine.gate import IntegrationGate
+from hypothesis import given
+from hypothesis import strategies as st
+
+from signal_sync.destinations.classify import Classification, Verdict
+from signal_sync.engine.gate import DeliveryWatch, IntegrationGate
+
+# Who saw which answer: this delivery's own attempts go through its watch, others' to the gate.
+ATTEMPTS = st.lists(st.tuples(st.booleans(), st.sampled_from(list(Verdict))), max_size=30)
 
 
 async def test_concurrency_cap_is_enforced() -> None:
@@ -91,3 +99,19 @@ def test_pause_and_resume_log_structured_fields(caplog) -> None:
         "check the API user's credentials",
     )
     assert (resumed.integration, resumed.reason) == ("mautic-main", "http_401")
+
+
+@given(attempts=ATTEMPTS)
+def test_a_delivery_counts_only_answers_to_others_after_its_own_first_outage_failure(
+    attempts: list[tuple[bool, Verdict]],
+) -> None:
+    gate = IntegrationGate("m", failure_threshold=1_000)
+    watch = DeliveryWatch(gate)
+    failed_once = answered_since = False
+    for own, verdict in attempts:
+        classification = Classification(verdict)
+        (watch if own else gate).attempted(classification)
+        answered_since |= failed_once and verdict is Verdict.DELIVERED
+        failed_once |= own and classification.destination_down
+    assert watch.others_answered == answered_since
+    assert watch.halted == gate.halted
