@@ -551,8 +551,8 @@ class DeliverySettings(_Strict):
         ge=1,
         description="HTTP attempts per delivery for retryable answers (5xx, 408/420/425/429, timeouts, "
         "refused or reset connections). When they run out while other calls to the destination "
-        "succeed, the event is `failed`; when no call succeeded meanwhile, the destination is down: "
-        "the circuit opens and the event is held instead.",
+        "succeed (after this delivery's first failure), the event is `failed`; when no call "
+        "succeeded meanwhile, the destination is down: the circuit opens and the event is held instead.",
     )
     max_elapsed_s: float = Field(
         600.0,
