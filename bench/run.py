@@ -18,6 +18,10 @@ variant after the other:
 5. ``signal_sync_mapped`` (only when named in ``--variants``): the same worker with a ``mapping``
    and ``events`` block on both integrations (``MAPPED_BLOCKS``), against ``signal_sync``: the
    cost of a configured field mapping (ratio ``signal_sync_mapped / signal_sync``).
+6. ``signal_sync_baseline`` (with ``--baseline-tree DIR``): the worker of another checkout's
+   ``signal_sync`` package, run just before ``signal_sync`` with the same config, for a change's
+   before/after in one run (ratio ``signal_sync / signal_sync_baseline``): separate runs on this
+   machine drift by more than most changes move.
 
 For each: events/s from the first to the last outcome, p50/p95/p99 latency from the input
 record's produce timestamp to the outcome record's timestamp, peak RSS of the worker's
@@ -81,6 +85,8 @@ from workload import INTEGRATION_IDS, Workload, WorkloadSpec, expected_outcomes,
 
 SCHEMA = "signal-sync.bench/v1"
 VARIANTS = ("librdkafka_floor", "faust_floor", "passthrough", "naive", "work_floor", "signal_sync")
+WARMING_VARIANTS = VARIANTS[:-1]
+"""The variants that drain before ``signal_sync_baseline`` (which runs just before ``signal_sync``)."""
 OPTIONAL_VARIANTS = ("signal_sync_mapped",)
 MAPPED_BLOCKS: dict[str, dict[str, Any]] = {
     "mautic": {
@@ -550,7 +556,10 @@ def launch_signal_sync(
     workers: int = 1,
     integration_set: Sequence[str] = (),
     mapped: bool = False,
+    tree: Path | None = None,
 ) -> Launched:
+    """``tree``: run the ``signal_sync`` package of that checkout instead of this one (the worker
+    starts in the tree: ``python -m`` imports from its working directory first)."""
     app_id = f"bench-{ctx.run_id}-{label}"
     (ctx.work / label).mkdir(parents=True, exist_ok=True)
     processes: list[WorkerProcess] = []
@@ -558,7 +567,8 @@ def launch_signal_sync(
     configs: list[Path] = []
     for index in range(workers):
         config, port = signal_sync_config(ctx, label, index, topics, app_id, integration_set, mapped)
-        processes.append(WorkerProcess(config, ctx.work / label / f"worker-{index}.log").start())
+        log_path = ctx.work / label / f"worker-{index}.log"
+        processes.append(WorkerProcess(config, log_path, cwd=tree).start())
         ports.append(port)
         configs.append(config)
 
@@ -575,6 +585,42 @@ def launch_signal_sync(
 
     pids = [p.proc.pid for p in processes if p.proc is not None]
     return Launched(pids, app_id, stop, alive, ready, [p.log_path for p in processes], configs)
+
+
+def check_tree(tree: Path) -> Path:
+    """``tree`` resolved, once a Python started in it imports ``signal_sync`` from it (as the worker
+    will); else exits naming ``--baseline-tree``."""
+    tree = tree.resolve()
+    probe = subprocess.run(
+        [sys.executable, "-c", "import signal_sync; print(signal_sync.__file__)"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = Path(probe.stdout.strip()).resolve() if probe.returncode == 0 else None
+    if found is None or not found.is_relative_to(tree / "signal_sync"):
+        raise SystemExit(
+            f"--baseline-tree {tree}: signal_sync is imported from {found or probe.stderr.strip()[-300:]}, "
+            "not from that tree (a checkout of this repository, e.g. git worktree add DIR REV)"
+        )
+    return tree
+
+
+def tree_revision(tree: Path) -> dict[str, Any]:
+    """Where the baseline came from: the tree, its commit and whether it had uncommitted changes."""
+
+    def git(*arguments: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(tree), *arguments], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "path": str(tree),
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain")),
+    }
 
 
 @dataclass
@@ -953,6 +999,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--stall-s", type=float, default=120.0, help="give up after this long without outcomes"
     )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        metavar="DIR",
+        help="also run the worker of this checkout's signal_sync package (variant signal_sync_baseline, "
+        "just before signal_sync): a change's before/after in one run",
+    )
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--keep-logs", action="store_true", help="keep the variants' logs and configs")
@@ -963,6 +1016,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.events = 1_000_000
         args.contacts = args.contacts or 175_000
     args.contacts = args.contacts or 50_000
+    if args.baseline_tree is not None:
+        args.baseline_tree = check_tree(args.baseline_tree)
     return args
 
 
@@ -986,6 +1041,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(variants) - set(VARIANTS) - set(OPTIONAL_VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants: {sorted(unknown)}")
+    if args.baseline_tree is not None and not set(variants) & set(WARMING_VARIANTS):
+        raise SystemExit(
+            f"--baseline-tree needs a variant that drains before it ({', '.join(WARMING_VARIANTS)}): the "
+            "first drain after the broker starts meets a cold broker and is slower whatever the code"
+        )
     started_at = datetime.now(UTC)
     stamp = started_at.strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{os.getpid()}"
@@ -1084,6 +1144,11 @@ def run_all(
             results["work_floor"] = run_variant(
                 ctx, RunPlan("work_floor", "work-floor", launch, both, profile=args.profile, **common)
             )
+        if args.baseline_tree is not None:
+            launch = functools.partial(launch_signal_sync, tree=args.baseline_tree)
+            results["signal_sync_baseline"] = run_variant(
+                ctx, RunPlan("signal_sync_baseline", "signal-sync-baseline", launch, both, **common)
+            )
         if "signal_sync" in variants:
             results["signal_sync"] = run_variant(
                 ctx,
@@ -1173,6 +1238,7 @@ def run_all(
             "partitions": PARTITIONS,
             "naive_window_s": args.naive_window_s,
             "worker_overrides": args.worker_set,
+            **({"baseline_tree": tree_revision(args.baseline_tree)} if args.baseline_tree else {}),
         },
         "workload": {**workload.describe(), "expected": expected},
         "variants": results,
@@ -1184,6 +1250,15 @@ def run_all(
                 results.get("signal_sync"), results.get("librdkafka_floor")
             ),
             "work_floor/passthrough": ratio(results.get("work_floor"), results.get("passthrough")),
+            **(
+                {
+                    "signal_sync/signal_sync_baseline": ratio(
+                        results.get("signal_sync"), results.get("signal_sync_baseline")
+                    )
+                }
+                if "signal_sync_baseline" in results
+                else {}
+            ),
             **(
                 {
                     "signal_sync_mapped/signal_sync": ratio(

@@ -35,6 +35,8 @@ class WorkerProcess:
     config: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    cwd: Path | None = None
+    """The worker's working directory (default: this process's); ``-m`` imports from it first."""
     _log: Any = field(default=None, repr=False)
 
     def start(self) -> WorkerProcess:
@@ -45,6 +47,7 @@ class WorkerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=self.cwd,
         )
         return self
 
