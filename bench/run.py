@@ -987,7 +987,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy the drains of work_floor and the signal-sync worker, and the paced run",
+        help="py-spy the drains of work_floor, the signal-sync worker (and its baseline), and the paced run",
     )
     parser.add_argument(
         "--worker-set",
@@ -1147,7 +1147,15 @@ def run_all(
         if args.baseline_tree is not None:
             launch = functools.partial(launch_signal_sync, tree=args.baseline_tree)
             results["signal_sync_baseline"] = run_variant(
-                ctx, RunPlan("signal_sync_baseline", "signal-sync-baseline", launch, both, **common)
+                ctx,
+                RunPlan(
+                    "signal_sync_baseline",
+                    "signal-sync-baseline",
+                    launch,
+                    both,
+                    profile=args.profile,
+                    **common,
+                ),
             )
         if "signal_sync" in variants:
             results["signal_sync"] = run_variant(
