@@ -211,9 +211,9 @@ async def send_through_gate(
     """Deliver once admitted. A fault pauses the integration; retries that ran out on
     destination-level failures while nothing answered after the first of them open its circuit.
     Either way the event is held (no result yet) until the destination answers a probe, then its
-    delivery starts over.
-    Only an answer about this event (2xx, 400/422/…), a client-side failure, or retries that ran
-    out while the destination answered others, is returned.
+    delivery starts over. Only an answer about this event (2xx, 400/422/…), a client-side failure,
+    or retries that ran out while the destination answered others after their first failure, is
+    returned.
 
     ``hold=False`` (a bulk call, which has single requests to fall back on) returns whatever the
     delivery ended with; a fault still pauses the integration, and the fallback's requests hold.

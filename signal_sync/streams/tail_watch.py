@@ -20,9 +20,9 @@ from Kafka and handed to the agent, in order, under the agent's lock. Records Fa
 handed out yet are usually just late: its one fetcher hands records to all agents in turn, and
 a partition whose agent's buffer passed Faust's high-pressure mark keeps its fetched records in
 the client until the buffer drains (``streams.read_ahead``), so while a backlog drains a delivery
-agent can wait seconds for records already fetched. Those are read only after ``SLOW_S`` without progress (the
-watch used to read them after ``IDLE_S``: in a 100k-event drain it read every record of the
-delivery topics a second time). Table writes for records read here go to the record's partition:
+agent can wait seconds for records already fetched. Those are read only after ``SLOW_S`` without
+progress (read after ``IDLE_S``, every record of the delivery topics would be read a second time in
+a 100k-event drain). Table writes for records read here go to the record's partition:
 Faust takes it from its current event, which such a record lacks. A false alarm costs one read:
 Faust's own copies of those records are then replays, which the guard skips, exactly as after a
 recovered gap."""
