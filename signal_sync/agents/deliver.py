@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -28,7 +30,7 @@ from signal_sync.dead_letters import TASK_PUT, ErrorContext
 from signal_sync.destinations import Integration, destination_of
 from signal_sync.destinations.delivery import exception_text
 from signal_sync.engine.batch_send import guarded_send, make_send_batch
-from signal_sync.engine.batcher import Batcher
+from signal_sync.engine.batcher import Batcher, Placed
 from signal_sync.engine.jobs import ContactStates, Job, JobResult, Jobs
 from signal_sync.engine.ordered import KeyOrderedScheduler
 from signal_sync.erasure import erased_person
@@ -44,10 +46,19 @@ from signal_sync.streams.tail_watch import TailWatch
 log = logging.getLogger(__name__)
 
 Done = faust.EventT | RawRecord | None
-"""What to acknowledge once an item is finished: the internal record, when it is its last event."""
-Item = tuple[dict[str, Any] | None, Done, int]
-"""A scheduler item: one event's envelope (None: nothing to deliver), what it acknowledges, and the
-internal topic's partition it came from."""
+"""What to acknowledge once an item is finished: the internal record, when it is its last item."""
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A scheduler item: the events of one internal record for one integration (with batching, all of
+    them; without, one), what they acknowledge, and the internal topic's partition they came from."""
+
+    envelopes: list[dict[str, Any]]
+    done: Done
+    partition: int | None = None
+    finished: int = 0
+    """How many of ``envelopes``, from the first, have their outcomes."""
 
 
 def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
@@ -77,38 +88,52 @@ def jobs_for(runtime: Runtime, integration: Integration) -> Jobs:
     return jobs
 
 
-async def send(runtime: Runtime, integration: Integration, job: Job) -> JobResult:
-    """Carry the job out through the integration's batcher (with the contact's neighbours) or alone."""
+def send(runtime: Runtime, integration: Integration, job: Job) -> Awaitable[JobResult]:
+    """Carry the job out through the integration's batcher (with the contact's neighbours: placed now,
+    in the order of the calls) or alone (when awaited)."""
     batcher = runtime.batchers.get(integration.id)
     if batcher is None:
-        return await jobs_for(runtime, integration).run(job)
-    placed = await batcher.put(job.contact, job)
-    return placed.result
+        return jobs_for(runtime, integration).run(job)
+    return result_of(batcher.put(job.contact, job))
 
 
-async def deliver_to(
-    runtime: Runtime, integration: Integration, envelope: dict[str, Any], partition: int | None = None
-) -> None:
-    """Deliver one event to one integration and record its one outcome. An unexpected exception
-    (decoding, mapping, sending or building the outcome) becomes a ``failed`` / ``internal_error``
-    outcome; raises only when the outcome cannot be written (the scheduler then stops the worker).
-    ``partition``: the internal topic's partition the event came from (its contact's state is
-    written there)."""
+async def result_of(placed: Awaitable[Placed[JobResult]]) -> JobResult:
+    return (await placed).result
+
+
+async def deliver_events(runtime: Runtime, integration: Integration, delivery: Delivery) -> None:
+    """Deliver the item's events to one integration and record one outcome each, in order; every job
+    is placed before the first answer is awaited, so a record's events share batches. An unexpected
+    exception (decoding, mapping, sending or building the outcome) becomes that event's ``failed`` /
+    ``internal_error`` outcome; raises only when an outcome cannot be written (the scheduler then
+    records the rest, or stops the worker)."""
     started = time.time()
-    source = source_of_envelope(envelope)
-    try:
-        outcome, request = await delivery_outcome(runtime, integration, envelope, source, partition)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a handler that raises would leave the event without an outcome
-        log.exception(
-            "delivery crashed: integration=%s", integration.id, extra={"integration": integration.id}
-        )
-        await record_crash(runtime, integration, envelope, exc, started)
-        return
-    failed = outcome["status"] not in ("delivered", "dropped")
-    context = ErrorContext(TASK_PUT, started_at=started) if failed else None
-    await emit(runtime, outcome, source, request, context)
+    steps: list[tuple[SourceRecord, Planned, Awaitable[JobResult]] | Exception] = []
+    for envelope in delivery.envelopes:
+        try:
+            source = source_of_envelope(envelope)
+            planned = plan_delivery(runtime, integration, envelope, source)
+            steps.append((source, planned, start_job(runtime, integration, planned, delivery.partition)))
+        except Exception as exc:
+            steps.append(exc)
+    for envelope, step in zip(delivery.envelopes, steps, strict=True):
+        try:
+            if isinstance(step, Exception):
+                raise step
+            source, planned, answer = step
+            outcome, request = delivery_outcome(runtime, integration, planned, await answer, source)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a handler that raises would leave the event without an outcome
+            log.exception(
+                "delivery crashed: integration=%s", integration.id, extra={"integration": integration.id}
+            )
+            await record_crash(runtime, integration, envelope, exc, started)
+        else:
+            failed = outcome["status"] not in ("delivered", "dropped")
+            context = ErrorContext(TASK_PUT, started_at=started) if failed else None
+            await emit(runtime, outcome, source, request, context)
+        delivery.finished += 1
 
 
 async def record_crash(
@@ -134,27 +159,50 @@ async def record_crash(
     )
 
 
-async def delivery_outcome(
-    runtime: Runtime,
-    integration: Integration,
-    envelope: dict[str, Any],
-    source: SourceRecord,
-    partition: int | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """Deliver the envelope's event (or erasure); its outcome and what was sent for it (None:
-    nothing, or an erasure: its calls name the address, so they are not kept for the debugger)."""
+@dataclass(slots=True)
+class Planned:
+    """What an envelope asks of one integration: an event's operation (None: dropped for ``reason``)
+    or an erasure (``erasure``: its request)."""
+
+    resolved: ResolvedEvent
+    operation: str | None
+    reason: str | None
+    erasure: dict[str, Any] | None
+
+
+def plan_delivery(
+    runtime: Runtime, integration: Integration, envelope: dict[str, Any], source: SourceRecord
+) -> Planned:
+    """The envelope's event (or erasure) and what it asks of ``integration``."""
     erasure = envelope.get("erase")
     if erasure is not None:
-        resolved = erased_person(erasure["request_id"], erasure["email"])
-        reason, operation = None, "erase"
-    else:
-        resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
-        reason, operation = decide(resolved, integration)  # as stage 1 did, from the same event and traits
-    assert resolved.contact_id is not None and resolved.event.message_id is not None
-    if operation is None:  # only when the config changed since stage 1 (e.g. to on_consent_withdrawn: drop)
-        done = JobResult(None, "dropped", reason)
-    else:
-        done = await send(runtime, integration, Job(resolved, operation, partition))
+        return Planned(erased_person(erasure["request_id"], erasure["email"]), "erase", None, erasure)
+    resolved = ResolvedEvent(decoded_event(runtime, envelope, source), envelope["traits"])
+    reason, operation = decide(resolved, integration)  # as stage 1 did, from the same event and traits
+    return Planned(resolved, operation, reason, None)
+
+
+def start_job(
+    runtime: Runtime, integration: Integration, planned: Planned, partition: int | None
+) -> Awaitable[JobResult]:
+    """The planned job on its way (``send``); an operation of None answers ``dropped`` at once (only
+    when the config changed since stage 1, e.g. to on_consent_withdrawn: drop)."""
+    assert planned.resolved.contact_id is not None and planned.resolved.event.message_id is not None
+    if planned.operation is None:
+        return answered(JobResult(None, "dropped", planned.reason))
+    return send(runtime, integration, Job(planned.resolved, planned.operation, partition))
+
+
+async def answered(result: JobResult) -> JobResult:
+    return result
+
+
+def delivery_outcome(
+    runtime: Runtime, integration: Integration, planned: Planned, done: JobResult, source: SourceRecord
+) -> tuple[dict[str, Any], Any]:
+    """The outcome of a delivered event (or erasure) and what was sent for it (None: nothing, or an
+    erasure: its calls name the address, so they are not kept for the debugger)."""
+    resolved = planned.resolved
     if done.status == "failed":
         log.warning(
             "delivery failed: integration=%s message_id=%s operation=%s reason=%s attempts=%s",
@@ -173,12 +221,12 @@ async def delivery_outcome(
             },
         )
     shown = done.shown
-    if erasure is not None:
+    if planned.erasure is not None:
         shown = None
         if done.status != "failed":  # the debugger's rows of the person go with the person
             runtime.forget_person(resolved.email)
     outcome = runtime.outcomes.delivery(
-        integration, resolved, done, source, time.time(), erasure=erasure is not None
+        integration, resolved, done, source, time.time(), erasure=planned.erasure is not None
     )
     return outcome, shown
 
@@ -204,21 +252,17 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         stream = stream.noack()
         batching = integration.id in runtime.batchers
 
-        async def handle(item: Item) -> None:
-            envelope, _, partition = item
-            if envelope is not None:
-                await deliver_to(runtime, integration, envelope, partition)
+        async def handle(delivery: Delivery) -> None:
+            await deliver_events(runtime, integration, delivery)
 
-        async def ack(item: Item) -> None:
-            _, done, _ = item
-            if done is not None:
-                await acknowledge(stream, runtime.app.consumer, done)
+        async def ack(delivery: Delivery) -> None:
+            if delivery.done is not None:
+                await acknowledge(stream, runtime.app.consumer, delivery.done)
 
-        async def fail(item: Item, exc: Exception) -> None:
-            """The outcome of an event whose handler raised (``deliver_to`` turns its own failures into
-            outcomes; this is for anything else)."""
-            envelope, _, _ = item
-            if envelope is not None:
+        async def fail(delivery: Delivery, exc: Exception) -> None:
+            """The outcomes of the events left without one when the handler raised (``deliver_events``
+            turns their own failures into outcomes; this is for an outcome it could not write)."""
+            for envelope in delivery.envelopes[delivery.finished :]:
                 await record_crash(runtime, integration, envelope, exc)
 
         scheduler = KeyOrderedScheduler(
@@ -227,17 +271,17 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         runtime.schedulers[integration.id] = scheduler
 
         async def submit(tp: TP, offset: int, envelopes: list[dict[str, Any]], done: Done) -> None:
-            """One scheduler item per event of an internal record; its last one acknowledges the record
-            (the scheduler acknowledges in order, so only once every event of it is finished)."""
-            if not envelopes:
-                await scheduler.submit(tp, offset, (tp, offset), (None, done, tp.partition), handle)
+            """The events of an internal record to the scheduler, acknowledging the record once every
+            one is finished (the scheduler acknowledges in order). With batching they are one item (the
+            batcher keeps each contact's order, and coalesces); without, one item per event, keyed by
+            contact, so the scheduler runs a contact's events one after another."""
+            if batching or not envelopes:
+                delivery = Delivery(envelopes, done, tp.partition)
+                await scheduler.submit(tp, offset, (tp, offset), delivery, handle, max(1, len(envelopes)))
                 return
             for n, envelope in enumerate(envelopes):
-                # With batching the batcher keeps each contact's order (and coalesces); without it the
-                # scheduler runs a contact's events one after another.
-                key = (tp, offset, n) if batching else envelope["contact"]
-                item = (envelope, done if n == len(envelopes) - 1 else None, tp.partition)
-                await scheduler.submit(tp, offset, key, item, handle)
+                delivery = Delivery([envelope], done if n == len(envelopes) - 1 else None, tp.partition)
+                await scheduler.submit(tp, offset, envelope["contact"], delivery, handle)
 
         async def submit_raw(record: RawRecord) -> None:
             """A record Faust did not hand to this agent, read by the sequence guard."""

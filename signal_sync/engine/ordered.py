@@ -73,8 +73,10 @@ class KeyOrderedScheduler:
     """Run ``handler(event)`` per event: concurrent across keys, sequential within a key.
 
     ``submit`` waits while ``max_in_flight`` events are running, which stops the agent
-    from reading further and lets Faust pause fetching for this topic alone. An event's task
-    starts at once (eagerly, on Python 3.12+): it runs inside ``submit`` until its first wait.
+    from reading further and lets Faust pause fetching for this topic alone. An item may hold
+    several events (``weight``: a record's events handled by one task); it takes that many slots,
+    and one heavier than ``max_in_flight`` runs when nothing else does. An item's task starts at
+    once (eagerly, on Python 3.12+): it runs inside ``submit`` until its first wait.
     """
 
     ack: Ack
@@ -83,8 +85,9 @@ class KeyOrderedScheduler:
     halt: Halt | None = None
     _running: int = field(default=0, init=False)
     """Events submitted and not yet released (the slots ``max_in_flight`` bounds)."""
-    _room: deque[asyncio.Future[None]] = field(default_factory=deque, init=False)
-    """Submitters waiting for a slot, first come first served; a released slot passes to the first."""
+    _room: deque[tuple[int, asyncio.Future[None]]] = field(default_factory=deque, init=False)
+    """Submitters waiting for slots (how many, and the future that hands them over), first come first
+    served: released slots pass to the first once it fits."""
     _tails: dict[Hashable, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _pending: dict[Hashable, _Partition] = field(default_factory=dict, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -100,43 +103,56 @@ class KeyOrderedScheduler:
         key: Hashable,
         event: Any,
         handler: Callable[[Any], Awaitable[None]],
+        weight: int = 1,
     ) -> None:
-        """Queue one event; returns once it is scheduled (not finished)."""
-        if self._running < self.max_in_flight and not self._room:
-            self._running += 1
+        """Queue one item of ``weight`` events; returns once it is scheduled (not finished)."""
+        if not self._room and self._fits(weight):
+            self._running += weight
         else:
-            await self._wait_for_room()
+            await self._wait_for_room(weight)
         pending = _Pending(offset, event)
         queue = self._pending.get(partition)
         if queue is None:
             queue = self._pending[partition] = _Partition()
         queue.append(pending)
         previous = self._tails.get(key)
-        task = _start(asyncio.get_running_loop(), self._run(partition, key, pending, previous, handler))
+        task = _start(
+            asyncio.get_running_loop(), self._run(partition, key, pending, previous, handler, weight)
+        )
         if not task.done():  # a task that ended in its first step has released its key and slot
             self._tails[key] = task
             self._tasks.add(task)  # until its ``_run`` ends (no done callback: one turn of the loop less)
 
-    async def _wait_for_room(self) -> None:
-        """Wait for a slot: the task that releases one hands it over (``_release_slot``)."""
+    def _fits(self, weight: int) -> bool:
+        return self._running == 0 or self._running + weight <= self.max_in_flight
+
+    async def _wait_for_room(self, weight: int) -> None:
+        """Wait for slots: the task that releases enough hands them over (``_release_slots``)."""
         room = asyncio.get_running_loop().create_future()
-        self._room.append(room)
+        waiting = (weight, room)
+        self._room.append(waiting)
         try:
             await room
         except asyncio.CancelledError:
             if room.done() and not room.cancelled():
-                self._release_slot()  # handed over, but this submitter is gone: pass it on
-            else:
-                self._room.remove(room)
+                self._release_slots(weight)  # handed over, but this submitter is gone: pass them on
+            else:  # still waiting, unless a release already dropped it as cancelled
+                with contextlib.suppress(ValueError):
+                    self._room.remove(waiting)
             raise
 
-    def _release_slot(self) -> None:
+    def _release_slots(self, weight: int) -> None:
+        self._running -= weight
         while self._room:
-            room = self._room.popleft()
-            if not room.done():
-                room.set_result(None)  # the slot goes to the first submitter waiting
+            wanted, room = self._room[0]
+            if room.done():  # its submitter was cancelled
+                self._room.popleft()
+            elif self._fits(wanted):
+                self._room.popleft()
+                self._running += wanted
+                room.set_result(None)  # the slots go to the first submitter waiting
+            else:
                 return
-        self._running -= 1
 
     async def _run(
         self,
@@ -145,6 +161,7 @@ class KeyOrderedScheduler:
         pending: _Pending,
         previous: asyncio.Task[None] | None,
         handler: Callable[[Any], Awaitable[None]],
+        weight: int,
     ) -> None:
         """Run the handler after the key's previous event; once the event has its outcome, mark it
         done and acknowledge its partition's completed head."""
@@ -164,7 +181,7 @@ class KeyOrderedScheduler:
                     )
                     finished = await self._failed(pending, exc)
             finally:
-                self._release(key)
+                self._release(key, weight)
             if finished:
                 pending.done = True
                 await self._ack_prefix(partition)
@@ -190,10 +207,10 @@ class KeyOrderedScheduler:
             await self.halt(exc)
         return False
 
-    def _release(self, key: Hashable) -> None:
+    def _release(self, key: Hashable, weight: int) -> None:
         if self._tails.get(key) is asyncio.current_task():
             del self._tails[key]
-        self._release_slot()
+        self._release_slots(weight)
 
     async def _ack_prefix(self, partition: Hashable) -> None:
         """Ack the contiguous completed head of the partition, in offset order. One task at a time

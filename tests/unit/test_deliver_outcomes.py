@@ -1,4 +1,4 @@
-"""The delivery agent's ``deliver_to``: one outcome per event and integration, whatever raises."""
+"""The delivery agent's ``deliver_events``: one outcome per event and integration, whatever raises."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from typing import Any
 import orjson
 import pytest
 
-from signal_sync.agents.deliver import deliver_to
+from signal_sync.agents.deliver import Delivery, deliver_events
 from signal_sync.destinations.delivery import DeliveryResult
+from signal_sync.engine.batch_send import guarded_send, make_send_batch
+from signal_sync.engine.batcher import Batcher
+from signal_sync.engine.jobs import ContactStates, Jobs
 from signal_sync.identity import contact_id
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.planner import state_key
 from signal_sync.streams.records import Outcome
 from tests.unit.factories import consent, mautic
-from tests.unit.runtime_fakes import fake_runtime
+from tests.unit.runtime_fakes import RecordingOutputs, fake_runtime
 
 DELIVERIES, DLQ = "signal.deliveries", "signal.deliveries.dlq"
 EMAIL = "jane@example.com"
@@ -38,6 +41,11 @@ def envelope(**traits: Any) -> dict[str, Any]:
         "src": ["signal.events", 0, 5, 1_780_000_000_000.0],
         "takers": 1,
     }
+
+
+async def deliver_to(runtime: Any, integration: Any, envelope: dict[str, Any], partition: int = 0) -> None:
+    """One event delivered as the delivery agent delivers an internal record's events."""
+    await deliver_events(runtime, integration, Delivery([envelope], None, partition))
 
 
 def sending(result: DeliveryResult | Callable[[], DeliveryResult]) -> Callable[..., Any]:
@@ -111,7 +119,7 @@ async def test_merged_vars_too_large_to_remember_are_said_in_the_delivered_outco
     assert runtime.destination_state[key] == {"plan": "pro"}, "the vars stored before stay"
 
 
-async def test_when_the_outcome_cannot_be_written_deliver_to_raises(monkeypatch):
+async def test_when_the_outcome_cannot_be_written_deliver_events_raises(monkeypatch):
     runtime, outputs = fake_runtime()
     outputs.refuse = OSError("broker gone")
     monkeypatch.setattr(runtime.sender, "deliver", sending(DELIVERED))
@@ -168,3 +176,78 @@ async def test_stage_two_decides_again_with_its_own_config(monkeypatch):
     await deliver_to(runtime, dropping, withdrawing_envelope())
     outcome = only_outcome(outputs.on(DELIVERIES))
     assert (outcome["status"], outcome["reason"], outcome["operation"]) == ("dropped", "consent_denied", None)
+
+
+def envelope_of(email: str, message_id: str) -> dict[str, Any]:
+    body = {**orjson.loads(envelope()["raw"]), "messageId": message_id, "anonymousId": f"anon-{message_id}"}
+    body["traits"] = {**body["traits"], "email": email}
+    return {
+        **envelope(),
+        "raw": orjson.dumps(body).decode(),
+        "traits": body["traits"],
+        "contact": contact_id(email),
+    }
+
+
+def batched(runtime: Any, integration: Any) -> None:
+    """The integration's batcher, as the delivery agent builds it (``attach_one``)."""
+    gate = runtime.gates[integration.id]
+    jobs = runtime.jobs[integration.id] = Jobs(
+        integration,
+        ContactStates(integration, runtime.destination_state),
+        guarded_send(runtime.sender, gate, integration),
+        make_send_batch(runtime.sender, gate, integration, 500),
+    )
+    runtime.batchers[integration.id] = Batcher(jobs.send_batch, 500, 0.01)
+
+
+async def test_a_records_events_share_one_bulk_call_and_a_bad_one_harms_no_neighbour(monkeypatch):
+    runtime, outputs = fake_runtime()
+    mailgun = runtime.integrations["mailgun-news"]
+    batched(runtime, mailgun)
+    calls: list[Any] = []
+
+    async def deliver(integration: Any, request: Any, watch: Any = None) -> DeliveryResult:
+        calls.append(request)
+        return DELIVERED
+
+    monkeypatch.setattr(runtime.sender, "deliver", deliver)
+    broken = {**envelope_of("b@example.com", "m-b"), "raw": "{not json"}
+    events = [envelope_of("a@example.com", "m-a"), broken, envelope_of("c@example.com", "m-c")]
+    delivery = Delivery(events, None, 0)
+    await deliver_events(runtime, mailgun, delivery)
+
+    assert len(calls) == 1, "the record's two good events go in one bulk call"
+    outcomes = [Outcome.model_validate(o).model_dump(by_alias=True) for o in outputs.on(DELIVERIES)]
+    assert [(o["message_id"], o["status"], o["reason"]) for o in outcomes] == [
+        ("m-a", "delivered", None),
+        (outcomes[1]["message_id"], "failed", "internal_error"),
+        ("m-c", "delivered", None),
+    ]
+    assert delivery.finished == 3
+    assert [letter.context["signal_sync.reason"] for letter in outputs.letters(DLQ)] == ["internal_error"]
+
+
+class RefusingAfter(RecordingOutputs):
+    """Takes ``left`` records, then refuses every one (the broker went away mid-record)."""
+
+    left = 1
+
+    def send_soon(self, *args: Any, **kwargs: Any) -> None:
+        if self.left == 0:
+            raise OSError("broker gone")
+        self.left -= 1
+        super().send_soon(*args, **kwargs)
+
+
+async def test_an_outcome_that_cannot_be_written_stops_the_record_where_it_is(monkeypatch):
+    """``finished`` counts the events with outcomes, so the agent's ``fail`` records only the rest."""
+    runtime, _ = fake_runtime()
+    runtime.outputs = RefusingAfter()  # type: ignore[assignment]
+    mailgun = runtime.integrations["mailgun-news"]
+    batched(runtime, mailgun)
+    monkeypatch.setattr(runtime.sender, "deliver", sending(DELIVERED))
+    delivery = Delivery([envelope_of(f"{n}@example.com", f"m-{n}") for n in range(3)], None, 0)
+    with pytest.raises(OSError):
+        await deliver_events(runtime, mailgun, delivery)
+    assert delivery.finished == 1

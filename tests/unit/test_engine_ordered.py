@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from signal_sync.engine.ordered import KeyOrderedScheduler
 
 
@@ -230,6 +233,57 @@ async def test_a_submitter_cancelled_while_waiting_for_room_leaves_its_slot_to_t
     await asyncio.wait_for(scheduler.submit("p", 3, "d", 3, handler), 1)
     assert await scheduler.drain(1)
     assert ran == [0, 2, 3]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    max_in_flight=st.integers(1, 16),
+    weights=st.lists(st.integers(1, 20), min_size=1, max_size=25),
+    data=st.data(),
+)
+def test_items_take_as_many_slots_as_they_hold_events(max_in_flight, weights, data) -> None:
+    """Items of several events (an internal record's) take one slot per event: what runs never holds
+    more than ``max_in_flight`` events unless one item alone does, items start in the order
+    submitted, the next one starts as soon as it fits, and acks follow offset order."""
+
+    async def scenario() -> None:
+        acked: list[int] = []
+        started: list[int] = []
+        finish = {offset: asyncio.Event() for offset in range(len(weights))}
+
+        async def ack(offset: int) -> None:
+            acked.append(offset)
+
+        async def handler(offset: int) -> None:
+            started.append(offset)
+            await finish[offset].wait()
+
+        scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=max_in_flight)
+
+        async def submit_all() -> None:
+            for offset, weight in enumerate(weights):
+                await scheduler.submit("p", offset, offset, offset, handler, weight)
+
+        submitter = asyncio.create_task(submit_all())
+        finished: set[int] = set()
+        while len(finished) < len(weights):
+            for _ in range(5):  # let the submitter and the handlers run as far as they can
+                await asyncio.sleep(0)
+            running = [offset for offset in started if offset not in finished]
+            held = sum(weights[offset] for offset in running)
+            assert started == list(range(len(started))), "items start in the order submitted"
+            assert held <= max_in_flight or len(running) == 1, (running, held)
+            if len(started) < len(weights):
+                assert running, "with nothing running the next item starts, whatever its weight"
+                assert held + weights[len(started)] > max_in_flight, "the next item fits, yet waits"
+            done = data.draw(st.sampled_from(running))
+            finish[done].set()
+            finished.add(done)
+        await submitter
+        assert await scheduler.drain(1)
+        assert acked == list(range(len(weights)))
+
+    asyncio.run(scenario())
 
 
 async def _until(condition) -> None:  # type: ignore[no-untyped-def]
