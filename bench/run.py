@@ -81,6 +81,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from emulators import MAILGUN_KEY, MAUTIC_PASSWORD, MAUTIC_USER, Emulator  # noqa: E402
 from harness import WorkerProcess, free_port  # noqa: E402
 from restart import measure_restarts  # noqa: E402
+from rounds import round_order, summarize_rounds  # noqa: E402
 from workload import INTEGRATION_IDS, Workload, WorkloadSpec, expected_outcomes, generate, index_of  # noqa: E402
 
 SCHEMA = "signal-sync.bench/v1"
@@ -1006,6 +1007,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also run the worker of this checkout's signal_sync package (variant signal_sync_baseline, "
         "just before signal_sync): a change's before/after in one run",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --baseline-tree: drain the baseline and signal_sync this many times each, which goes "
+        "first alternating; the result's baseline_rounds has each round's ratios and their median",
+    )
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--keep-logs", action="store_true", help="keep the variants' logs and configs")
@@ -1018,6 +1026,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.contacts = args.contacts or 50_000
     if args.baseline_tree is not None:
         args.baseline_tree = check_tree(args.baseline_tree)
+    if args.rounds < 1 or (args.rounds > 1 and args.baseline_tree is None):
+        raise SystemExit("--rounds: a number from 1, and above 1 only with --baseline-tree")
     return args
 
 
@@ -1046,6 +1056,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--baseline-tree needs a variant that drains before it ({', '.join(WARMING_VARIANTS)}): the "
             "first drain after the broker starts meets a cold broker and is slower whatever the code"
         )
+    if args.rounds > 1 and "signal_sync" not in variants:
+        raise SystemExit("--rounds compares signal_sync with the baseline: add signal_sync to --variants")
     started_at = datetime.now(UTC)
     stamp = started_at.strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{os.getpid()}"
@@ -1170,6 +1182,26 @@ def run_all(
                     **common,
                 ),
             )
+        baseline_rounds = None
+        if args.rounds > 1:
+            launches = {
+                "signal_sync_baseline": functools.partial(launch_signal_sync, tree=args.baseline_tree),
+                "signal_sync": launch_signal_sync,
+            }
+            pairs = [{name: results[name] for name in launches}]
+            for number in range(2, args.rounds + 1):
+                pairs.append(
+                    {
+                        name: run_variant(
+                            ctx,
+                            RunPlan(
+                                name, f"{name.replace('_', '-')}-r{number}", launches[name], both, **common
+                            ),
+                        )
+                        for name in round_order(number)
+                    }
+                )
+            baseline_rounds = summarize_rounds(pairs)
         if "signal_sync_mapped" in variants:
             launch = functools.partial(launch_signal_sync, mapped=True)
             results["signal_sync_mapped"] = run_variant(
@@ -1279,6 +1311,7 @@ def run_all(
         },
         "paced": paced,
         "workers": workers,
+        **({"baseline_rounds": baseline_rounds} if baseline_rounds is not None else {}),
     }
 
 

@@ -3,11 +3,14 @@ checkout, a tree without it is refused naming the option, and the result records
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.bench.bench_scripts import load
 
@@ -62,4 +65,63 @@ def test_a_baseline_is_refused_when_nothing_drains_before_it(run: ModuleType, tm
     tree = package_tree(tmp_path / "before")
     with pytest.raises(SystemExit, match="needs a variant that drains before it"):
         run.main(["--variants", "signal_sync", "--baseline-tree", str(tree), "--results-dir", str(tmp_path)])
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_rounds_alternate_which_worker_drains_first() -> None:
+    rounds = load("rounds")
+    orders = [rounds.round_order(number) for number in range(1, 6)]
+    assert orders[0] == ("signal_sync_baseline", "signal_sync"), "round 1 keeps the order of a single pair"
+    assert all(set(order) == {"signal_sync_baseline", "signal_sync"} for order in orders)
+    assert [order[0] for order in orders] == [
+        "signal_sync_baseline",
+        "signal_sync",
+        "signal_sync_baseline",
+        "signal_sync",
+        "signal_sync_baseline",
+    ]
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(100, 10_000), st.floats(100, 10_000), st.floats(0.05, 1), st.floats(0.05, 1)),
+        min_size=1,
+        max_size=9,
+    )
+)
+def test_the_rounds_summary_is_each_rounds_ratio_and_their_median(measured) -> None:  # type: ignore[no-untyped-def]
+    rounds = load("rounds")
+    pairs = [
+        {
+            "signal_sync": {"events_per_s": change_rate, "cpu_s_per_1k_events": change_cpu},
+            "signal_sync_baseline": {"events_per_s": base_rate, "cpu_s_per_1k_events": base_cpu},
+        }
+        for change_rate, base_rate, change_cpu, base_cpu in measured
+    ]
+    summary = rounds.summarize_rounds(pairs)
+    rates = [round(c / b, 3) for c, b, _, _ in measured]
+    cpus = [round(c / b, 3) for _, _, c, b in measured]
+    assert [entry["ratios"] for entry in summary["rounds"]] == [
+        {"events_per_s": rate, "cpu_per_1k": cpu} for rate, cpu in zip(rates, cpus, strict=True)
+    ]
+    assert [entry["first"] for entry in summary["rounds"]] == [
+        rounds.round_order(n)[0] for n in range(1, len(measured) + 1)
+    ]
+    assert summary["events_per_s"] == {
+        "median": round(statistics.median(rates), 3),
+        "min": min(rates),
+        "max": max(rates),
+    }
+    assert summary["cpu_per_1k"]["median"] == round(statistics.median(cpus), 3)
+
+
+def test_rounds_are_refused_without_a_baseline(run: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--rounds"):
+        run.main(["--variants", "passthrough,signal_sync", "--rounds", "3", "--results-dir", str(tmp_path)])
+    tree = package_tree(tmp_path / "before")
+    with pytest.raises(SystemExit, match="add signal_sync"):
+        run.main(
+            ["--variants", "passthrough", "--baseline-tree", str(tree), "--rounds", "2"]
+            + ["--results-dir", str(tmp_path)]
+        )
     assert not list(tmp_path.glob("*.json"))
