@@ -13,10 +13,11 @@ destination-state table, which lives on the same partitioning.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -24,7 +25,7 @@ import orjson
 from faust.types import TP
 
 from signal_sync.agents.ingest import envelope_message_id, reject, source_of_envelope
-from signal_sync.agents.outputs import emit
+from signal_sync.agents.outputs import emit_now
 from signal_sync.codecs.events import decode_event
 from signal_sync.dead_letters import TASK_PUT, ErrorContext
 from signal_sync.destinations import Integration, destination_of
@@ -57,8 +58,8 @@ class Delivery:
     envelopes: list[dict[str, Any]]
     done: Done
     partition: int | None = None
-    finished: int = 0
-    """How many of ``envelopes``, from the first, have their outcomes."""
+    finished: set[int] = field(default_factory=set)
+    """The positions in ``envelopes`` of the events whose outcomes were handed over."""
 
 
 def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
@@ -88,52 +89,112 @@ def jobs_for(runtime: Runtime, integration: Integration) -> Jobs:
     return jobs
 
 
-def send(runtime: Runtime, integration: Integration, job: Job) -> Awaitable[JobResult]:
-    """Carry the job out through the integration's batcher (with the contact's neighbours: placed now,
-    in the order of the calls) or alone (when awaited)."""
+def send(
+    runtime: Runtime, integration: Integration, job: Job
+) -> asyncio.Future[Placed[JobResult]] | Awaitable[JobResult]:
+    """Carry the job out: through the integration's batcher, with the contact's neighbours (placed
+    now, in the order of the calls; the future of its share of the batch's result), or alone (when
+    awaited)."""
     batcher = runtime.batchers.get(integration.id)
     if batcher is None:
         return jobs_for(runtime, integration).run(job)
-    return result_of(batcher.put(job.contact, job))
-
-
-async def result_of(placed: Awaitable[Placed[JobResult]]) -> JobResult:
-    return (await placed).result
+    return batcher.put(job.contact, job)
 
 
 async def deliver_events(runtime: Runtime, integration: Integration, delivery: Delivery) -> None:
-    """Deliver the item's events to one integration and record one outcome each, in order; every job
-    is placed before the first answer is awaited, so a record's events share batches. An unexpected
-    exception (decoding, mapping, sending or building the outcome) becomes that event's ``failed`` /
-    ``internal_error`` outcome; raises only when an outcome cannot be written (the scheduler then
-    records the rest, or stops the worker)."""
+    """Deliver the item's events to one integration and record one outcome each. Every job is placed
+    before any answer is awaited, so a record's events share batches, and each outcome is written
+    as soon as its event is answered, so a contact's outcomes complete in its events' order whatever
+    record they came in. An unexpected exception (decoding, mapping, sending or building the
+    outcome) becomes that event's ``failed`` / ``internal_error`` outcome; raises only when an
+    outcome cannot be written (the scheduler then records the rest, or stops the worker)."""
     started = time.time()
-    steps: list[tuple[SourceRecord, Planned, Awaitable[JobResult]] | Exception] = []
-    for envelope in delivery.envelopes:
+    crashed: list[tuple[int, Exception]] = []
+    unwritable: list[Exception] = []
+    placed: list[tuple[int, SourceRecord, Planned, asyncio.Future[Placed[JobResult]]]] = []
+    for index, envelope in enumerate(delivery.envelopes):
         try:
             source = source_of_envelope(envelope)
             planned = plan_delivery(runtime, integration, envelope, source)
-            steps.append((source, planned, start_job(runtime, integration, planned, delivery.partition)))
+            answer = start_job(runtime, integration, planned, delivery.partition)
         except Exception as exc:
-            steps.append(exc)
-    for envelope, step in zip(delivery.envelopes, steps, strict=True):
-        try:
-            if isinstance(step, Exception):
-                raise step
-            source, planned, answer = step
-            outcome, request = delivery_outcome(runtime, integration, planned, await answer, source)
+            crashed.append((index, exc))
+            continue
+        if isinstance(answer, asyncio.Future):
+            placed.append((index, source, planned, answer))
+            continue
+        try:  # carried out alone (no batcher): the item holds this one event
+            done = await answer
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a handler that raises would leave the event without an outcome
-            log.exception(
-                "delivery crashed: integration=%s", integration.id, extra={"integration": integration.id}
-            )
-            await record_crash(runtime, integration, envelope, exc, started)
-        else:
-            failed = outcome["status"] not in ("delivered", "dropped")
-            context = ErrorContext(TASK_PUT, started_at=started) if failed else None
-            await emit(runtime, outcome, source, request, context)
-        delivery.finished += 1
+        except Exception as exc:
+            crashed.append((index, exc))
+            continue
+        finish(runtime, integration, delivery, index, source, planned, done, started, crashed)
+    if placed:
+        answered = asyncio.get_running_loop().create_future()
+        left = len(placed)
+        cancelled = False
+
+        def on_answer(index: int, source: SourceRecord, planned: Planned, future: asyncio.Future) -> None:
+            nonlocal left, cancelled
+            if future.cancelled():  # the batcher stopped (shutdown): no outcome, read again later
+                cancelled = True
+            elif (error := future.exception()) is not None:  # the batch raised, not answered
+                crashed.append((index, error if isinstance(error, Exception) else RuntimeError(error)))
+            else:
+                try:
+                    done = future.result().result
+                    finish(runtime, integration, delivery, index, source, planned, done, started, crashed)
+                except Exception as exc:
+                    unwritable.append(exc)
+            left -= 1
+            if left == 0 and not answered.done():
+                answered.set_result(None)
+
+        for index, source, planned, future in placed:
+            future.add_done_callback(functools.partial(on_answer, index, source, planned))
+        await answered
+        if cancelled:
+            raise asyncio.CancelledError
+    if unwritable:
+        raise unwritable[0]
+    for index, exc in crashed:
+        envelope = delivery.envelopes[index]
+        log.error(
+            "delivery crashed: integration=%s",
+            integration.id,
+            exc_info=exc,
+            extra={"integration": integration.id},
+        )
+        await record_crash(runtime, integration, envelope, exc, started)
+        delivery.finished.add(index)
+    if runtime.outputs.waiting:  # librdkafka's queue is full: wait for room before taking more
+        await runtime.outputs.room()
+
+
+def finish(
+    runtime: Runtime,
+    integration: Integration,
+    delivery: Delivery,
+    index: int,
+    source: SourceRecord,
+    planned: Planned,
+    done: JobResult,
+    started: float,
+    crashed: list[tuple[int, Exception]],
+) -> None:
+    """Hand over the outcome of the event at ``index``; an exception while building it is added to
+    ``crashed``, one while handing it over (it cannot be written) raised."""
+    try:
+        outcome, request = delivery_outcome(runtime, integration, planned, done, source)
+    except Exception as exc:
+        crashed.append((index, exc))
+        return
+    failed = outcome["status"] not in ("delivered", "dropped")
+    context = ErrorContext(TASK_PUT, started_at=started) if failed else None
+    emit_now(runtime, outcome, source, request, context)
+    delivery.finished.add(index)
 
 
 async def record_crash(
@@ -184,17 +245,17 @@ def plan_delivery(
 
 def start_job(
     runtime: Runtime, integration: Integration, planned: Planned, partition: int | None
-) -> Awaitable[JobResult]:
+) -> asyncio.Future[Placed[JobResult]] | Awaitable[JobResult]:
     """The planned job on its way (``send``); an operation of None answers ``dropped`` at once (only
     when the config changed since stage 1, e.g. to on_consent_withdrawn: drop)."""
     assert planned.resolved.contact_id is not None and planned.resolved.event.message_id is not None
     if planned.operation is None:
-        return answered(JobResult(None, "dropped", planned.reason))
+        return dropped_now(planned.reason)
     return send(runtime, integration, Job(planned.resolved, planned.operation, partition))
 
 
-async def answered(result: JobResult) -> JobResult:
-    return result
+async def dropped_now(reason: str | None) -> JobResult:
+    return JobResult(None, "dropped", reason)
 
 
 def delivery_outcome(
@@ -262,8 +323,9 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         async def fail(delivery: Delivery, exc: Exception) -> None:
             """The outcomes of the events left without one when the handler raised (``deliver_events``
             turns their own failures into outcomes; this is for an outcome it could not write)."""
-            for envelope in delivery.envelopes[delivery.finished :]:
-                await record_crash(runtime, integration, envelope, exc)
+            for index, envelope in enumerate(delivery.envelopes):
+                if index not in delivery.finished:
+                    await record_crash(runtime, integration, envelope, exc)
 
         scheduler = KeyOrderedScheduler(
             ack=ack, max_in_flight=settings.max_in_flight, fail=fail, halt=runtime.stop_worker

@@ -26,9 +26,24 @@ async def emit(
     request: Shown | None = None,
     context: ErrorContext | None = None,
 ) -> None:
+    """``emit_now``, then wait while librdkafka's queue is full (``OutputProducer.room``)."""
+    emit_now(runtime, outcome, source, request, context)
+    if runtime.outputs.waiting:
+        await runtime.outputs.room()
+
+
+def emit_now(
+    runtime: Runtime,
+    outcome: dict[str, Any],
+    source: SourceRecord,
+    request: Shown | None = None,
+    context: ErrorContext | None = None,
+) -> None:
     """Publish one outcome (keyed by contact, else message), plus a dead letter when it failed (the
     source record itself, its error context in headers: ``signal_sync.dead_letters``); then tell the
-    observers (metrics, debugger). ``request`` is the request behind it, if any.
+    observers (metrics, debugger). ``request`` is the request behind it, if any. The records are
+    handed over without waiting: while librdkafka's queue is full they wait in the producer, and
+    the caller waits for room (``emit``) before it takes more work.
 
     Both records are built and checked against their topics' limits before either is handed over,
     so an outcome is not written without its dead letter. Raises only when they cannot be written;
@@ -51,8 +66,6 @@ async def emit(
             headers=letter.headers,
             timestamp_ms=letter.timestamp_ms,
         )
-    if outputs.waiting:  # librdkafka's queue is full: wait for room (``OutputProducer.send``)
-        await outputs.room()
     for observer in runtime.observers:
         try:
             observer(outcome, request)

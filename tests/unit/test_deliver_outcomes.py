@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +12,8 @@ import pytest
 from signal_sync.agents.deliver import Delivery, deliver_events
 from signal_sync.destinations.delivery import DeliveryResult
 from signal_sync.engine.batch_send import guarded_send, make_send_batch
-from signal_sync.engine.batcher import Batcher
-from signal_sync.engine.jobs import ContactStates, Jobs
+from signal_sync.engine.batcher import Batcher, Placed
+from signal_sync.engine.jobs import ContactStates, JobResult, Jobs
 from signal_sync.identity import contact_id
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.planner import state_key
@@ -219,12 +220,12 @@ async def test_a_records_events_share_one_bulk_call_and_a_bad_one_harms_no_neigh
 
     assert len(calls) == 1, "the record's two good events go in one bulk call"
     outcomes = [Outcome.model_validate(o).model_dump(by_alias=True) for o in outputs.on(DELIVERIES)]
-    assert [(o["message_id"], o["status"], o["reason"]) for o in outcomes] == [
-        ("m-a", "delivered", None),
-        (outcomes[1]["message_id"], "failed", "internal_error"),
-        ("m-c", "delivered", None),
+    assert sorted((o["status"], o["reason"], o["message_id"]) for o in outcomes) == [
+        ("delivered", None, "m-a"),
+        ("delivered", None, "m-c"),
+        ("failed", "internal_error", outcomes[-1]["message_id"]),
     ]
-    assert delivery.finished == 3
+    assert delivery.finished == {0, 1, 2}
     assert [letter.context["signal_sync.reason"] for letter in outputs.letters(DLQ)] == ["internal_error"]
 
 
@@ -241,7 +242,7 @@ class RefusingAfter(RecordingOutputs):
 
 
 async def test_an_outcome_that_cannot_be_written_stops_the_record_where_it_is(monkeypatch):
-    """``finished`` counts the events with outcomes, so the agent's ``fail`` records only the rest."""
+    """``finished`` holds the events with outcomes, so the agent's ``fail`` records only the rest."""
     runtime, _ = fake_runtime()
     runtime.outputs = RefusingAfter()  # type: ignore[assignment]
     mailgun = runtime.integrations["mailgun-news"]
@@ -250,4 +251,38 @@ async def test_an_outcome_that_cannot_be_written_stops_the_record_where_it_is(mo
     delivery = Delivery([envelope_of(f"{n}@example.com", f"m-{n}") for n in range(3)], None, 0)
     with pytest.raises(OSError):
         await deliver_events(runtime, mailgun, delivery)
-    assert delivery.finished == 1
+    assert delivery.finished == {0}
+
+
+class AnsweredByHand:
+    """Stands in for a batcher: each job's future is answered when the test says."""
+
+    def __init__(self) -> None:
+        self.placed: dict[str, asyncio.Future[Placed[JobResult]]] = {}
+
+    def put(self, contact: str, job: Any) -> asyncio.Future[Placed[JobResult]]:
+        future = self.placed[job.resolved.event.message_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    def answer(self, message_id: str) -> None:
+        self.placed[message_id].set_result(Placed(JobResult("upsert", "delivered", http_status=200), 0, 1))
+
+
+async def test_each_outcome_is_written_when_its_event_is_answered_not_in_record_order():
+    """A contact's outcomes complete in its events' order even when an earlier event of the first
+    record (another contact's) is answered last."""
+    runtime, outputs = fake_runtime()
+    mailgun = runtime.integrations["mailgun-news"]
+    batcher = runtime.batchers[mailgun.id] = AnsweredByHand()  # type: ignore[assignment]
+    first = Delivery([envelope_of("slow@example.com", "m-d"), envelope_of("c@example.com", "m-a")], None, 0)
+    second = Delivery([envelope_of("c@example.com", "m-b")], None, 0)
+    records = [asyncio.create_task(deliver_events(runtime, mailgun, item)) for item in (first, second)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert sorted(batcher.placed) == ["m-a", "m-b", "m-d"], "every job is placed before any answer"
+    for message_id in ("m-a", "m-b", "m-d"):
+        batcher.answer(message_id)
+        await asyncio.sleep(0)
+    await asyncio.gather(*records)
+    assert [o["message_id"] for o in outputs.on(DELIVERIES)] == ["m-a", "m-b", "m-d"]
+    assert first.finished == {0, 1} and second.finished == {0}
