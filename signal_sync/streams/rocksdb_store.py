@@ -71,6 +71,7 @@ from mode import Service
 
 from signal_sync.errors import ConfigError
 from signal_sync.streams.changelog import record_partition
+from signal_sync.streams.table_codec import TableCodec
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,22 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         """Partitions held now whose recovery completed: their held time is refreshed."""
         self._stored: set[int] = set()
         """Partitions whose ``STORED_KEY`` this process has written (and not forgotten since)."""
+        self.codec = TableCodec(
+            app, self.key_type, self.key_serializer, self.value_type, self.value_serializer
+        )
+
+    def _encode_key(self, key: Any) -> bytes:
+        """Faust's key bytes (``SerializedStore._encode_key``), through ``TableCodec``."""
+        key_bytes = self.codec.dumps_key(key)
+        if key_bytes is None:
+            raise TypeError("Table key cannot be None")
+        return key_bytes
+
+    def _encode_value(self, value: Any) -> bytes | None:
+        return self.codec.dumps_value(value)
+
+    def _decode_value(self, value: bytes | None) -> Any:
+        return self.codec.loads_value(value)
 
     @property
     def db_path(self) -> Path:
