@@ -1,13 +1,14 @@
 """Stage 2: one agent per integration, many contacts at once, each contact strictly in order.
 
 Each integration reads its own internal topic (keyed by contact_id), so a paused or slow
-integration holds back only its own offsets and never delays the others. Events are
-handed to a ``KeyOrderedScheduler`` (concurrent across contacts, sequential within one,
-acks in offset order) and admitted by the integration's gate (concurrency cap, rate
-limit, fault pause, circuit breaker). What each event does at the destination (an upsert, a
-consent withdrawal or its re-grant, an erasure the erasure agent forwarded) is planned and
-carried out by the integration's ``Jobs`` (``engine.jobs``) with the contact's state in the
-destination-state table, which lives on the same partitioning.
+integration holds back only its own offsets and never delays the others. Records are
+handed to a ``KeyOrderedScheduler`` (acks in offset order): with batching an internal record's
+events are one item and the batcher keeps each contact's order; without, each event is an item
+keyed by its contact, run one after another. Requests are admitted by the integration's gate
+(concurrency cap, rate limit, fault pause, circuit breaker). What each event does at the
+destination (an upsert, a consent withdrawal or its re-grant, an erasure the erasure agent
+forwarded) is planned and carried out by the integration's ``Jobs`` (``engine.jobs``) with the
+contact's state in the destination-state table, which lives on the same partitioning.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ async def deliver_events(runtime: Runtime, integration: Integration, delivery: D
         if isinstance(answer, asyncio.Future):
             placed.append((index, source, planned, answer))
             continue
-        try:  # carried out alone (no batcher): the item holds this one event
+        try:  # not through a batcher: carried out alone (the item holds this one event), or dropped
             done = await answer
         except asyncio.CancelledError:
             raise
