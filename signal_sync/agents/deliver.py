@@ -293,9 +293,9 @@ def delivery_outcome(
     return outcome, shown
 
 
-def attach_one(runtime: Runtime, integration: Integration) -> None:
-    """Register the delivery agent of one integration."""
-    topic = runtime.delivery_topics[integration.id]
+def build_jobs(runtime: Runtime, integration: Integration) -> None:
+    """The integration's ``Jobs`` and, when its destination takes bulk calls, its ``Batcher``, into
+    ``runtime.jobs`` and ``runtime.batchers``."""
     settings = runtime.settings.delivery
     batch_size = integration.batch_max_items or destination_of(integration).batch.max_items
     gate = runtime.gates[integration.id]
@@ -309,6 +309,13 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
         runtime.batchers[integration.id] = Batcher(
             jobs.send_batch, batch_size, settings.batch_linger_ms / 1000, integration.max_concurrency
         )
+
+
+def attach_one(runtime: Runtime, integration: Integration) -> None:
+    """Register the delivery agent of one integration."""
+    topic = runtime.delivery_topics[integration.id]
+    settings = runtime.settings.delivery
+    build_jobs(runtime, integration)
 
     async def deliver(stream: faust.StreamT) -> None:
         stream = stream.noack()

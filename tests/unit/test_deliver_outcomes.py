@@ -9,11 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from signal_sync.agents.deliver import Delivery, deliver_events
+from signal_sync.agents.deliver import Delivery, build_jobs, deliver_events
 from signal_sync.destinations.delivery import DeliveryResult
-from signal_sync.engine.batch_send import guarded_send, make_send_batch
-from signal_sync.engine.batcher import Batcher, Placed
-from signal_sync.engine.jobs import ContactStates, JobResult, Jobs
+from signal_sync.engine.batcher import Placed
+from signal_sync.engine.jobs import JobResult
 from signal_sync.identity import contact_id
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.planner import state_key
@@ -190,22 +189,11 @@ def envelope_of(email: str, message_id: str) -> dict[str, Any]:
     }
 
 
-def batched(runtime: Any, integration: Any) -> None:
-    """The integration's batcher, as the delivery agent builds it (``attach_one``)."""
-    gate = runtime.gates[integration.id]
-    jobs = runtime.jobs[integration.id] = Jobs(
-        integration,
-        ContactStates(integration, runtime.destination_state),
-        guarded_send(runtime.sender, gate, integration),
-        make_send_batch(runtime.sender, gate, integration, 500),
-    )
-    runtime.batchers[integration.id] = Batcher(jobs.send_batch, 500, 0.01)
-
-
 async def test_a_records_events_share_one_bulk_call_and_a_bad_one_harms_no_neighbour(monkeypatch):
     runtime, outputs = fake_runtime()
     mailgun = runtime.integrations["mailgun-news"]
-    batched(runtime, mailgun)
+    build_jobs(runtime, mailgun)
+    assert mailgun.id in runtime.batchers
     calls: list[Any] = []
 
     async def deliver(integration: Any, request: Any, watch: Any = None) -> DeliveryResult:
@@ -246,7 +234,8 @@ async def test_an_outcome_that_cannot_be_written_stops_the_record_where_it_is(mo
     runtime, _ = fake_runtime()
     runtime.outputs = RefusingAfter()  # type: ignore[assignment]
     mailgun = runtime.integrations["mailgun-news"]
-    batched(runtime, mailgun)
+    build_jobs(runtime, mailgun)
+    assert mailgun.id in runtime.batchers
     monkeypatch.setattr(runtime.sender, "deliver", sending(DELIVERED))
     delivery = Delivery([envelope_of(f"{n}@example.com", f"m-{n}") for n in range(3)], None, 0)
     with pytest.raises(OSError):
