@@ -34,7 +34,7 @@ from signal_sync.destinations.delivery import exception_text
 from signal_sync.engine.batch_send import guarded_send, make_send_batch
 from signal_sync.engine.batcher import Batcher, Placed
 from signal_sync.engine.jobs import ContactStates, Job, JobResult, Jobs
-from signal_sync.engine.ordered import KeyOrderedScheduler
+from signal_sync.engine.ordered import KeyOrderedScheduler, Slots
 from signal_sync.erasure import erased_person
 from signal_sync.identity import ResolvedEvent
 from signal_sync.outcomes import SourceRecord
@@ -61,6 +61,8 @@ class Delivery:
     partition: int | None = None
     finished: set[int] = field(default_factory=set)
     """The positions in ``envelopes`` of the events whose outcomes were handed over."""
+    slots: Slots | None = None
+    """Its slots of the scheduler's ``max_in_flight``: one goes back as each outcome is handed over."""
 
 
 def decoded_event(runtime: Runtime, envelope: dict[str, Any], source: SourceRecord) -> SignalEvent:
@@ -196,6 +198,8 @@ def finish(
     context = ErrorContext(TASK_PUT, started_at=started) if failed else None
     emit_now(runtime, outcome, source, request, context)
     delivery.finished.add(index)
+    if delivery.slots is not None:
+        delivery.slots.give_back()
 
 
 async def record_crash(
@@ -346,8 +350,9 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
             batcher keeps each contact's order, and coalesces); without, one item per event, keyed by
             contact, so the scheduler runs a contact's events one after another."""
             if batching or not envelopes:
-                delivery = Delivery(envelopes, done, tp.partition)
-                await scheduler.submit(tp, offset, (tp, offset), delivery, handle, max(1, len(envelopes)))
+                slots = Slots(max(1, len(envelopes)))
+                delivery = Delivery(envelopes, done, tp.partition, slots=slots)
+                await scheduler.submit(tp, offset, (tp, offset), delivery, handle, slots)
                 return
             for n, envelope in enumerate(envelopes):
                 delivery = Delivery([envelope], done if n == len(envelopes) - 1 else None, tp.partition)

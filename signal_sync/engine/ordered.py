@@ -68,15 +68,35 @@ else:
         return loop.create_task(coro)
 
 
+class Slots:
+    """The slots of ``max_in_flight`` one item holds: one per event it carries. Its handler gives one
+    back as each event finishes (``give_back``), so a record whose other events are done holds
+    only the slots of those still running (a contact's event waiting behind the contact's batch in
+    flight, say); the rest go when the item ends. Given back before the item started: ignored."""
+
+    __slots__ = ("_scheduler", "held")
+
+    def __init__(self, count: int) -> None:
+        self.held = count
+        self._scheduler: KeyOrderedScheduler | None = None
+
+    def give_back(self, count: int = 1) -> None:
+        count = min(count, self.held)
+        if count > 0 and self._scheduler is not None:
+            self.held -= count
+            self._scheduler._release_slots(count)
+
+
 @dataclass
 class KeyOrderedScheduler:
     """Run ``handler(event)`` per event: concurrent across keys, sequential within a key.
 
     ``submit`` waits while ``max_in_flight`` events are running, which stops the agent
     from reading further and lets Faust pause fetching for this topic alone. An item may hold
-    several events (``weight``: a record's events handled by one task); it takes that many slots,
-    and one heavier than ``max_in_flight`` runs when nothing else does. An item's task starts at
-    once (eagerly, on Python 3.12+): it runs inside ``submit`` until its first wait.
+    several events (``weight``: a record's events handled by one task, as a count or as ``Slots``
+    its handler gives back one by one); it takes that many slots, and one heavier than
+    ``max_in_flight`` runs when nothing else does. An item's task starts at once (eagerly, on
+    Python 3.12+): it runs inside ``submit`` until its first wait.
     """
 
     ack: Ack
@@ -103,13 +123,15 @@ class KeyOrderedScheduler:
         key: Hashable,
         event: Any,
         handler: Callable[[Any], Awaitable[None]],
-        weight: int = 1,
+        weight: int | Slots = 1,
     ) -> None:
         """Queue one item of ``weight`` events; returns once it is scheduled (not finished)."""
-        if not self._room and self._fits(weight):
-            self._running += weight
+        slots = weight if isinstance(weight, Slots) else Slots(weight)
+        if not self._room and self._fits(slots.held):
+            self._running += slots.held
         else:
-            await self._wait_for_room(weight)
+            await self._wait_for_room(slots.held)
+        slots._scheduler = self
         pending = _Pending(offset, event)
         queue = self._pending.get(partition)
         if queue is None:
@@ -117,7 +139,7 @@ class KeyOrderedScheduler:
         queue.append(pending)
         previous = self._tails.get(key)
         task = _start(
-            asyncio.get_running_loop(), self._run(partition, key, pending, previous, handler, weight)
+            asyncio.get_running_loop(), self._run(partition, key, pending, previous, handler, slots)
         )
         if not task.done():  # a task that ended in its first step has released its key and slot
             self._tails[key] = task
@@ -161,7 +183,7 @@ class KeyOrderedScheduler:
         pending: _Pending,
         previous: asyncio.Task[None] | None,
         handler: Callable[[Any], Awaitable[None]],
-        weight: int,
+        slots: Slots,
     ) -> None:
         """Run the handler after the key's previous event; once the event has its outcome, mark it
         done and acknowledge its partition's completed head."""
@@ -181,7 +203,7 @@ class KeyOrderedScheduler:
                     )
                     finished = await self._failed(pending, exc)
             finally:
-                self._release(key, weight)
+                self._release(key, slots)
             if finished:
                 pending.done = True
                 await self._ack_prefix(partition)
@@ -207,10 +229,12 @@ class KeyOrderedScheduler:
             await self.halt(exc)
         return False
 
-    def _release(self, key: Hashable, weight: int) -> None:
+    def _release(self, key: Hashable, slots: Slots) -> None:
         if self._tails.get(key) is asyncio.current_task():
             del self._tails[key]
-        self._release_slots(weight)
+        held, slots.held = slots.held, 0
+        slots._scheduler = None
+        self._release_slots(held)
 
     async def _ack_prefix(self, partition: Hashable) -> None:
         """Ack the contiguous completed head of the partition, in offset order. One task at a time

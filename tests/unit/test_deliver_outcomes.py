@@ -13,6 +13,7 @@ from signal_sync.agents.deliver import Delivery, build_jobs, deliver_events
 from signal_sync.destinations.delivery import DeliveryResult
 from signal_sync.engine.batcher import Placed
 from signal_sync.engine.jobs import JobResult
+from signal_sync.engine.ordered import KeyOrderedScheduler, Slots
 from signal_sync.identity import contact_id
 from signal_sync.outcomes import OutcomeBuilder
 from signal_sync.planner import state_key
@@ -275,3 +276,30 @@ async def test_each_outcome_is_written_when_its_event_is_answered_not_in_record_
     await asyncio.gather(*records)
     assert [o["message_id"] for o in outputs.on(DELIVERIES)] == ["m-a", "m-b", "m-d"]
     assert first.finished == {0, 1} and second.finished == {0}
+
+
+async def test_a_record_gives_back_a_slot_for_each_outcome_as_it_is_written():
+    """The scheduler's slots held by a record are those of its events still waiting for an answer
+    (a contact's event queued behind its batch in flight holds one, not the whole record's)."""
+    runtime, outputs = fake_runtime()
+    mailgun = runtime.integrations["mailgun-news"]
+    batcher = runtime.batchers[mailgun.id] = AnsweredByHand()  # type: ignore[assignment]
+    scheduler = KeyOrderedScheduler(ack=lambda _: asyncio.sleep(0), max_in_flight=3)
+    slots = Slots(3)
+    record = Delivery([envelope_of(f"{n}@example.com", f"m-{n}") for n in range(3)], None, 0, slots=slots)
+
+    async def handle(delivery: Delivery) -> None:
+        await deliver_events(runtime, mailgun, delivery)
+
+    await scheduler.submit("p", 0, "k", record, handle, slots)
+    waiting = asyncio.create_task(scheduler.submit("p", 1, "k2", Delivery([], None, 0), handle, 2))
+    await asyncio.sleep(0)
+    batcher.answer("m-1")
+    await asyncio.sleep(0)
+    assert (slots.held, waiting.done()) == (2, False)
+    batcher.answer("m-0")
+    await asyncio.wait_for(waiting, 1)  # two slots free while the record still waits for m-2
+    assert slots.held == 1 and len(outputs.on(DELIVERIES)) == 2
+    batcher.answer("m-2")
+    assert await scheduler.drain(1)
+    assert slots.held == 0 and record.finished == {0, 1, 2}

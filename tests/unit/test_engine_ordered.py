@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signal_sync.engine.ordered import KeyOrderedScheduler
+from signal_sync.engine.ordered import KeyOrderedScheduler, Slots
 
 
 async def test_events_of_one_key_run_in_order_and_other_keys_overlap() -> None:
@@ -282,6 +282,63 @@ def test_items_take_as_many_slots_as_they_hold_events(max_in_flight, weights, da
         await submitter
         assert await scheduler.drain(1)
         assert acked == list(range(len(weights)))
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    max_in_flight=st.integers(1, 16),
+    weights=st.lists(st.integers(1, 20), min_size=1, max_size=25),
+    data=st.data(),
+)
+def test_slots_given_back_by_a_running_item_go_to_the_next_at_once(max_in_flight, weights, data) -> None:
+    """An item whose handler gives slots back (a record's events finishing one by one) holds only the
+    rest: what runs never holds more than ``max_in_flight`` slots unless one item alone does, the
+    next item starts as soon as it fits the slots still held, and acks follow offset order."""
+
+    async def scenario() -> None:
+        acked: list[int] = []
+        started: list[int] = []
+        finish = {offset: asyncio.Event() for offset in range(len(weights))}
+        slots = [Slots(weight) for weight in weights]
+
+        async def ack(offset: int) -> None:
+            acked.append(offset)
+
+        async def handler(offset: int) -> None:
+            started.append(offset)
+            await finish[offset].wait()
+
+        scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=max_in_flight)
+
+        async def submit_all() -> None:
+            for offset, held in enumerate(slots):
+                await scheduler.submit("p", offset, offset, offset, handler, held)
+
+        submitter = asyncio.create_task(submit_all())
+        finished: set[int] = set()
+        while len(finished) < len(weights):
+            for _ in range(5):
+                await asyncio.sleep(0)
+            running = [offset for offset in started if offset not in finished]
+            held = sum(slots[offset].held for offset in running)
+            assert held <= max_in_flight or len(running) == 1, (running, held)
+            if len(started) < len(weights):
+                assert running, "with nothing running the next item starts, whatever its weight"
+                assert held + weights[len(started)] > max_in_flight, "the next item fits, yet waits"
+            which = data.draw(st.sampled_from(running))
+            if slots[which].held > 1 and data.draw(st.booleans()):
+                slots[which].give_back()  # one of its events finished
+            else:
+                finish[which].set()
+                finished.add(which)
+        await submitter
+        assert await scheduler.drain(1)
+        assert acked == list(range(len(weights)))
+        assert all(held.held == 0 for held in slots)
+        slots[0].give_back()  # after its item ended: nothing more to give
+        assert scheduler._running == 0
 
     asyncio.run(scenario())
 
