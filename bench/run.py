@@ -257,6 +257,30 @@ class ResourceSampler(threading.Thread):
         self.sample()
 
 
+def main_thread_schedstat(pid: int) -> tuple[float, float] | None:
+    """Seconds the main thread of process ``pid`` has run, and has waited for a CPU while it could
+    run (Linux ``schedstat``); None where the kernel does not say."""
+    try:
+        run_ns, wait_ns, _ = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+        return int(run_ns) / 1e9, int(wait_ns) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
+def main_thread_share(
+    before: tuple[float, float] | None, after: tuple[float, float] | None, seconds: float
+) -> dict[str, float] | None:
+    """What the main thread did over ``seconds``: the share it ran and the share it was ready to run
+    but waited for a CPU (taken by other processes: the broker, the emulators, this harness). Their
+    sum near 1 means a worker bound by its one thread; a large wait share, by the machine's cores."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    return {
+        "run_share": round((after[0] - before[0]) / seconds, 3),
+        "runqueue_wait_share": round((after[1] - before[1]) / seconds, 3),
+    }
+
+
 def producer_with_id(config: dict[str, Any], timeout_s: float = 30.0) -> Producer:
     """An idempotent producer that is connected and has its producer id, as a long-lived upstream
     producer has. A new one holds its first records until it gets the id (about 500 ms here, longer
@@ -682,9 +706,13 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
         cpu_start = sampler.cpu_seconds()
         emulator_cpu_start = emulator_sampler.cpu_seconds()
         broker_cpu_start = broker_sampler.cpu_seconds()
+        sched_start, measured_from = main_thread_schedstat(launched.pids[0]), time.monotonic()
         produce_s = produce(ctx.bootstrap, topics["source"], plan.records, produced_ms, plan.rate)
         log(f"{plan.name}: produced in {produce_s:.1f}s; waiting for outcomes")
         stalled = wait_for_outcomes(ctx, plan, collector, launched)
+        main_thread = main_thread_share(
+            sched_start, main_thread_schedstat(launched.pids[0]), time.monotonic() - measured_from
+        )
         cpu_s = sampler.cpu_seconds() - cpu_start
         emulator_cpu_s = emulator_sampler.cpu_seconds() - emulator_cpu_start
         broker_cpu_s = broker_sampler.cpu_seconds() - broker_cpu_start
@@ -706,6 +734,7 @@ def run_variant(ctx: Context, plan: RunPlan) -> dict[str, Any]:
     result["emulator_cpu_s"] = round(emulator_cpu_s, 2)
     result["broker_cpu_s"] = round(broker_cpu_s, 2) if ctx.broker_pid is not None else None
     result["http_requests"] = http_requests
+    result["main_thread"] = main_thread
     if restart is not None:
         result["restart"] = restart
         log(f"{plan.name}: restarts {restart}")

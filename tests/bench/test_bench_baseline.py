@@ -3,8 +3,10 @@ checkout, a tree without it is refused naming the option, and the result records
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -125,3 +127,20 @@ def test_rounds_are_refused_without_a_baseline(run: ModuleType, tmp_path: Path) 
             + ["--results-dir", str(tmp_path)]
         )
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_the_main_threads_run_and_wait_shares_come_from_its_schedstat(run: ModuleType) -> None:
+    """The harness reads the main thread's schedstat: running busy raises its run time, and the
+    shares are the growth of each over the span."""
+    before = run.main_thread_schedstat(os.getpid())
+    if before is None:
+        pytest.skip("no schedstat on this kernel")
+    deadline = time.thread_time() + 0.05
+    while time.thread_time() < deadline:
+        pass
+    after = run.main_thread_schedstat(os.getpid())
+    assert after is not None and after[0] - before[0] >= 0.04
+    shares = run.main_thread_share((1.0, 2.0), (2.5, 2.5), 2.0)
+    assert shares == {"run_share": 0.75, "runqueue_wait_share": 0.25}
+    assert run.main_thread_share(None, after, 1.0) is None
+    assert run.main_thread_schedstat(2**22 + 12345) is None  # no such process
