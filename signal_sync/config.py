@@ -590,7 +590,7 @@ class DeliverySettings(_Strict):
         "circuit).",
     )
     forward_max_events: int = Field(
-        500,
+        2000,
         ge=1,
         description="Events the ingest stage collects before it sends them on to the integrations' "
         "internal topics (one record per integration and partition).",
@@ -600,9 +600,9 @@ class DeliverySettings(_Strict):
         ge=0,
         description="Longest an event waits in the ingest stage before it is sent on. Each internal "
         "record costs the delivery agents about what a source record costs: a longer linger means "
-        "fewer, larger records. While more than forward_max_events records wait in the partition "
-        "being read (a backlog), the stage waits for forward_max_events or 0.5 s instead, so this "
-        "linger only costs CPU when the worker keeps up (docs/performance.md).",
+        "fewer, larger records. While more than a read's 500 records wait in a partition being read "
+        "(a backlog), the stage waits for forward_max_events or 0.5 s instead, so this linger only "
+        "costs CPU when the worker keeps up (docs/performance.md).",
     )
     max_in_flight: int = Field(
         1024,
