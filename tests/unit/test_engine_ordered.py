@@ -235,67 +235,19 @@ async def test_a_submitter_cancelled_while_waiting_for_room_leaves_its_slot_to_t
     assert ran == [0, 2, 3]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     max_in_flight=st.integers(1, 16),
     weights=st.lists(st.integers(1, 20), min_size=1, max_size=25),
+    gives_back=st.booleans(),
     data=st.data(),
 )
-def test_items_take_as_many_slots_as_they_hold_events(max_in_flight, weights, data) -> None:
-    """Items of several events (an internal record's) take one slot per event: what runs never holds
-    more than ``max_in_flight`` events unless one item alone does, items start in the order
-    submitted, the next one starts as soon as it fits, and acks follow offset order."""
-
-    async def scenario() -> None:
-        acked: list[int] = []
-        started: list[int] = []
-        finish = {offset: asyncio.Event() for offset in range(len(weights))}
-
-        async def ack(offset: int) -> None:
-            acked.append(offset)
-
-        async def handler(offset: int) -> None:
-            started.append(offset)
-            await finish[offset].wait()
-
-        scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=max_in_flight)
-
-        async def submit_all() -> None:
-            for offset, weight in enumerate(weights):
-                await scheduler.submit("p", offset, offset, offset, handler, weight)
-
-        submitter = asyncio.create_task(submit_all())
-        finished: set[int] = set()
-        while len(finished) < len(weights):
-            for _ in range(5):  # let the submitter and the handlers run as far as they can
-                await asyncio.sleep(0)
-            running = [offset for offset in started if offset not in finished]
-            held = sum(weights[offset] for offset in running)
-            assert started == list(range(len(started))), "items start in the order submitted"
-            assert held <= max_in_flight or len(running) == 1, (running, held)
-            if len(started) < len(weights):
-                assert running, "with nothing running the next item starts, whatever its weight"
-                assert held + weights[len(started)] > max_in_flight, "the next item fits, yet waits"
-            done = data.draw(st.sampled_from(running))
-            finish[done].set()
-            finished.add(done)
-        await submitter
-        assert await scheduler.drain(1)
-        assert acked == list(range(len(weights)))
-
-    asyncio.run(scenario())
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    max_in_flight=st.integers(1, 16),
-    weights=st.lists(st.integers(1, 20), min_size=1, max_size=25),
-    data=st.data(),
-)
-def test_slots_given_back_by_a_running_item_go_to_the_next_at_once(max_in_flight, weights, data) -> None:
-    """An item whose handler gives slots back (a record's events finishing one by one) holds only the
-    rest: what runs never holds more than ``max_in_flight`` slots unless one item alone does, the
-    next item starts as soon as it fits the slots still held, and acks follow offset order."""
+def test_items_take_as_many_slots_as_they_hold_events(max_in_flight, weights, gives_back, data) -> None:
+    """Items of several events (an internal record's) take one slot per event, and an item whose
+    handler gives slots back (``Slots``: its events finishing one by one) holds only the rest: what
+    runs never holds more than ``max_in_flight`` slots unless one item alone does, items start in
+    the order submitted, the next one starts as soon as it fits the slots still held, and acks
+    follow offset order."""
 
     async def scenario() -> None:
         acked: list[int] = []
@@ -313,22 +265,28 @@ def test_slots_given_back_by_a_running_item_go_to_the_next_at_once(max_in_flight
         scheduler = KeyOrderedScheduler(ack=ack, max_in_flight=max_in_flight)
 
         async def submit_all() -> None:
-            for offset, held in enumerate(slots):
-                await scheduler.submit("p", offset, offset, offset, handler, held)
+            for offset, weight in enumerate(weights):
+                await scheduler.submit(
+                    "p", offset, offset, offset, handler, slots[offset] if gives_back else weight
+                )
+
+        def held(offset: int) -> int:
+            return slots[offset].held if gives_back else weights[offset]
 
         submitter = asyncio.create_task(submit_all())
         finished: set[int] = set()
         while len(finished) < len(weights):
-            for _ in range(5):
+            for _ in range(5):  # let the submitter and the handlers run as far as they can
                 await asyncio.sleep(0)
             running = [offset for offset in started if offset not in finished]
-            held = sum(slots[offset].held for offset in running)
-            assert held <= max_in_flight or len(running) == 1, (running, held)
+            holding = sum(held(offset) for offset in running)
+            assert started == list(range(len(started))), "items start in the order submitted"
+            assert holding <= max_in_flight or len(running) == 1, (running, holding)
             if len(started) < len(weights):
                 assert running, "with nothing running the next item starts, whatever its weight"
-                assert held + weights[len(started)] > max_in_flight, "the next item fits, yet waits"
+                assert holding + weights[len(started)] > max_in_flight, "the next item fits, yet waits"
             which = data.draw(st.sampled_from(running))
-            if slots[which].held > 1 and data.draw(st.booleans()):
+            if gives_back and slots[which].held > 1 and data.draw(st.booleans()):
                 slots[which].give_back()  # one of its events finished
             else:
                 finish[which].set()
@@ -336,8 +294,8 @@ def test_slots_given_back_by_a_running_item_go_to_the_next_at_once(max_in_flight
         await submitter
         assert await scheduler.drain(1)
         assert acked == list(range(len(weights)))
-        assert all(held.held == 0 for held in slots)
-        slots[0].give_back()  # after its item ended: nothing more to give
+        assert scheduler._running == 0
+        slots[0].give_back()  # after its item ended (or never submitted as Slots): nothing to give
         assert scheduler._running == 0
 
     asyncio.run(scenario())
