@@ -80,11 +80,11 @@ class Slots:
         self.held = count
         self._scheduler: KeyOrderedScheduler | None = None
 
-    def give_back(self, count: int = 1) -> None:
-        count = min(count, self.held)
-        if count > 0 and self._scheduler is not None:
-            self.held -= count
-            self._scheduler._release_slots(count)
+    def give_back(self) -> None:
+        """One event finished: its slot goes to the next item waiting (none left: nothing)."""
+        if self.held > 0 and self._scheduler is not None:
+            self.held -= 1
+            self._scheduler._release_slots(1)
 
 
 @dataclass
