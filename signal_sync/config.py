@@ -339,8 +339,9 @@ class KafkaSettings(_Strict):
         20.0,
         ge=0,
         le=1000,
-        description="How long Faust's producer (internal topics, table changelogs) waits to fill a batch "
-        "before sending it (linger.ms); fewer, larger produce requests cost the worker less CPU.",
+        description="How long Faust's own producer waits to fill a batch before sending it (linger.ms). "
+        "It carries none of the worker's records: outcomes, dead letters, forwards to the internal "
+        "topics and table changelogs go through the worker's librdkafka producer (docs/performance.md).",
     )
 
     consumer_max_fetch_bytes: int = Field(

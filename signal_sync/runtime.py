@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,12 @@ from signal_sync.streams.source_reader import SourceReader
 from signal_sync.streams.topics import client_config
 
 log = logging.getLogger(__name__)
+
+DELIVERY_BEHIND_S = 0.25
+"""A delivery agent that takes an internal record written longer ago than this is behind: a live
+stream's records reach it within about 30 ms (docs/performance.md, latency budget)."""
+BEHIND_FOR_S = 1.0
+"""How long one such record marks the worker behind: until then no later record has to prove it."""
 
 OutcomeObserver = Callable[[dict[str, Any], Shown | None], None]
 """Called with every outcome written and the request behind it (None for drops): how metrics
@@ -111,6 +118,20 @@ class Runtime:
     forgetters: list[Callable[[str], None]] = field(default_factory=list)
     """Called with an erased person's outcome ``contact_id``: what keeps rows per contact in
     memory (the event debugger) drops them."""
+    delivery_behind_until: float = 0.0
+    """``time.monotonic()`` until which the delivery agents count as behind (``note_delivery_lag``)."""
+
+    def note_delivery_lag(self, written_s: float) -> None:
+        """A delivery agent took an internal record written at ``written_s`` (epoch seconds): one
+        older than ``DELIVERY_BEHIND_S`` marks the delivery agents behind for ``BEHIND_FOR_S``."""
+        now = time.time()
+        if now - written_s > DELIVERY_BEHIND_S:
+            self.delivery_behind_until = time.monotonic() + BEHIND_FOR_S
+
+    def behind(self) -> bool:
+        """Whether the worker is behind its input: the source reader found more than a read's
+        records waiting, or a delivery agent took a record written a while ago in the last second."""
+        return self.source_reader.behind or time.monotonic() < self.delivery_behind_until
 
     def forget_person(self, email: str | None) -> None:
         """Tell the ``forgetters`` that the person with this normalized email was erased."""
@@ -360,6 +381,8 @@ def create_runtime(
             for integration in settings.integrations
         },
     )
+
+    outputs.behind = runtime.behind
 
     guarded = {
         topic.get_topic_name()

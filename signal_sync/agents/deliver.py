@@ -370,6 +370,7 @@ def attach_one(runtime: Runtime, integration: Integration) -> None:
                 async with watch.lock:
                     message = event.message
                     tp, offset = message.tp, message.offset
+                    runtime.note_delivery_lag(message.timestamp)
                     if await runtime.sequence.admit_after(tp, offset, submit_raw):
                         await submit(tp, offset, event.value["events"], event)
                     else:  # already handled: only its ack, in offset order

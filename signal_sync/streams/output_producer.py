@@ -39,6 +39,12 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from signal_sync.streams.client_properties import KEYED_PRODUCER
 
 FLUSH_POLL_S = 0.002
+BACKLOG_HOLD_S = 0.05
+"""While the worker is behind its input (``OutputProducer.behind``), records wait this long here and
+then go to librdkafka together: at its 5 ms ``linger.ms`` a backlog's records would go in many small
+produce requests, which cost the broker (on the worker's machine, the CPU the worker needs) about
+twice as much per record as requests of 50 ms (docs/performance.md, latency budget, row 3). A live
+stream keeps the 5 ms."""
 POLL_EVERY = 64
 """Serve delivery reports and librdkafka's log lines every this many records (and in each flush)."""
 FLUSH_WARN_S = 10.0
@@ -153,6 +159,11 @@ class OutputProducer:
         self._client: Producer | None = None
         self._failure: KafkaError | None = None
         self._backlog: deque[_Record] = deque()
+        self._held: list[_Record] | None = None
+        """Records held while the worker is behind (``BACKLOG_HOLD_S``); None when not holding."""
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self.behind: Callable[[], bool] = _never
+        """Whether the worker is behind its input; asked when a record arrives and none is held."""
         self._handed_over = 0
         self._epoch = _Epoch(self)
 
@@ -200,7 +211,13 @@ class OutputProducer:
         (nothing queued) for a record its topic would refuse."""
         self.check(topic, key, value, headers)
         record = (topic, key, value, partition, self._epoch, on_delivered, headers, timestamp_ms or 0)
-        if self._backlog or not self._produce(record):
+        if self._held is None and self.behind():
+            self._held = []
+            self._hold_timer = asyncio.get_running_loop().call_later(BACKLOG_HOLD_S, self._release)
+        if self._held is not None:
+            self._held.append(record)
+            self._epoch.waiting += 1
+        elif self._backlog or not self._produce(record):
             self._backlog.append(record)
             self._epoch.waiting += 1
         self._handed_over += 1
@@ -262,6 +279,18 @@ class OutputProducer:
         epoch.produced += 1
         return True
 
+    def _release(self) -> None:
+        """Hand the held records to librdkafka, in order (those it has no room for wait for room)."""
+        held, self._held = self._held or [], None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        for record in held:
+            if self._backlog or not self._produce(record):
+                self._backlog.append(record)
+            else:
+                record[4].waiting -= 1
+
     def _make_room(self) -> None:
         """Serve delivery reports, then move waiting records into librdkafka's queue, in order."""
         self._producer.poll(0)
@@ -272,6 +301,7 @@ class OutputProducer:
     async def flush(self) -> None:
         """Return once every record handed over before this call is on the broker; waits as long
         as the broker is away (as Faust's own flush does). Raises if any record was ever refused."""
+        self._release()
         if self._client is None:
             return
         epoch, self._epoch = self._epoch, _Epoch(self)
@@ -293,6 +323,10 @@ class OutputProducer:
         if self._failure is not None:
             # Sticky: a later flush must not let Faust commit past the record that was refused.
             raise OutputProducerError(self._failure)
+
+
+def _never() -> bool:
+    return False
 
 
 def flush_with_faust(app: faust.App, flush: Callable[[], Awaitable[None]]) -> None:

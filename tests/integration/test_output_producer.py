@@ -123,3 +123,44 @@ async def test_a_record_over_the_topics_limit_read_at_start_is_refused_before_th
         await producer.send(topic, str(n).encode(), b"y" * 9_000)
     await producer.flush()
     assert len(read_all(kafka_bootstrap, topic, 40)) == 40
+
+
+async def test_while_the_worker_is_behind_records_are_held_and_the_hold_ends_by_itself(
+    kafka_bootstrap, kafka_topics
+):
+    """Behind its input, the worker's records wait ``BACKLOG_HOLD_S`` in the producer and then go to
+    librdkafka together (fewer, larger produce requests): no sender waits for them, and the hold
+    ends without a flush; what librdkafka has no room for then waits for room, in order."""
+    topic = kafka_topics("outputs-held", partitions=1)
+    producer = OutputProducer({"bootstrap.servers": kafka_bootstrap, "queue.buffering.max.messages": 5})
+    producer.connect()
+    producer.behind = lambda: True
+    keys = [str(n).encode() for n in range(6)]
+    for key in keys:
+        producer.send_soon(topic, key, b"{}", 0)
+    assert producer.waiting == 0  # held: not handed over, so the sixth does not wait for room
+
+    first = await asyncio.to_thread(read_all, kafka_bootstrap, topic, 5)  # the loop runs meanwhile
+    assert [key for _, key, _ in first] == keys[:5]
+    assert producer.waiting == 1  # released: librdkafka took five, the sixth waits for room
+    await producer.flush()
+    assert [key for _, key, _ in read_all(kafka_bootstrap, topic, 6)] == keys
+
+
+async def test_a_flush_includes_the_held_records_and_those_beyond_librdkafkas_queue_in_order(
+    kafka_bootstrap, kafka_topics
+):
+    topic = kafka_topics("outputs-held-flush", partitions=1)
+    producer = OutputProducer({"bootstrap.servers": kafka_bootstrap, "queue.buffering.max.messages": 5})
+    behind = False
+    producer.behind = lambda: behind
+    offsets: list[int] = []
+    for n in range(60):
+        behind = n >= 20  # the first 20 go to librdkafka (15 wait for room), then the worker is behind
+        producer.send_soon(topic, str(n).encode(), b"{}", 0, lambda message: offsets.append(message.offset()))
+    assert producer.waiting == 15  # the held 40 do not count: no sender waits for them
+    await producer.flush()
+
+    assert producer.waiting == 0
+    assert [key for _, key, _ in read_all(kafka_bootstrap, topic, 60)] == [str(n).encode() for n in range(60)]
+    assert offsets == list(range(60))
