@@ -8,7 +8,8 @@ none of which the agents know about:
   reader's records are counted as it hands them to the ingest agent), the
   consumer group's rebalances and the consumer's commits (no labels: one series each);
 * the runtime's outcome observers: every outcome and dead letter written, and the time from
-  the input record to its outcome (``latency_ms``), by integration and status;
+  the input record to its outcome (``latency_ms``), by integration and status (counted in plain
+  dicts and read at scrape time: ``observability.outcome_counts``);
 * the sender's ``DeliveryHooks``: HTTP latency, in-flight requests, retries, batch sizes;
 * the installed distributions: ``signal_sync_build_info`` (version, Python, faust-streaming).
 
@@ -34,6 +35,7 @@ from prometheus_client.exposition import generate_latest
 from signal_sync.agents.outputs import DEAD_LETTER_STATUSES
 from signal_sync.destinations.delivery import DeliveryHooks, DeliveryResult
 from signal_sync.observability.build import build_info
+from signal_sync.observability.outcome_counts import OutcomeCounts
 
 if TYPE_CHECKING:
     from signal_sync.runtime import Runtime
@@ -52,7 +54,6 @@ EVENT_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 
 """Input record to outcome: sub-second when keeping up, minutes while a backlog drains."""
 REBALANCE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 COMMIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-NO_REASON = "none"
 
 
 def status_class(status: int | None) -> str:
@@ -68,9 +69,6 @@ class Metrics(DeliveryHooks):
     def __init__(self, integrations: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._outcome_counters: dict[tuple[str, str, str], Any] = {}
-        self._operation_counters: dict[tuple[str, str, str], Any] = {}
-        self._latency_histograms: dict[tuple[str, str], Any] = {}
         self.build_info = Info(
             f"{PREFIX}_build",
             "The running build: signal-sync's version, the Python and faust-streaming versions.",
@@ -83,32 +81,8 @@ class Metrics(DeliveryHooks):
             ["topic"],
             registry=r,
         )
-        self.outcomes = Counter(
-            f"{PREFIX}_outcomes",
-            "Outcomes written to the deliveries topic, by integration, status and reason.",
-            ["integration", "status", "reason"],
-            registry=r,
-        )
-        self.operations = Counter(
-            f"{PREFIX}_operations",
-            "Outcomes of the delivery stage by integration, operation (upsert, withdraw_consent, "
-            "restore_consent, erase) and status.",
-            ["integration", "operation", "status"],
-            registry=r,
-        )
-        self.dead_letters = Counter(
-            f"{PREFIX}_dead_letters",
-            "Records written to the dead-letter topic, by integration and reason.",
-            ["integration", "reason"],
-            registry=r,
-        )
-        self.event_latency = Histogram(
-            f"{PREFIX}_event_to_outcome_seconds",
-            "Time from the input record's Kafka timestamp to its outcome, by integration and status.",
-            ["integration", "status"],
-            buckets=EVENT_LATENCY_BUCKETS,
-            registry=r,
-        )
+        self.outcome_counts = OutcomeCounts(PREFIX, EVENT_LATENCY_BUCKETS, DEAD_LETTER_STATUSES)
+        r.register(self.outcome_counts)
         self.rebalances = Counter(
             f"{PREFIX}_rebalances",
             "Consumer-group rebalances this worker took part in (counted when one starts).",
@@ -199,28 +173,7 @@ class Metrics(DeliveryHooks):
 
     def observe_outcome(self, outcome: dict[str, Any], _request: object = None) -> None:
         """Runtime observer: count one outcome written, and its dead letter if it got one."""
-        reason = outcome.get("reason") or NO_REASON
-        labels = (str(outcome.get("integration")), str(outcome.get("status")), reason)
-        counter = self._outcome_counters.get(labels)
-        if counter is None:  # ``labels()`` takes a lock and builds a key; it runs for every outcome
-            counter = self._outcome_counters[labels] = self.outcomes.labels(*labels)
-        counter.inc()
-        operation = outcome.get("operation")
-        if operation is not None:
-            key = (labels[0], str(operation), labels[1])
-            operations = self._operation_counters.get(key)
-            if operations is None:
-                operations = self._operation_counters[key] = self.operations.labels(*key)
-            operations.inc()
-        if labels[1] in DEAD_LETTER_STATUSES:
-            self.dead_letters.labels(labels[0], labels[2]).inc()
-        latency_ms = outcome.get("latency_ms")
-        if isinstance(latency_ms, int | float):
-            key = (labels[0], labels[1])
-            histogram = self._latency_histograms.get(key)
-            if histogram is None:
-                histogram = self._latency_histograms[key] = self.event_latency.labels(*key)
-            histogram.observe(max(0.0, latency_ms / 1000))
+        self.outcome_counts.observe(outcome)
 
     # -- DeliveryHooks -------------------------------------------------------------------
 

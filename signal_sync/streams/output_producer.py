@@ -65,6 +65,8 @@ Headers = Sequence[tuple[str, bytes | None]]
 
 def headers_size(headers: Headers | None) -> int:
     """The bytes ``headers`` add to a record."""
+    if not headers:  # most records (outcomes, forwards, changelogs): no generator to set up
+        return 0
     return sum(
         len(name.encode()) + len(value or b"") + HEADER_OVERHEAD_BYTES for name, value in headers or ()
     )

@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 from faust.types import TP
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from signal_sync.config import DeliverySettings, MauticIntegration
@@ -14,6 +17,7 @@ from signal_sync.destinations.base import Request, basic_auth
 from signal_sync.destinations.delivery import DeliveryHooks, DeliveryResult, Sender
 from signal_sync.observability.build import build_info, version_line
 from signal_sync.observability.metrics import (
+    EVENT_LATENCY_BUCKETS,
     ConsumedSensor,
     GroupSensor,
     Metrics,
@@ -28,13 +32,19 @@ from tests.unit.factories import MAUTIC_RAW
 INTEGRATIONS = ("mautic-main", "mailgun-news")
 
 
+def parsed(text: str, prefix: str = "") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of an exposition text whose names start with ``prefix`` (``_created`` ones left out)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith(prefix) and not sample.name.endswith("_created")
+    }
+
+
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Parse the rendered text back, so the tests check what Prometheus would read."""
-    found = {}
-    for family in text_string_to_metric_families(metrics.render().decode()):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
+    return parsed(metrics.render().decode())
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -327,6 +337,67 @@ def test_event_to_outcome_latency_by_integration_and_status_only() -> None:
     assert value(metrics, f"{name}_count", integration="mailgun-news", status="dropped") is None
     labels = {key for (n, ls) in samples(metrics) if n.startswith(name) for key, _ in ls if key != "le"}
     assert labels == {"integration", "status"}, "no reason, message or contact label"
+
+
+OUTCOME_FAMILIES = (
+    "signal_sync_outcomes",
+    "signal_sync_operations",
+    "signal_sync_dead_letters",
+    "signal_sync_event_to_outcome_seconds",
+)
+generated_outcomes = st.lists(
+    st.fixed_dictionaries(
+        {
+            "integration": st.sampled_from(INTEGRATIONS),
+            "status": st.sampled_from(["delivered", "dropped", "failed", "invalid", "skipped"]),
+            "reason": st.sampled_from([None, "http_400", "no_email", "consent_denied"]),
+            "operation": st.sampled_from([None, "upsert", "erase"]),
+            "latency_ms": st.one_of(
+                st.none(),
+                st.sampled_from(EVENT_LATENCY_BUCKETS).map(lambda bound: bound * 1000),  # on a bound
+                st.floats(-1000, 5_000_000, allow_nan=False),
+                st.integers(-5, 4_000_000),
+            ),
+        }
+    ),
+    max_size=40,
+)
+
+
+@given(generated_outcomes)
+def test_outcome_metrics_read_as_prometheus_clients_own_counters_and_histogram_would(
+    items: list[dict[str, Any]],
+) -> None:
+    """The outcome families are counted in plain dicts (``OutcomeCounts``); the same outcomes fed to
+    the client library's own ``Counter`` and ``Histogram`` expose the same samples."""
+    metrics = Metrics(INTEGRATIONS)
+    reference = CollectorRegistry()
+    outcomes = Counter("signal_sync_outcomes", "-", ["integration", "status", "reason"], registry=reference)
+    operations = Counter(
+        "signal_sync_operations", "-", ["integration", "operation", "status"], registry=reference
+    )
+    dead_letters = Counter("signal_sync_dead_letters", "-", ["integration", "reason"], registry=reference)
+    latency = Histogram(
+        "signal_sync_event_to_outcome_seconds",
+        "-",
+        ["integration", "status"],
+        buckets=EVENT_LATENCY_BUCKETS,
+        registry=reference,
+    )
+    for item in items:
+        metrics.observe_outcome(item, None)
+        reason = item["reason"] or "none"
+        outcomes.labels(item["integration"], item["status"], reason).inc()
+        if item["operation"] is not None:
+            operations.labels(item["integration"], item["operation"], item["status"]).inc()
+        if item["status"] in ("failed", "invalid"):
+            dead_letters.labels(item["integration"], reason).inc()
+        if item["latency_ms"] is not None:
+            latency.labels(item["integration"], item["status"]).observe(max(0.0, item["latency_ms"] / 1000))
+
+    counted, expected = metrics.render().decode(), generate_latest(reference).decode()
+    for family in OUTCOME_FAMILIES:
+        assert parsed(counted, family) == parsed(expected, family)
 
 
 class Clock:
