@@ -124,8 +124,7 @@ class Runtime:
     def note_delivery_lag(self, written_s: float) -> None:
         """A delivery agent took an internal record written at ``written_s`` (epoch seconds): one
         older than ``DELIVERY_BEHIND_S`` marks the delivery agents behind for ``BEHIND_FOR_S``."""
-        now = time.time()
-        if now - written_s > DELIVERY_BEHIND_S:
+        if time.time() - written_s > DELIVERY_BEHIND_S:
             self.delivery_behind_until = time.monotonic() + BEHIND_FOR_S
 
     def behind(self) -> bool:

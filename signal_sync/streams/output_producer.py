@@ -67,9 +67,7 @@ def headers_size(headers: Headers | None) -> int:
     """The bytes ``headers`` add to a record."""
     if not headers:  # most records (outcomes, forwards, changelogs): no generator to set up
         return 0
-    return sum(
-        len(name.encode()) + len(value or b"") + HEADER_OVERHEAD_BYTES for name, value in headers or ()
-    )
+    return sum(len(name.encode()) + len(value or b"") + HEADER_OVERHEAD_BYTES for name, value in headers)
 
 
 def record_size(key: bytes | None, value: bytes | None, headers: Headers | None = None) -> int:
