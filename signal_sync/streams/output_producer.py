@@ -280,16 +280,15 @@ class OutputProducer:
         return True
 
     def _release(self) -> None:
-        """Hand the held records to librdkafka, in order (those it has no room for wait for room)."""
-        held, self._held = self._held or [], None
+        """Hand the held records over in order, behind those waiting for room (``_make_room``);
+        they count as waiting in their epoch already."""
+        held, self._held = self._held, None
         if self._hold_timer is not None:
             self._hold_timer.cancel()
             self._hold_timer = None
-        for record in held:
-            if self._backlog or not self._produce(record):
-                self._backlog.append(record)
-            else:
-                record[4].waiting -= 1
+        if held:
+            self._backlog.extend(held)
+            self._make_room()
 
     def _make_room(self) -> None:
         """Serve delivery reports, then move waiting records into librdkafka's queue, in order."""
