@@ -14,6 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -84,11 +85,8 @@ class OutcomeCounts(Collector):
             labels=["integration", "status"],
         )
         bounds = [*map(floatToGoString, self._bounds), "+Inf"]
-        for labels, counts in self._latency.items():
-            cumulative, buckets = 0.0, []
-            for bound, count in zip(bounds, counts, strict=False):  # counts end with the sum
-                cumulative += count
-                buckets.append((bound, cumulative))
+        for labels, counts in self._latency.items():  # a count per bucket, then the sum
+            buckets = list(zip(bounds, accumulate(counts[:-1]), strict=True))
             latency.add_metric(labels, buckets, sum_value=counts[-1])
         yield latency
 
