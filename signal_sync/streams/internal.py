@@ -9,7 +9,6 @@ would make them.
 
 from __future__ import annotations
 
-import math
 import time
 
 from confluent_kafka import KafkaException
@@ -35,19 +34,19 @@ MIN_READ_AHEAD_RECORDS = 16
 
 
 def delivery_read_ahead(max_in_flight: int, forward_max_events: int, partitions: int) -> int:
-    """How many internal records a delivery agent's stream buffers before Kafka fetching pauses
-    (the topic's ``maxsize``; Faust pauses at 80% of it and resumes at 40%; what one fetch
-    returned for a partition before its pause is queued beyond it: ``streams.read_ahead``).
+    """How many events a delivery agent's stream buffers before Kafka fetching pauses (the topic's
+    ``maxsize``, which its ``ReadAheadQueue`` counts in events; Faust pauses at 80% of it and
+    resumes at 40%; what one fetch returned for a partition before its pause is queued beyond it:
+    ``streams.read_ahead``).
 
-    An internal record carries up to ``forward_max_events`` events spread over ``partitions``
-    (``engine.forwarder``; a backlog fills them), each held decoded while it waits, so
+    ``READ_AHEAD_IN_FLIGHTS`` times ``max_in_flight``, and never less than
+    ``MIN_READ_AHEAD_RECORDS`` full internal records (up to ``forward_max_events`` events spread
+    over ``partitions``, ``engine.forwarder``; a backlog fills them), so a fetch of full records
+    does not pause after every record. Each event is held decoded while it waits: a bound of
     ``worker.stream_buffer_maxsize`` records (4,096, counted for the source topic's one-event
-    records) would let a draining backlog park tens of thousands of events per integration in
-    memory. Bounded here to about ``READ_AHEAD_IN_FLIGHTS`` times ``max_in_flight`` events of
-    full records (records of a live stream carry fewer), never below ``MIN_READ_AHEAD_RECORDS``."""
+    records) would let a draining backlog park tens of thousands of events per integration."""
     events_per_record = max(1, forward_max_events // max(1, partitions))
-    records = math.ceil(READ_AHEAD_IN_FLIGHTS * max_in_flight / events_per_record)
-    return max(MIN_READ_AHEAD_RECORDS, records)
+    return max(READ_AHEAD_IN_FLIGHTS * max_in_flight, MIN_READ_AHEAD_RECORDS * events_per_record)
 
 
 def internal_topic_configs(kafka: KafkaSettings, integration_ids: list[str]) -> dict[str, dict[str, str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+import orjson
 from faust.transport.conductor import ConductorCompiler
 from faust.types import TP, Message
 from hypothesis import given
@@ -30,11 +31,15 @@ def message(offset: int) -> Message:
     return Message(TOPIC, 0, offset, 0.0, 0, None, b"contact", b"{}", None)
 
 
-def agent_channel(topic_class: type[faust.Topic], maxsize: int) -> tuple[faust.App, faust.ChannelT]:
+def agent_channel(
+    topic_class: type[faust.Topic], maxsize: int, value_serializer: str = "raw"
+) -> tuple[faust.App, faust.ChannelT]:
     """An app and the channel an agent of ``topic_class`` iterates (nothing takes from it)."""
     app = offline_app(f"read-ahead-{topic_class.__name__}")
     app.flow_control.resume()  # as after the worker's start (recovery done)
-    topic = topic_class(app, topics=[TOPIC], maxsize=maxsize, key_serializer="raw", value_serializer="raw")
+    topic = topic_class(
+        app, topics=[TOPIC], maxsize=maxsize, key_serializer="raw", value_serializer=value_serializer
+    )
     return app, topic.clone(is_iterator=True)
 
 
@@ -90,5 +95,78 @@ def test_pauses_and_resumes_come_as_with_faust_s_own_buffer(maxsize: int, steps:
         faust_s = ThrowableQueue(maxsize=maxsize, flow_control=app.flow_control, clear_on_resume=True)
         assert pressure_log(ours, steps) == pressure_log(faust_s, steps)
         assert ours.qsize() == faust_s.qsize() and not ours.full()
+
+    asyncio.run(run())
+
+
+def internal_record(offset: int, events: int) -> Message:
+    """An internal record carrying ``events`` events, as its JSON value arrives."""
+    value = orjson.dumps({"events": [{"n": n} for n in range(events)]})
+    return Message(TOPIC, 0, offset, 0.0, 0, None, b"contact", value, None)
+
+
+async def test_the_buffer_counts_the_events_its_records_carry() -> None:
+    """A live stream's records carry an event or two: they fill the read-ahead only once their
+    events do, and a backlog's full records after a few records."""
+    for per_record, records_before_pause in ((1, 8), (2, 4), (3, 3), (8, 1)):
+        app, channel = agent_channel(ReadAheadTopic, maxsize=10, value_serializer="json")
+        app.consumer._active_partitions = {TP0}
+        hand_over = ConductorCompiler().build(app.topics, TP0, {channel})
+        for offset in range(records_before_pause):  # 80% of 10 events reached by this record
+            await hand_over(internal_record(offset, per_record))
+            assert TP0 in app.consumer._active_partitions
+        await hand_over(internal_record(records_before_pause, per_record))
+        assert TP0 not in app.consumer._active_partitions, per_record
+        assert channel.queue.qsize() == (records_before_pause + 1) * per_record
+
+
+class Held:
+    """A buffered item with a decoded value, as Faust's ``Event``."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+values = st.one_of(
+    st.builds(lambda n: {"events": [{}] * n}, st.integers(0, 20)),
+    st.just({"events": "not a list"}),
+    st.just({}),
+    st.none(),
+    st.binary(max_size=4),
+)
+
+
+@given(
+    steps=st.lists(
+        st.one_of(values.map(lambda v: ("put", v)), st.sampled_from(["get", "clear"])), max_size=80
+    )
+)
+def test_the_size_is_the_events_of_the_records_held(steps: list[object]) -> None:
+    """Whatever is put, taken or cleared, the size is the events the held records carry (a record
+    without any counts one), and 0 exactly when nothing is held."""
+
+    async def run() -> None:
+        app = offline_app("read-ahead-events")
+        queue = ReadAheadQueue(maxsize=10, flow_control=app.flow_control, clear_on_resume=True)
+        held: list[Held] = []
+        for step in steps:
+            if step == "clear":
+                queue.clear()
+                held.clear()
+            elif step == "get":
+                if held:
+                    assert queue.get_nowait() is held.pop(0)
+            else:
+                item = Held(step[1])
+                queue.put_nowait_enhanced(item, on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
+                held.append(item)
+            expected = sum(
+                max(1, len(h.value["events"]))
+                if isinstance(h.value, dict) and isinstance(h.value.get("events"), list)
+                else 1
+                for h in held
+            )
+            assert queue.qsize() == expected
+            assert (queue.qsize() == 0) == queue.empty()
 
     asyncio.run(run())
