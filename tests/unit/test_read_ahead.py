@@ -5,7 +5,9 @@ partition from the one fetch loop. These tests build that handler as Faust does 
 records for a channel whose agent takes none (a paused integration): a ``ReadAheadTopic`` takes
 them all and pauses the partition, where Faust's own topic holds the handler, and with it the
 fetch loop, once its buffer is full. The second test is also the canary: when a faust-streaming
-upgrade stops blocking there, it fails and ``ReadAheadTopic`` may go.
+upgrade stops blocking there, it fails and ``ReadAheadTopic`` may go. The last two are canaries
+too: ``ReadAheadQueue`` counts events in asyncio's ``Queue._put`` / ``_get`` and hands them to
+mode's pressure checks through ``qsize``; when either stops being the way in, they fail.
 """
 
 from __future__ import annotations
