@@ -475,8 +475,8 @@ class RocksDBSettings(_Strict):
         16,
         ge=4,
         description="Cap on all tables' memtables together (recent writes, before RocksDB flushes them "
-        "to disk); writes wait for a flush at the cap. Also what a restart replays from the write-ahead "
-        "log at most.",
+        "to disk); writes wait for a flush at the cap. Also the most a crash loses of the tables (the "
+        "changelog topics bring it back at the next start).",
         examples=[64],
     )
     max_open_files: int = Field(

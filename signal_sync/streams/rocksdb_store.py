@@ -29,6 +29,14 @@ to) is a key of its own, written once its changelog record is acknowledged, its 
 stored before the record was sent; recovery writes a batch's values and offsets in one atomic
 write. A restart over a kept ``state_dir`` then reads only the changelog written since.
 
+Writes skip RocksDB's write-ahead log, as Kafka Streams' RocksDB stores do: the changelog topic is
+what the tables are recovered from, and a put that also appends to a log file cost about 4% of a
+drain's CPU (docs/performance.md). A crash loses the writes still in the memtables; what survives
+is the database as of its last flush, data, persisted offsets and held times together (they are one
+database, flushed as one), so an offset still never leads the data it covers, and recovery reads the
+changelog on from it. Closing flushes the memtables, and so does every held-time refresh
+(``HELD_REFRESH_S``), so a crash of an idle worker does not go back further than that.
+
 A partition's values on disk are only as complete as the changelog that brought them up to date: a
 partition held by another worker meanwhile gets its changes from the records written since the
 persisted offset, and a deletion among them (an erasure's tombstone) is in the changelog only until
@@ -99,8 +107,8 @@ OFFSET_WRITE_INTERVAL_S = 1.0
 the changelog, and a record's own write of its offset (a RocksDB put per record) is saved."""
 HELD_REFRESH_S = 60.0
 """How often the held times of the partitions held now are written even without writes of their
-own: a partition that saw no change for hours and whose worker was killed (no stop to write them)
-is still trusted at the next start."""
+own, and the memtables flushed: a partition that saw no change for hours and whose worker was
+killed (no stop to write them) is still trusted at the next start."""
 BLOOM_BITS_PER_KEY = 10
 """About 1% false positives: a key absent from a table file is rarely read from it."""
 METADATA_BLOCK_BYTES = 4096
@@ -161,6 +169,13 @@ class RocksMemory:
         return int(self._write_buffers.get_usage())
 
 
+def unlogged_writes() -> rocksdict.WriteOptions:
+    """Write options without the write-ahead log (the changelog topic recovers the tables)."""
+    options = rocksdict.WriteOptions()
+    options.disable_wal = True
+    return options
+
+
 class BoundedRocksDBOptions(faust_rocksdb.RocksDBOptions):
     """Faust's options object, opening every database with a ``RocksMemory``'s options."""
 
@@ -173,6 +188,7 @@ class BoundedRocksDBOptions(faust_rocksdb.RocksDBOptions):
             str(path), options=self.memory.options(), access_type=rocksdict.AccessType.read_write()
         )
         db.set_read_options(rocksdict.ReadOptions())
+        db.set_write_options(unlogged_writes())
         return db
 
     def as_options(self) -> rocksdict.Options:
@@ -411,12 +427,19 @@ class PartitionedRocksStore(faust_rocksdb.Store):
     @Service.task
     async def _keep_held_times_fresh(self) -> None:
         """Every ``HELD_REFRESH_S``, write the held times (and offsets waiting) of the partitions held
-        now: while it holds a partition, this worker writes every change of it, so its values are
-        complete up to now whether or not there were any."""
+        now and flush the memtables in the background: while it holds a partition, this worker
+        writes every change of it, so its values are complete up to now whether or not there were
+        any, and a crash goes back at most to the flush."""
         while not self.should_stop:
             await self.sleep(HELD_REFRESH_S)
-            if self._db is not None:
-                self._write_offsets()
+            self.refresh()
+
+    def refresh(self, *, wait: bool = False) -> None:
+        """Write the held times and offsets waiting, then flush the memtables (in the background
+        unless ``wait``)."""
+        if self._db is not None:
+            self._write_offsets()
+            self._db.flush(wait=wait)
 
     def _items(self) -> Iterator[tuple[bytes, bytes]]:
         """The keys and values of the partitions this worker holds (the offset keys left out)."""
@@ -466,7 +489,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
         gc.collect()
 
     async def stop(self) -> None:
-        """Close the database (its memtables stay in its write-ahead log) and release its files."""
+        """Close the database (closing flushes its memtables) and release its files."""
         self._close()
 
 
