@@ -6,6 +6,8 @@ every database, and a state folder checked at start."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -606,9 +608,6 @@ async def test_a_killed_worker_keeps_its_data_up_to_the_persisted_offset(
 ) -> None:
     """Writes skip the write-ahead log: a kill loses what the memtables held, yet the persisted
     offset the database keeps never leads the values it covers, and a refresh's flush is kept."""
-    import subprocess
-    import sys
-
     last = 299
     code = subprocess.run(
         [sys.executable, "-c", KILLED_WRITER, str(tmp_path), str(refresh_at), str(last)],
