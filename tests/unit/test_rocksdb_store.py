@@ -572,24 +572,17 @@ async def test_persisted_offsets_are_written_together_lagging_never_leading(
 
 KILLED_WRITER = """
 import asyncio, os, sys
-import faust
+from pathlib import Path
 from faust.types import TP
 from signal_sync.streams import rocksdb_store
-from signal_sync.streams.changelog import output_changelog_table, writes_to_partition
-
-class Outputs:
-    def send_soon(self, *args, **kwargs):
-        pass
+from signal_sync.streams.changelog import writes_to_partition
+from tests.unit.test_rocksdb_store import CHANGELOG, rocks_table
 
 rocksdb_store.OFFSET_WRITE_INTERVAL_S = 0.0  # every offset written at once
-app = faust.App("rocks-unit", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=sys.argv[1],
-                autodiscover=False)
-memory = rocksdb_store.rocks_memory(block_cache_mb=8, write_buffer_mb=8, max_open_files=64)
-table = output_changelog_table(app, Outputs(), "identities", rocks=memory,
-                               tombstones_kept_ms={"rocks-unit-identities-changelog": 86_400_000},
-                               partitions=4, value_type=bytes)
+memory = rocksdb_store.rocks_memory(block_cache_mb=8, write_buffer_mb=8, max_open_files=64)  # the fixture's
+table, _ = rocks_table(Path(sys.argv[1]), memory)
 refresh_at, last = int(sys.argv[2]), int(sys.argv[3])
-tp = TP("rocks-unit-identities-changelog", 0)
+tp = TP(CHANGELOG, 0)
 table.data._db_for_partition(0)  # assigned, as Faust opens it
 asyncio.run(table.data.on_recovery_completed({tp}, set()))
 for offset in range(last + 1):
@@ -611,6 +604,7 @@ async def test_a_killed_worker_keeps_its_data_up_to_the_persisted_offset(
     last = 299
     code = subprocess.run(
         [sys.executable, "-c", KILLED_WRITER, str(tmp_path), str(refresh_at), str(last)],
+        cwd=Path(__file__).parents[2],  # the checkout, where ``tests`` imports from
         capture_output=True,
         timeout=120,
         check=False,
