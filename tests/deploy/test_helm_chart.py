@@ -436,12 +436,13 @@ def _materialize_pod_files(
 def _client_certificate_files() -> dict[str, str]:
     """A client certificate, its encrypted key and the key's password, by the file names the
     chart mounts them under (tests/support/pki.py, openssl)."""
-    pki = make_pki(Path(tempfile.mkdtemp(prefix="chart-pki-")))
-    return {
-        "tls.crt": pki.client_cert.read_text(),
-        "tls.key": pki.client_key_encrypted.read_text(),
-        "key-password": CLIENT_KEY_PASSWORD,
-    }
+    with tempfile.TemporaryDirectory(prefix="chart-pki-") as folder:
+        pki = make_pki(Path(folder))
+        return {
+            "tls.crt": pki.client_cert.read_text(),
+            "tls.key": pki.client_key_encrypted.read_text(),
+            "key-password": CLIENT_KEY_PASSWORD,
+        }
 
 
 def _load_config_as_pod_sees_it(

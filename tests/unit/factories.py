@@ -8,6 +8,7 @@ in place of the Faust tables and every request assumed delivered.
 from __future__ import annotations
 
 import base64
+import functools
 import tempfile
 from typing import Any
 
@@ -20,6 +21,13 @@ from signal_sync.destinations.base import Request
 from signal_sync.destinations.operations import Calls
 from signal_sync.planner import build_request, plan_delivery, plan_event, remember, remembered_for, state_key
 from signal_sync.streams.records import SignalEvent
+
+
+@functools.cache
+def state_root() -> tempfile.TemporaryDirectory[str]:
+    """Parent of this test process's table state folders, removed when it exits."""
+    return tempfile.TemporaryDirectory(prefix="signal-sync-state-")
+
 
 MAUTIC_PASSWORD = "mautic-secret-pw"
 MAILGUN_KEY = "key-mailgun-secret"
@@ -80,7 +88,7 @@ def settings(*integrations: dict[str, Any], **sections: Any) -> Settings:
     raw = list(integrations) or [MAUTIC_RAW, MAILGUN_RAW]
     worker = sections.pop("worker", {})
     if isinstance(worker, dict) and "state_dir" not in worker:
-        worker = {**worker, "state_dir": tempfile.mkdtemp(prefix="signal-sync-state-")}
+        worker = {**worker, "state_dir": tempfile.mkdtemp(dir=state_root().name)}
     return Settings(integrations=raw, worker=worker, **sections)
 
 
