@@ -68,9 +68,15 @@ def rocks_table(
     return table, outputs
 
 
+def small_memory() -> RocksMemory:
+    """A budget small enough for the tests' few keys (the ``memory`` fixture's, and the killed
+    writer's in its own process)."""
+    return rocks_memory(block_cache_mb=8, write_buffer_mb=8, max_open_files=64)
+
+
 @pytest.fixture
 def memory() -> RocksMemory:
-    return rocks_memory(block_cache_mb=8, write_buffer_mb=8, max_open_files=64)
+    return small_memory()
 
 
 async def test_a_write_lands_on_its_changelog_partition_and_is_read_from_any(tmp_path: Path, memory) -> None:
@@ -576,11 +582,10 @@ from pathlib import Path
 from faust.types import TP
 from signal_sync.streams import rocksdb_store
 from signal_sync.streams.changelog import writes_to_partition
-from tests.unit.test_rocksdb_store import CHANGELOG, rocks_table
+from tests.unit.test_rocksdb_store import CHANGELOG, rocks_table, small_memory
 
 rocksdb_store.OFFSET_WRITE_INTERVAL_S = 0.0  # every offset written at once
-memory = rocksdb_store.rocks_memory(block_cache_mb=8, write_buffer_mb=8, max_open_files=64)  # the fixture's
-table, _ = rocks_table(Path(sys.argv[1]), memory)
+table, _ = rocks_table(Path(sys.argv[1]), small_memory())
 refresh_at, last = int(sys.argv[2]), int(sys.argv[3])
 tp = TP(CHANGELOG, 0)
 table.data._db_for_partition(0)  # assigned, as Faust opens it
